@@ -143,6 +143,10 @@ class _Weighted(Layer):
     def act_range(self):
         return activation_range(self.activation, self.output_q.scale, self.output_q.zero_point)
 
+    #: LiteRT's int8 FULLY_CONNECTED rounds the rescale once, CONV_2D twice (found against
+    #: BUILTIN_REF; see golden.quant.multiply_by_quantized_multiplier_single).
+    single_rounding = False
+
 
 @dataclass(frozen=True, eq=False)
 class Conv2D(_Weighted):
@@ -184,17 +188,14 @@ class Conv2D(_Weighted):
 
 @dataclass(frozen=True, eq=False)
 class FullyConnected(_Weighted):
+    single_rounding = True
+
     def __post_init__(self):
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
         self._validate_weighted()
         _check(self.weights.ndim == 2, f"{self.name}: fully connected weights must be (out, in), got {self.weights.shape}")
         _check(self.weights.shape[1] == int(np.prod(self.input_shape)),
                f"{self.name}: weights take {self.weights.shape[1]} inputs, input has {int(np.prod(self.input_shape))}")
-
-    def _effective_scales(self):
-        # GetQuantizedConvolutionMultipler multiplies the two scales in float32 first.
-        s = np.broadcast_to(self.weight_scales, (self.out_channels,))
-        return [float(np.float32(self.input_q.scale) * np.float32(w)) / float(self.output_q.scale) for w in s]
 
     @property
     def output_shape(self):

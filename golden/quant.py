@@ -62,6 +62,17 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
         saturating_rounding_doubling_high_mul(wrap_int32(x << left), multiplier), right)
 
 
+def multiply_by_quantized_multiplier_single(x, multiplier, shift):
+    """The single-rounding form LiteRT's int8 FULLY_CONNECTED uses: round(x * m / 2**(31 - shift)).
+
+    One rounding, half toward +inf: (x * m + 2**(30 - shift)) >> (31 - shift) on the exact
+    64-bit product; ``shift`` is at most 30.
+    """
+    x, multiplier, shift = _as_i64(x), _as_i64(multiplier), _as_i64(shift)
+    total = 31 - shift
+    return (x * multiplier + (np.int64(1) << (total - 1))) >> total
+
+
 def tflite_round(x):
     """std::round: half away from zero (NumPy's round is half to even)."""
     x = np.asarray(x, dtype=np.float64)
@@ -85,13 +96,14 @@ def quantize_multiplier(real_multiplier):
     return q_fixed, shift
 
 
-def requantize(acc, multiplier, shift, output_zero_point, act_min, act_max):
+def requantize(acc, multiplier, shift, output_zero_point, act_min, act_max, single_rounding=False):
     """Accumulator -> int8 exactly as TFLite's integer kernels finish every output.
 
-    The result of the scaled accumulator plus zero point is clamped to the activation
-    range (which lies inside [-128, 127]), so nothing wraps.
+    CONV_2D rounds twice (gemmlowp), FULLY_CONNECTED once; the scaled accumulator plus
+    zero point is clamped to the activation range (inside [-128, 127]), so nothing wraps.
     """
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift) + output_zero_point
+    scale = multiply_by_quantized_multiplier_single if single_rounding else multiply_by_quantized_multiplier
+    y = scale(acc, multiplier, shift) + output_zero_point
     return np.clip(y, act_min, act_max).astype(np.int8)
 
 

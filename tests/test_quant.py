@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from golden.quant import (INT32_MAX, INT32_MIN, activation_range, multiply_by_quantized_multiplier,
+                          multiply_by_quantized_multiplier_single,
                           quantize_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
                           tflite_round)
 
@@ -60,6 +61,14 @@ def test_vectorised_matches_scalar():
     x[:4] = [INT32_MIN, INT32_MAX, 0, -1]
     got = multiply_by_quantized_multiplier(x, m, s)
     assert [int(g) for g in got] == [ref_mbqm(int(a), int(b), int(c)) for a, b, c in zip(x, m, s)]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(int32, multiplier, st.integers(-31, 8))
+def test_single_rounding(x, m, shift):
+    """One rounding of the exact product, ties toward +inf."""
+    want = math.floor(Fraction(x * m, 1 << 31) * Fraction(2) ** shift + Fraction(1, 2))
+    assert int(multiply_by_quantized_multiplier_single(x, m, shift)) == want
 
 
 @settings(max_examples=1000, deadline=None)
