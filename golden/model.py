@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nonlinear import softmax_params
 from .quant import activation_range, f32, quantize_multiplier
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -310,6 +311,13 @@ class Softmax(Layer):
             object.__setattr__(self, "output_q", want)
         _check(self.output_q == want,
                f"{self.name}: int8 SOFTMAX output must have scale 1/256 and zero point -128")
+        try:
+            softmax_params(self.input_q.scale, self.beta)
+        except ValueError as e:
+            raise ModelError(f"{self.name}: {e}") from None
+        # TFLite's Q12.19 sum of exponentials overflows once 512 of them reach 1.
+        _check(self.input_shape[-1] < 512,
+               f"{self.name}: SOFTMAX over {self.input_shape[-1]} values; TFLite's int8 kernel supports at most 511")
 
 
 @dataclass(frozen=True, eq=False)

@@ -391,3 +391,10 @@ def test_random_corruption_never_escapes_as_another_exception(flatten_chain):
             bad[i] = rng.integers(0, 256)
         rejected += not _parse_or_reject(bytes(bad), model)
     assert rejected > 500  # hits in weight bytes still load; everything else must be caught
+
+
+def test_softmax_that_tflite_cannot_prepare_is_rejected():
+    with pytest.raises(ModelError, match="too small"):
+        Softmax(name="sm", input_shape=(10,), input_q=QParams(1e-9, 0))
+    with pytest.raises(ModelError, match="at most 511"):
+        Softmax(name="sm", input_shape=(600,), input_q=QParams(0.1, 0))
