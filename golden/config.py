@@ -30,12 +30,15 @@ class AcceleratorConfig:
     operand_width: int = 8
     acc_width: int = 25           #: array accumulator; the bias is added in 32 bits later
     requant_lanes: int = 2        #: requantiser outputs per cycle
-    weight_mem_bytes: int = 4 * 32 * 1024
-    act_mem_bytes: int = 2 * 8 * 1024
+    weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
+    act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
+    param_depth: int = 512                #: output channels of all layers together
+    table_slots: int = 2                  #: 256-entry activation tables resident at once
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
 
     def __post_init__(self):
-        for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_mem_bytes"):
+        for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_bank_bytes", "param_depth",
+                     "table_slots"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")
@@ -47,6 +50,11 @@ class AcceleratorConfig:
             raise ConfigError(f"config: target must be 'generic' or 'ice40', got {self.target!r}")
         if self.target == "ice40" and (self.rows * self.cols) % 2:
             raise ConfigError("config: ice40 packs two 8x8 products per SB_MAC16, so rows*cols must be even")
+
+    @property
+    def weight_words(self):
+        """Depth of the weight memory in words of ``cols`` int8 weights."""
+        return self.weight_mem_bytes // self.cols
 
     @property
     def lanes(self):

@@ -1,0 +1,281 @@
+"""Model representation -> accelerator program: layer descriptors, memory images, memory map.
+
+The accelerator (docs/architecture.md) runs a chain of descriptors.  Each CONV descriptor
+is a convolution or a dense layer (a convolution whose kernel covers its whole input) with
+an optional fused 2x2 max pool and an optional activation table; POOL and LOOKUP
+descriptors run those ops on their own over a stored map.  Ops at the tail the hardware
+does not run (SOFTMAX) are left to the host.
+
+The compiler also does the arithmetic rewrite that keeps the array int8 x int8:
+``sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w))``, padding fed as ``zp``; and it
+checks every bound the hardware relies on, stopping with one line naming the layer, the
+memory or limit, what is needed and what there is.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden.model import Conv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.nonlinear import lookup_table
+from golden.quant import INT32_MAX
+
+CONV, POOL, LOOKUP = "CONV", "POOL", "LOOKUP"
+BANKS = 4
+
+
+class CompileError(ValueError):
+    """The model does not fit this hardware configuration; the message is one line."""
+
+
+def bank_bytes(shape):
+    """Bytes per parity bank of an (H, W, C) map: pixel (y, x) lives in bank 2*(y%2) + x%2."""
+    h, w, c = shape
+    return ((h + 1) // 2) * ((w + 1) // 2) * c
+
+
+def bank_address(shape, base, y, x, c):
+    """(bank, byte address) of element (y, x, c) of a map stored at ``base`` in every bank."""
+    h, w, ch = shape
+    return 2 * (y % 2) + (x % 2), base + ((y // 2) * ((w + 1) // 2) + x // 2) * ch + c
+
+
+@dataclass(frozen=True)
+class LayerDesc:
+    """One step of the program; every field is an integer or a short enum the sequencer reads."""
+    name: str                 #: the model layer whose output this step produces
+    kind: str                 #: CONV, POOL or LOOKUP
+    in_shape: tuple           #: (H, W, C) as stored
+    out_shape: tuple          #: (H, W, C) as stored (after a fused pool)
+    in_base: int              #: byte offset of the input map in every bank
+    out_base: int
+    kernel: tuple = (1, 1)    #: CONV: kernel; POOL: filter
+    stride: tuple = (1, 1)
+    pads: tuple = (0, 0)      #: top, left
+    conv_shape: tuple = ()    #: CONV: (H, W, C) before the fused pool
+    pad_value: int = 0        #: CONV: the input zero point, fed for padded taps
+    fused_pool: bool = False  #: CONV: 2x2 stride-2 max pool over each 2x2 pixel block
+    block: int = 2            #: CONV: output pixels per pass are a block x block square
+    weight_base: int = 0      #: CONV: first weight word
+    param_base: int = 0       #: CONV: first per-channel parameter entry
+    single_rounding: bool = False
+    table: int = -1           #: table slot applied after requantisation, -1 for none
+    pool_kind: str = "MAX"    #: POOL
+    act_min: int = -128       #: POOL: clamp
+    act_max: int = 127
+
+    groups: int = 0           #: CONV: passes over the output channels, ``cols`` at a time
+
+    @property
+    def taps(self):
+        """Reduction length of one pass (CONV)."""
+        return self.kernel[0] * self.kernel[1] * self.in_shape[2]
+
+    @property
+    def blocks(self):
+        """CONV: 2x2 pixel blocks per channel group (a fused pool's windows are exactly these)."""
+        if self.fused_pool:
+            return self.out_shape[0] * self.out_shape[1]
+        return ((self.conv_shape[0] + 1) // 2) * ((self.conv_shape[1] + 1) // 2)
+
+
+@dataclass(frozen=True)
+class ChannelParams:
+    """Per output channel: folded bias, multiplier, shift, output zero point, clamp bounds."""
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+    zero_point: np.ndarray
+    act_min: np.ndarray
+    act_max: np.ndarray
+
+
+@dataclass(frozen=True)
+class Program:
+    config: object
+    model: object
+    layers: tuple                        #: LayerDesc, in execution order
+    weights: np.ndarray                  #: int8 (weight_words_used, cols)
+    params: ChannelParams
+    tables: np.ndarray                   #: int8 (slots_used, 256)
+    host_tail: tuple = ()                #: model layers the host finishes (golden), e.g. SOFTMAX
+    input_base: int = 0
+    input_shape: tuple = ()              #: (H, W, C) of the stored model input
+    output_name: str = ""                #: model layer whose output the hardware delivers
+    memory_map: dict = field(default_factory=dict)
+
+    @property
+    def output_desc(self):
+        return self.layers[-1]
+
+
+def _hwc(shape):
+    shape = tuple(shape)
+    return shape if len(shape) == 3 else (1, 1, int(np.prod(shape)))
+
+
+def _fail(msg):
+    raise CompileError(msg)
+
+
+class _Builder:
+    def __init__(self, model, config):
+        self.model, self.config = model, config
+        self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
+        self.shape = _hwc(model.input_shape)
+        self.base = 0
+        self.input_base = 0
+        self.high_water = bank_bytes(self.shape)
+
+    def _out_base(self, out_shape):
+        """Ping-pong inside every bank: output at the other end from the input."""
+        need_in, need_out = bank_bytes(self.shape), bank_bytes(out_shape)
+        limit = self.config.act_bank_bytes
+        if need_in + need_out > limit:
+            return _fail(f"{self.layer.name}: activation bank needs {need_in + need_out} B "
+                         f"(input {need_in} + output {need_out} per bank), config has {limit} B")
+        self.high_water = max(self.high_water, need_in + need_out)
+        return 0 if self.base else limit - need_out
+
+    def _table_slot(self, lookup):
+        table = lookup_table(lookup.kind, lookup.input_q)
+        for i, t in enumerate(self.tables):
+            if np.array_equal(t, table):
+                return i
+        if len(self.tables) >= self.config.table_slots:
+            _fail(f"{lookup.name}: needs activation table {len(self.tables) + 1}, config has "
+                  f"{self.config.table_slots} table slots")
+        self.tables.append(table)
+        return len(self.tables) - 1
+
+    def _emit(self, desc):
+        self.descs.append(desc)
+        self.shape, self.base = desc.out_shape, desc.out_base
+
+    def conv(self, layer, pool, lookup):
+        cfg = self.config
+        if isinstance(layer, FullyConnected):
+            h, w, c = self.shape
+            weights = layer.weights.reshape(layer.out_channels, h, w, c)
+            kernel, stride, pads, conv_shape = (h, w), (1, 1), (0, 0), (1, 1, layer.out_channels)
+        else:
+            weights, kernel, stride, pads = layer.weights, layer.kernel, layer.stride, layer.pads
+            conv_shape = layer.output_shape
+        out_c = layer.out_channels
+        if pool is not None:
+            out_shape = pool.output_shape
+        else:
+            out_shape = conv_shape
+        taps = int(np.prod(weights.shape[1:]))
+        flat = weights.reshape(out_c, taps).astype(np.int64)
+        worst = np.abs(flat).sum(axis=1) * 128
+        if worst.max() > cfg.acc_limit:
+            _fail(f"{layer.name}: worst-case dot product {int(worst.max())} exceeds the "
+                  f"{cfg.acc_width}-bit accumulator (limit {cfg.acc_limit})")
+        zp = layer.input_q.zero_point
+        bias = layer.bias.astype(np.int64) - zp * flat.sum(axis=1)
+        mult, shift = layer.multipliers_shifts
+        reach = (np.abs(bias) + worst) << np.maximum(shift, 0)
+        if reach.max() > INT32_MAX:
+            _fail(f"{layer.name}: accumulator plus folded bias reaches {int(reach.max())}, beyond int32")
+        lo, hi = layer.act_range
+        if pool is not None:
+            plo, phi = pool.act_range
+            lo, hi = int(np.clip(lo, plo, phi)), int(np.clip(hi, plo, phi))
+        groups = -(-out_c // cfg.cols)
+        padded = np.zeros((groups * cfg.cols, taps), np.int8)
+        padded[:out_c] = flat
+        weight_base = sum(len(r) for r in self.weight_rows)
+        self.weight_rows.append(padded.reshape(groups, cfg.cols, taps).transpose(0, 2, 1).reshape(-1, cfg.cols))
+        used = weight_base + groups * taps
+        if used > cfg.weight_words:
+            _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
+        param_base = sum(len(p[0]) for p in self.params)
+        if param_base + out_c > cfg.param_depth:
+            _fail(f"{layer.name}: parameter memory needs {param_base + out_c} channels, "
+                  f"config has {cfg.param_depth}")
+        self.params.append((bias, mult, shift, np.full(out_c, layer.output_q.zero_point),
+                            np.full(out_c, lo), np.full(out_c, hi)))
+        last = lookup or pool or layer
+        self._emit(LayerDesc(
+            name=last.name, kind=CONV, in_shape=self.shape, out_shape=_hwc(out_shape),
+            in_base=self.base, out_base=self._out_base(_hwc(out_shape)), kernel=tuple(kernel),
+            stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
+            fused_pool=pool is not None, block=2, weight_base=weight_base, param_base=param_base,
+            single_rounding=layer.single_rounding, groups=groups,
+            table=self._table_slot(lookup) if lookup is not None else -1))
+
+    def pool(self, layer):
+        lo, hi = layer.act_range
+        self._emit(LayerDesc(name=layer.name, kind=POOL, in_shape=self.shape, out_shape=layer.output_shape,
+                             in_base=self.base, out_base=self._out_base(layer.output_shape),
+                             kernel=layer.filter, stride=layer.stride, pads=layer.pads,
+                             pool_kind=layer.kind, act_min=lo, act_max=hi))
+
+    def lookup(self, layer):
+        self._emit(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=self.shape, out_shape=self.shape,
+                             in_base=self.base, out_base=self._out_base(self.shape),
+                             table=self._table_slot(layer)))
+
+
+def _fusable_pool(conv, nxt):
+    return (isinstance(conv, Conv2D) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
+            and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
+
+
+def compile_model(model, config):
+    """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
+    if config.rows != BANKS:
+        _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {BANKS}, got {config.rows}")
+    b = _Builder(model, config)
+    layers = list(model.layers)
+    tail_start = len(layers)
+    while tail_start > 0 and isinstance(layers[tail_start - 1], Softmax):
+        tail_start -= 1
+    i = 0
+    while i < tail_start:
+        layer = layers[i]
+        b.layer = layer
+        nxt = layers[i + 1] if i + 1 < tail_start else None
+        if isinstance(layer, (Conv2D, FullyConnected)):
+            pool = nxt if _fusable_pool(layer, nxt) else None
+            after = layers[i + 2] if pool is not None and i + 2 < tail_start else nxt
+            lookup = after if isinstance(after, Lookup) else None
+            b.conv(layer, pool, lookup)
+            i += 1 + (pool is not None) + (lookup is not None)
+            continue
+        if isinstance(layer, Pool2D):
+            b.pool(layer)
+        elif isinstance(layer, Lookup):
+            b.lookup(layer)
+        elif isinstance(layer, Reshape):
+            following = layers[i + 1:tail_start]
+            if following and not isinstance(following[0], FullyConnected) and _hwc(layer.output_shape) != b.shape:
+                _fail(f"{layer.name}: RESHAPE to {layer.output_shape} before {type(following[0]).__name__} "
+                      "is not supported by the accelerator (only Flatten before FULLY_CONNECTED)")
+        elif isinstance(layer, Softmax):
+            _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
+        else:
+            _fail(f"{layer.name}: {type(layer).__name__} has no hardware mapping")
+        i += 1
+    if not b.descs:
+        _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
+    weights = (np.concatenate(b.weight_rows) if b.weight_rows else np.zeros((0, config.cols), np.int8))
+    cols = list(zip(*b.params)) if b.params else [[]] * 6
+    params = ChannelParams(*[np.concatenate(c).astype(np.int64) if len(c) else np.zeros(0, np.int64)
+                             for c in cols])
+    tables = np.array(b.tables, np.int8).reshape(-1, 256)
+    memory_map = {
+        "weights": {"bytes": int(weights.size), "capacity": config.weight_mem_bytes},
+        "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": BANKS},
+        "params": {"channels": int(params.bias.size), "capacity": config.param_depth},
+        "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
+        "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "out_base": d.out_base,
+                    "weight_base": d.weight_base, "param_base": d.param_base} for d in b.descs],
+    }
+    need = bank_bytes(_hwc(model.input_shape))
+    if need > config.act_bank_bytes:
+        _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
+    return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
+                   tables=tables, host_tail=tuple(layers[tail_start:]), input_base=0,
+                   input_shape=_hwc(model.input_shape), output_name=b.descs[-1].name, memory_map=memory_map)

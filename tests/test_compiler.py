@@ -1,0 +1,74 @@
+"""Compiler: the emulated dataflow equals golden, and models that do not fit fail in one line."""
+
+import numpy as np
+import pytest
+
+from compiler.emulate import cycles, run_program
+from compiler.program import CompileError, compile_model
+from golden.config import ICEBREAKER, AcceleratorConfig
+from golden.generate import random_inputs, random_model
+from golden.model import Conv2D, Model, QParams, Reshape
+from golden.ops import run_model
+from golden.run import DEFAULT_MODEL
+from golden.tflite_io import load_tflite
+
+
+def check_against_golden(model, x, config=ICEBREAKER):
+    program = compile_model(model, config)
+    _, inter = run_model(model, x, intermediates=True)
+    want = inter[program.output_name].reshape(len(x), -1)
+    np.testing.assert_array_equal(run_program(program, x).reshape(len(x), -1), want)
+    return program
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_model_emulation_matches_golden(seed):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng)
+    check_against_golden(model, random_inputs(rng, model, 8))
+
+
+def test_shipped_model_fits_and_matches():
+    model = load_tflite(DEFAULT_MODEL)
+    x = np.random.default_rng(0).integers(-128, 128, (20, 28, 28, 1)).astype(np.int8)
+    program = check_against_golden(model, x)
+    assert [d.name for d in program.layers] == ["pool1", "pool2", "conv3", "dense1", "dense2"]
+    assert [type(t).__name__ for t in program.host_tail] == ["Softmax"]
+    assert sum(cycles(program).values()) <= 200_000
+    assert program.memory_map["weights"]["bytes"] <= ICEBREAKER.weight_mem_bytes
+
+
+def _conv_model(h=8, c=4, oc=6, k=3, weights=None):
+    rng = np.random.default_rng(0)
+    w = weights if weights is not None else rng.integers(-127, 128, (oc, k, k, c)).astype(np.int8)
+    q = QParams(0.05, -3)
+    conv = Conv2D(name="conv", input_shape=(h, h, c), weights=w, bias=np.zeros(len(w), np.int32),
+                  weight_scales=np.full(len(w), 0.01, np.float32), input_q=q, output_q=QParams(0.5, 1))
+    return Model(name="m", input_shape=(h, h, c), input_q=q, layers=(conv,))
+
+
+@pytest.mark.parametrize("model,config,needle", [
+    (_conv_model(), AcceleratorConfig(weight_mem_bytes=64), "weight memory needs 288 B, config has 64 B"),
+    (_conv_model(h=30, c=8), AcceleratorConfig(), "activation bank needs"),
+    (_conv_model(oc=40), AcceleratorConfig(param_depth=32), "parameter memory needs 40 channels"),
+    (_conv_model(c=64, weights=np.full((2, 3, 3, 64), -128, np.int8)), AcceleratorConfig(acc_width=24),
+     "exceeds the 24-bit accumulator"),
+    (_conv_model(), AcceleratorConfig(rows=2, cols=8), "rows must be 4"),
+])
+def test_does_not_fit_gives_one_line(model, config, needle):
+    with pytest.raises(CompileError) as e:
+        compile_model(model, config)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unsupported_reshape_is_named():
+    base = _conv_model()
+    conv = base.layers[0]
+    q = conv.output_q
+    reshape = Reshape(name="odd_reshape", input_shape=conv.output_shape, new_shape=(3, 12, 6), q=q)
+    conv2 = Conv2D(name="conv2", input_shape=(3, 12, 6), weights=np.ones((2, 1, 1, 6), np.int8),
+                   bias=np.zeros(2, np.int32), weight_scales=np.full(2, 0.01, np.float32), input_q=q,
+                   output_q=QParams(0.5, 0))
+    model = Model(name="m", input_shape=base.input_shape, input_q=base.input_q, layers=(conv, reshape, conv2))
+    with pytest.raises(CompileError, match="odd_reshape: RESHAPE"):
+        compile_model(model, AcceleratorConfig())
