@@ -54,8 +54,8 @@ def _conv(mem, d, program):
         acc = acc.reshape(oh // 2, 2, ow // 2, 2, oc).max(axis=(1, 3))
     p = program.params
     sl = slice(d.param_base, d.param_base + oc)
-    y = requantize(acc + p.bias[sl], p.multiplier[sl], p.shift[sl], p.zero_point[sl], p.act_min[sl],
-                   p.act_max[sl], single_rounding=d.single_rounding)
+    y = requantize(acc + p.bias[sl], p.multiplier[sl], p.shift[sl], d.zero_point, d.act_min, d.act_max,
+                   single_rounding=d.single_rounding)
     if d.table >= 0:
         y = program.tables[d.table][y.astype(np.int16) + 128]
     mem.store(d.out_shape, d.out_base, y)

@@ -61,7 +61,8 @@ class LayerDesc:
     single_rounding: bool = False
     table: int = -1           #: table slot applied after requantisation, -1 for none
     pool_kind: str = "MAX"    #: POOL
-    act_min: int = -128       #: POOL: clamp
+    zero_point: int = 0       #: CONV: output zero point
+    act_min: int = -128       #: CONV, POOL: clamp of the (fused) activation
     act_max: int = 127
 
     groups: int = 0           #: CONV: passes over the output channels, ``cols`` at a time
@@ -76,18 +77,15 @@ class LayerDesc:
         """CONV: 2x2 pixel blocks per channel group (a fused pool's windows are exactly these)."""
         if self.fused_pool:
             return self.out_shape[0] * self.out_shape[1]
-        return ((self.conv_shape[0] + 1) // 2) * ((self.conv_shape[1] + 1) // 2)
+        return -(-self.conv_shape[0] // self.block) * -(-self.conv_shape[1] // self.block)
 
 
 @dataclass(frozen=True)
 class ChannelParams:
-    """Per output channel: folded bias, multiplier, shift, output zero point, clamp bounds."""
+    """Per output channel: folded bias, multiplier, shift."""
     bias: np.ndarray
     multiplier: np.ndarray
     shift: np.ndarray
-    zero_point: np.ndarray
-    act_min: np.ndarray
-    act_max: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -162,6 +160,8 @@ class _Builder:
             weights, kernel, stride, pads = layer.weights, layer.kernel, layer.stride, layer.pads
             conv_shape = layer.output_shape
         out_c = layer.out_channels
+        # 2x2 pixel blocks read four parity banks at once only at stride 1.
+        block = 2 if tuple(stride) == (1, 1) else 1
         if pool is not None:
             out_shape = pool.output_shape
         else:
@@ -194,14 +194,14 @@ class _Builder:
         if param_base + out_c > cfg.param_depth:
             _fail(f"{layer.name}: parameter memory needs {param_base + out_c} channels, "
                   f"config has {cfg.param_depth}")
-        self.params.append((bias, mult, shift, np.full(out_c, layer.output_q.zero_point),
-                            np.full(out_c, lo), np.full(out_c, hi)))
+        self.params.append((bias, mult, shift))
         last = lookup or pool or layer
         self._emit(LayerDesc(
             name=last.name, kind=CONV, in_shape=self.shape, out_shape=_hwc(out_shape),
             in_base=self.base, out_base=self._out_base(_hwc(out_shape)), kernel=tuple(kernel),
             stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
-            fused_pool=pool is not None, block=2, weight_base=weight_base, param_base=param_base,
+            fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
+            zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
             single_rounding=layer.single_rounding, groups=groups,
             table=self._table_slot(lookup) if lookup is not None else -1))
 
@@ -219,7 +219,8 @@ class _Builder:
 
 
 def _fusable_pool(conv, nxt):
-    return (isinstance(conv, Conv2D) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
+    """A 2x2/2 VALID max pool after a stride-1 conv: its windows are the conv's 2x2 blocks."""
+    return (isinstance(conv, Conv2D) and conv.stride == (1, 1) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
             and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
 
 
@@ -261,7 +262,7 @@ def compile_model(model, config):
     if not b.descs:
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
     weights = (np.concatenate(b.weight_rows) if b.weight_rows else np.zeros((0, config.cols), np.int8))
-    cols = list(zip(*b.params)) if b.params else [[]] * 6
+    cols = list(zip(*b.params)) if b.params else [[]] * 3
     params = ChannelParams(*[np.concatenate(c).astype(np.int64) if len(c) else np.zeros(0, np.int64)
                              for c in cols])
     tables = np.array(b.tables, np.int8).reshape(-1, 256)

@@ -33,7 +33,7 @@ class AcceleratorConfig:
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
     param_depth: int = 512                #: output channels of all layers together
-    table_slots: int = 2                  #: 256-entry activation tables resident at once
+    table_slots: int = 1                  #: 256-entry activation tables resident at once
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
 
     def __post_init__(self):

@@ -1,0 +1,129 @@
+"""The accelerator core: runs a compiled Program layer by layer.
+
+Memories: four activation banks in block RAM (the input map, then every layer's output,
+ping-ponging inside each bank), the weight memory (SPRAM on iCE40, filled through the
+load port), per-channel parameters and the layer descriptors in block RAM initialised
+from the program.  The host reaches the activation banks and the weight load port only
+while the core is idle.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .drain import Drain, param_layout
+from .feeder import Feeder
+from .layer_desc import ADDR, desc_layout, encode
+from .mac_array import MacArray
+from .spram import WeightMemory
+
+HOST_ADDR_BITS = ADDR + 2
+
+
+def host_address(bank, offset):
+    """Host port address of byte ``offset`` of activation bank ``bank``."""
+    return (int(bank) << ADDR) | int(offset)
+
+
+class Accelerator(wiring.Component):
+    """``start`` runs the whole program (or one layer when ``step`` is high at ``start``;
+    the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run."""
+
+    def __init__(self, program):
+        self.program = program
+        cfg = self.config = program.config
+        if len(program.tables) > 1:
+            raise ValueError("the core holds one activation table; the compiler must not emit more")
+        self.descs = [encode(d, cfg, i == len(program.layers) - 1) for i, d in enumerate(program.layers)]
+        super().__init__({
+            "start": In(1), "step": In(1),
+            "busy": Out(1), "done": Out(1), "last": Out(1), "layer": Out(8), "cycles": Out(32),
+            "host_addr": In(HOST_ADDR_BITS), "host_wdata": In(8), "host_we": In(1), "host_rdata": Out(8),
+            "wload_addr": In(16), "wload_data": In(8 * cfg.cols), "wload_we": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, prog = self.config, self.program
+        m.submodules.feeder = feeder = Feeder(cfg)
+        m.submodules.array = array = MacArray(cfg)
+        table = prog.tables[0] if len(prog.tables) else None
+        m.submodules.drain = drain = Drain(cfg, table_init=table)
+        m.submodules.weights = weights = WeightMemory(cfg)
+        wiring.connect(m, feeder.o, array.i)
+        wiring.connect(m, array.o, drain.i)
+
+        layout = desc_layout(cfg)
+        m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)
+        desc_rd = descs.read_port()
+        desc = Signal(layout)
+        m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
+
+        p = prog.params
+        params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
+                  for b, mu, s in zip(p.bias, p.multiplier, p.shift)]
+        m.submodules.params = pmem = Memory(shape=param_layout(), depth=cfg.param_depth, init=params)
+        prd = pmem.read_port()
+        m.d.comb += [prd.addr.eq(drain.param_addr), prd.en.eq(drain.param_en), drain.param_data.eq(prd.data)]
+
+        busy = Signal()
+        host_bank = self.host_addr[ADDR:]
+        host_offset = self.host_addr[:ADDR]
+        rd_bank = Signal(2)
+        m.d.sync += rd_bank.eq(host_bank)
+        for b in range(4):
+            bank = Memory(shape=8, depth=cfg.act_bank_bytes, init=[])
+            m.submodules[f"bank{b}"] = bank
+            rd, wr = bank.read_port(), bank.write_port()
+            with m.If(busy):
+                m.d.comb += [rd.addr.eq(feeder.bank_addr[b]), rd.en.eq(feeder.mem_en),
+                             wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
+                             wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
+            with m.Else():
+                m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
+                             wr.addr.eq(host_offset), wr.data.eq(self.host_wdata),
+                             wr.en.eq(self.host_we & (host_bank == b))]
+            m.d.comb += feeder.bank_data[b].eq(rd.data)
+            with m.If(rd_bank == b):
+                m.d.comb += self.host_rdata.eq(rd.data)
+
+        m.d.comb += [
+            weights.read.addr.eq(feeder.weight_addr), weights.read.en.eq(feeder.mem_en),
+            feeder.weight_data.eq(weights.read.data),
+            weights.load.addr.eq(self.wload_addr), weights.load.data.eq(self.wload_data),
+            weights.load.we.eq(self.wload_we & ~busy),
+        ]
+
+        layer = Signal(8)
+        stepping = Signal()
+        m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.sync += self.done.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [busy.eq(1), stepping.eq(self.step)]
+                    with m.If(self.last | ~stepping):
+                        m.d.sync += [layer.eq(0), self.cycles.eq(0), self.last.eq(0)]
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                    m.next = "LOAD"
+            with m.State("LOAD"):          # the descriptor ROM answers next cycle
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.sync += desc.eq(desc_rd.data)
+                m.next = "KICK"
+            with m.State("KICK"):
+                m.d.comb += [feeder.start.eq(1), drain.start.eq(1)]
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(feeder.done & drain.done):
+                    with m.If(desc.last | stepping):
+                        m.d.sync += [busy.eq(0), self.done.eq(1), self.last.eq(desc.last)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        m.next = "LOAD"
+        return m

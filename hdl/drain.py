@@ -1,0 +1,161 @@
+"""Takes the MAC array's finished passes apart, one output element a cycle, and writes
+them back requantised: the 2x2 max of a fused pool (before requantisation, which is
+monotone), per-channel parameters from the parameter memory, the requantiser, the
+activation table, and the banked write address of each element.
+
+Element addresses travel beside the requantiser in a FIFO: the requantiser and the table
+keep order, so the writer pairs each value with the oldest address.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .act_table import ActivationTable
+from .layer_desc import ADDR, COUNT, PTR, desc_layout
+from .mac_array import result_layout
+from .requant import Requantizer
+
+
+def param_layout():
+    """One output channel's requantisation parameters (the rest is per layer, in the descriptor)."""
+    return data.StructLayout({"bias": signed(32), "multiplier": 31, "shift": signed(6)})
+
+
+WRITE = data.StructLayout({"bank": 2, "addr": ADDR})
+
+
+class Drain(wiring.Component):
+    """Consumes every pass of one CONV descriptor after ``start``; ``done`` once all its
+    elements are written."""
+
+    param_latency = 1
+    fifo_depth = 16
+
+    def __init__(self, config, table_init=None):
+        self.config = config
+        self._table_init = table_init
+        super().__init__({
+            "desc": In(desc_layout(config)),
+            "start": In(1),
+            "done": Out(1),
+            "i": In(stream.Signature(result_layout(config))),
+            "param_addr": Out(10),
+            "param_en": Out(1),
+            "param_data": In(param_layout()),
+            "wr_en": Out(1),
+            "wr_bank": Out(2),
+            "wr_addr": Out(ADDR),
+            "wr_data": Out(signed(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, d = self.config, self.desc
+        cols = cfg.cols
+        m.submodules.requant = rq = Requantizer(cfg, digit_bits=8)
+        m.submodules.table = table = ActivationTable(lanes=1, init=self._table_init)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=WRITE.size, depth=self.fifo_depth)
+
+        running = Signal()
+        slot = Signal(range(4 * cols))
+        bx, by, g = Signal(COUNT), Signal(COUNT), Signal(COUNT)
+        ox_s, oy_s = Signal(COUNT + 1), Signal(COUNT + 1)
+        xpart, ypart, gch = Signal(PTR), Signal(PTR), Signal(COUNT)
+        pending = Signal(range(self.fifo_depth + 8))
+
+        half = d.fused_pool | d.block1              # one output pixel per pass
+        n_slots = Mux(half, cols, 4 * cols)
+        row = Mux(half, 0, slot // cols)
+        col = Mux(half, slot, slot % cols)
+        # Payload lane r*cols + c is pixel r of the block, channel c: in four-pixel mode the
+        # slot is the lane; a fused pool takes the max of column ``col`` over the four rows.
+        col_vals = [self.i.p.as_value().word_select(r * cols + col, cfg.acc_width).as_signed() for r in range(4)]
+        pooled = [Signal(signed(cfg.acc_width), name=f"pooled{k}") for k in range(3)]
+        m.d.comb += [
+            pooled[0].eq(Mux(col_vals[0] > col_vals[1], col_vals[0], col_vals[1])),
+            pooled[1].eq(Mux(col_vals[2] > col_vals[3], col_vals[2], col_vals[3])),
+            pooled[2].eq(Mux(pooled[0] > pooled[1], pooled[0], pooled[1])),
+        ]
+        value = Mux(d.fused_pool, pooled[2], self.i.p.as_value().word_select(slot, cfg.acc_width).as_signed())
+
+        ch = gch + col
+        dy, dx = row[1], row[0]
+        pixel_ok = Mux(half, 1, ((oy_s + dy) < d.oh) & ((ox_s + dx) < d.ow))
+        element = pixel_ok & (ch < d.out_c)
+        bank = Mux(half, (by[0] << 1) | bx[0], row[:2])
+
+        # P stage: the element waits here one cycle for its parameters.
+        p_valid = Signal()
+        p_acc = Signal(signed(cfg.acc_width))
+        p_advance = ~p_valid | rq.i.ready
+        issue = running & self.i.valid & p_advance & fifo.w_rdy
+        last_slot = slot == n_slots - 1
+
+        m.d.comb += [
+            self.param_addr.eq(d.param_base + ch),
+            self.param_en.eq(p_advance),
+            fifo.w_en.eq(issue & element),
+            self.i.ready.eq(issue & last_slot),
+        ]
+        write = Signal(WRITE)
+        m.d.comb += [write.bank.eq(bank), write.addr.eq(d.out_base + ypart + xpart + ch), fifo.w_data.eq(write)]
+        with m.If(p_advance):
+            m.d.sync += [p_valid.eq(issue & element), p_acc.eq(value)]
+
+        m.d.comb += [
+            rq.i.valid.eq(p_valid),
+            rq.i.p.lanes[0].acc.eq(p_acc),
+            rq.i.p.lanes[0].bias.eq(self.param_data.bias),
+            rq.i.p.lanes[0].multiplier.eq(self.param_data.multiplier),
+            rq.i.p.lanes[0].shift.eq(self.param_data.shift),
+            rq.i.p.zero_point.eq(d.zero_point),
+            rq.i.p.act_min.eq(d.act_min),
+            rq.i.p.act_max.eq(d.act_max),
+        ]
+        wiring.connect(m, rq.o, table.i)
+        m.d.comb += table.bypass.eq(~d.table)
+
+        out = Signal(WRITE)
+        m.d.comb += [
+            out.eq(fifo.r_data),
+            table.o.ready.eq(1),
+            fifo.r_en.eq(table.o.valid),
+            self.wr_en.eq(table.o.valid),
+            self.wr_bank.eq(out.bank),
+            self.wr_addr.eq(out.addr),
+            self.wr_data.eq(table.o.p[0]),
+        ]
+        written = table.o.valid
+        issued = fifo.w_en
+        m.d.sync += pending.eq(pending + issued - written)
+        m.d.comb += self.done.eq(~running & (pending == 0))
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), slot.eq(0), bx.eq(0), by.eq(0), g.eq(0), ox_s.eq(0), oy_s.eq(0),
+                         xpart.eq(0), ypart.eq(0), gch.eq(0)]
+        with m.Elif(issue):
+            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+            with m.If(last_slot):
+                self._next_pass(m, d, half, bx, by, g, ox_s, oy_s, xpart, ypart, gch, running, cols)
+        return m
+
+    @staticmethod
+    def _next_pass(m, d, half, bx, by, g, ox_s, oy_s, xpart, ypart, gch, running, cols):
+        with m.If(bx != d.nbx - 1):
+            m.d.sync += [bx.eq(bx + 1), ox_s.eq(ox_s + 2)]
+            with m.If(~half | bx[0]):
+                m.d.sync += xpart.eq(xpart + d.out_c)
+        with m.Else():
+            m.d.sync += [bx.eq(0), ox_s.eq(0), xpart.eq(0)]
+            with m.If(by != d.nby - 1):
+                m.d.sync += [by.eq(by + 1), oy_s.eq(oy_s + 2)]
+                with m.If(~half | by[0]):
+                    m.d.sync += ypart.eq(ypart + d.out_row_stride)
+            with m.Else():
+                m.d.sync += [by.eq(0), oy_s.eq(0), ypart.eq(0)]
+                with m.If(g != d.groups - 1):
+                    m.d.sync += [g.eq(g + 1), gch.eq(gch + cols)]
+                with m.Else():
+                    m.d.sync += running.eq(0)

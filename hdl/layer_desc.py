@@ -1,0 +1,80 @@
+"""The hardware form of a compiled layer: a packed record the sequencer reads from ROM.
+
+Everything the address generators would otherwise multiply at run time (row and column
+strides of the banked maps, tracker start values) is precomputed here, so the feeder and
+the drain only ever add.
+"""
+
+from amaranth.hdl import signed
+from amaranth.lib import data
+
+from compiler.program import CONV
+
+ADDR = 13      #: bank byte addresses (signed trackers use one bit more)
+PTR = signed(ADDR + 2)
+COORD = signed(10)
+COUNT = 10
+
+
+def desc_layout(config):
+    return data.StructLayout({
+        "in_base": ADDR, "out_base": ADDR,
+        # feeder: reduction loops and the input map
+        "c": COUNT, "kw": COUNT, "kh": COUNT, "h": COORD, "w": COORD,
+        "nbx": COUNT, "nby": COUNT, "groups": COUNT, "taps": 16,
+        "block1": 1,                         # one pixel per pass (strided or dense layers)
+        "pad_value": signed(8),
+        "row_stride": PTR,                   # ceil(W/2) * C: one step of iy >> 1
+        "ystep": COORD, "xstep": COORD,      # input rows / cols between consecutive blocks
+        "ystep_ptr": data.ArrayLayout(PTR, 2),  # pointer step per block for iy even / odd
+        "xstep_ptr": data.ArrayLayout(PTR, 2),
+        "iy0": data.ArrayLayout(COORD, 2), "ix0": data.ArrayLayout(COORD, 2),  # per dy / dx
+        "rowptr0": data.ArrayLayout(PTR, 2), "colptr0": data.ArrayLayout(PTR, 2),
+        "weight_base": 16,
+        "oh": COUNT, "ow": COUNT,            # computed conv pixels (rows beyond are discarded)
+        # drain: output map, requantisation and post-processing
+        "fused_pool": 1, "out_c": COUNT, "out_row_stride": PTR,
+        "param_base": 10, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
+        "single_rounding": 1, "table": 1, "table_slot": max(1, (config.table_slots - 1).bit_length()),
+        "last": 1,
+    })
+
+
+def _half(v):
+    return v >> 1
+
+
+def encode(desc, config, is_last):
+    """Field values of one CONV LayerDesc for :func:`desc_layout` (a dict for ``Const``)."""
+    if desc.kind != CONV:
+        raise ValueError(f"{desc.name}: only CONV descriptors run in hardware so far, got {desc.kind}")
+    h, w, c = desc.in_shape
+    (kh, kw), (sh, sw), (pt, pl) = desc.kernel, desc.stride, desc.pads
+    blk = desc.block
+    oh, ow = (2 * desc.out_shape[0], 2 * desc.out_shape[1]) if desc.fused_pool else desc.conv_shape[:2]
+    row_stride = ((w + 1) // 2) * c
+    ystep, xstep = blk * sh, blk * sw
+    iy0 = [d - pt for d in (0, 1)] if blk == 2 else [-pt, -pt]
+    ix0 = [d - pl for d in (0, 1)] if blk == 2 else [-pl, -pl]
+    out_h, out_w, out_c = desc.out_shape
+
+    def step_ptr(step, unit):
+        # (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1
+        return [((step + parity) >> 1) * unit for parity in (0, 1)]
+
+    return {
+        "in_base": desc.in_base, "out_base": desc.out_base,
+        "c": c, "kw": kw, "kh": kh, "h": h, "w": w,
+        "nbx": (ow + blk - 1) // blk, "nby": (oh + blk - 1) // blk, "groups": desc.groups, "taps": desc.taps,
+        "block1": int(blk == 1), "pad_value": desc.pad_value,
+        "row_stride": row_stride, "ystep": ystep, "xstep": xstep,
+        "ystep_ptr": step_ptr(ystep, row_stride), "xstep_ptr": step_ptr(xstep, c),
+        "iy0": iy0, "ix0": ix0,
+        "rowptr0": [_half(v) * row_stride for v in iy0], "colptr0": [_half(v) * c for v in ix0],
+        "weight_base": desc.weight_base, "oh": oh, "ow": ow,
+        "fused_pool": int(desc.fused_pool), "out_c": out_c,
+        "out_row_stride": ((out_w + 1) // 2) * out_c, "param_base": desc.param_base,
+        "zero_point": desc.zero_point, "act_min": desc.act_min, "act_max": desc.act_max,
+        "single_rounding": int(desc.single_rounding), "table": int(desc.table >= 0),
+        "table_slot": max(desc.table, 0), "last": int(is_last),
+    }

@@ -1,0 +1,184 @@
+"""Single-port RAM (the iCE40 UP5K's SB_SPRAM256KA) and the weight store built from it.
+
+yosys does not map a ``lib.memory.Memory`` to SPRAM (Amaranth always emits an initialiser,
+and SPRAM has no initial contents), so the iCE40 variant instantiates the primitive by
+hand; the generic variant is its behavioural twin, which is what the Amaranth simulator
+runs.  tests/test_spram.py checks the instance against yosys' own model
+(:func:`hdl.dsp.ice40_sim_model`) in lockstep with the twin.
+"""
+
+import numpy as np
+from amaranth.hdl import C, Cat, ClockSignal, Instance, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.config import ConfigError
+
+SPRAM_DEPTH = 16384
+SPRAM_WIDTH = 16
+#: SB_SPRAM256KA blocks on an iCE40 UP5K.
+UP5K_SPRAMS = 4
+
+
+class SPRAM(wiring.Component):
+    """One 16K x 16 single-port RAM.
+
+    ``we`` writes ``wdata`` at ``addr`` (whatever ``en`` is).  Otherwise ``en`` reads
+    ``addr``: ``rdata`` is valid :attr:`latency` cycles later and holds while ``en`` and
+    ``we`` are both low (the SPRAM is deselected), so a stalled pipeline keeps its
+    operand without re-reading it.
+
+    ``rdata`` is undefined before the first read and after a write until the next read
+    (yosys' model drives X; the generic twin holds its last value), and so is any word
+    never written, since SPRAM cannot be initialised.  ``init`` preloads the generic
+    twin only, so simulations need not spend cycles loading.
+    """
+
+    addr: In(14)
+    wdata: In(SPRAM_WIDTH)
+    we: In(1)
+    en: In(1)
+    rdata: Out(SPRAM_WIDTH)
+
+    def __init__(self, target="generic", init=None):
+        if target not in ("generic", "ice40"):
+            raise ValueError(f"SPRAM: target must be 'generic' or 'ice40', got {target!r}")
+        if init is not None and target == "ice40":
+            raise ValueError("SPRAM: init applies to the generic target only; SB_SPRAM256KA has no "
+                             "initial contents, so write the data through the port")
+        init = [] if init is None else [int(v) for v in init]
+        if len(init) > SPRAM_DEPTH or not all(0 <= v < 1 << SPRAM_WIDTH for v in init):
+            raise ValueError(f"SPRAM: init must be at most {SPRAM_DEPTH} unsigned 16-bit words")
+        self.target = target
+        self._init = init
+        super().__init__()
+
+    @property
+    def latency(self):
+        """DATAOUT is registered inside the SPRAM: data arrives the cycle after its address."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.target == "ice40":
+            m.submodules.spram = Instance(
+                "SB_SPRAM256KA",
+                i_CLOCK=ClockSignal(),
+                i_ADDRESS=self.addr,
+                i_DATAIN=self.wdata,
+                i_MASKWREN=C(0b1111, 4),
+                i_WREN=self.we,
+                # Deselected, DATAOUT keeps its value: that is the read enable.
+                i_CHIPSELECT=self.en | self.we,
+                i_STANDBY=C(0, 1),
+                i_SLEEP=C(0, 1),
+                i_POWEROFF=C(1, 1),            # active low
+                o_DATAOUT=self.rdata,
+            )
+        else:
+            m.submodules.mem = mem = Memory(shape=SPRAM_WIDTH, depth=SPRAM_DEPTH, init=self._init)
+            wr = mem.write_port()
+            rd = mem.read_port()
+            m.d.comb += [
+                wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.we),
+                rd.addr.eq(self.addr), rd.en.eq(self.en & ~self.we),
+                self.rdata.eq(rd.data),
+            ]
+        return m
+
+
+def weight_layout(config):
+    """One weight word: the ``cols`` int8 weights entering the array in one cycle."""
+    return data.ArrayLayout(signed(8), config.cols)
+
+
+class WeightMemory(wiring.Component):
+    """``config.weight_words`` words of ``config.cols`` int8 weights, held in SPRAMs.
+
+    Words are split across :attr:`sprams_wide` SPRAMs side by side (two weights in each) and
+    :attr:`banks` banks of 16K words, selected by the address bits above 13.
+
+    ``read`` is the sequencer's port: ``data`` is valid :attr:`latency` cycles after
+    ``addr`` with ``en`` high and holds while ``en`` is low.  ``load`` fills the memory
+    (SPRAM is not in the bitstream: the board loads it from flash or UART, a simulation
+    through this port or ``init``).  Both share the SPRAMs' single port, so load only while
+    the accelerator is idle: if both are used in one cycle the load wins, the read is
+    dropped, and ``read.data`` is undefined until the next read.
+
+    ``init`` (int8 array of shape (n, cols), n <= weight_words) preloads words 0..n-1 on the
+    generic target only, so simulations need not spend cycles loading.
+    """
+
+    def __init__(self, config, init=None):
+        self.config = config
+        self.sprams_wide = -(-config.cols * 8 // SPRAM_WIDTH)
+        self.banks = -(-config.weight_words // SPRAM_DEPTH)
+        if config.target == "ice40" and self.sprams_wide * self.banks > UP5K_SPRAMS:
+            raise ConfigError(
+                f"config: {config.weight_words} words of {config.cols} weights need "
+                f"{self.sprams_wide} x {self.banks} SB_SPRAM256KA, but the UP5K has {UP5K_SPRAMS}; "
+                f"lower weight_mem_bytes")
+        self._init = None if init is None else self._split_init(init)
+        addr = range(config.weight_words)
+        super().__init__({
+            "read": In(wiring.Signature({
+                "addr": Out(addr), "en": Out(1), "data": In(weight_layout(config))})),
+            "load": In(wiring.Signature({
+                "addr": Out(addr), "data": Out(weight_layout(config)), "we": Out(1)})),
+        })
+
+    @property
+    def latency(self):
+        """The SPRAM's registered output; the bank multiplexer after it is combinational."""
+        return 1
+
+    def _split_init(self, init):
+        """Per bank and SPRAM column, the 16-bit words that preload the generic twin."""
+        cfg = self.config
+        if cfg.target == "ice40":
+            raise ValueError("WeightMemory: init applies to the generic target only; SB_SPRAM256KA "
+                             "has no initial contents, so fill it through the load port")
+        words = np.asarray(init)
+        if (words.ndim != 2 or words.shape[1] != cfg.cols or len(words) > cfg.weight_words
+                or not np.issubdtype(words.dtype, np.integer)
+                or (words.size and (words.min() < -128 or words.max() > 127))):
+            raise ValueError(f"WeightMemory: init must be int8 values of shape (n, {cfg.cols}) "
+                             f"with n <= {cfg.weight_words}, got {words.dtype} {words.shape}")
+        lanes = np.zeros((len(words), 2 * self.sprams_wide), dtype=np.int64)
+        lanes[:, :cfg.cols] = words.astype(np.int64) & 0xFF
+        halves = lanes[:, 0::2] | lanes[:, 1::2] << 8
+        return [[halves[b * SPRAM_DEPTH:(b + 1) * SPRAM_DEPTH, w].tolist() for w in range(self.sprams_wide)]
+                for b in range(self.banks)]
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        loading = self.load.we
+        addr = Mux(loading, self.load.addr, self.read.addr)
+        bank = addr[14:]
+        reading = self.read.en & ~loading
+        wdata = Signal(SPRAM_WIDTH * self.sprams_wide)
+        # The bank whose SPRAMs hold the last read word; like their outputs, it ignores reset.
+        read_bank = Signal.like(bank, reset_less=True)
+        m.d.comb += wdata.eq(self.load.data)
+        with m.If(reading):
+            m.d.sync += read_bank.eq(bank)
+
+        # Only the addressed bank is selected, so the others hold their outputs and idle.
+        for b in range(self.banks):
+            selected = bank == b
+            rdata = []
+            for w in range(self.sprams_wide):
+                init = None if self._init is None else self._init[b][w]
+                m.submodules[f"spram{b}_{w}"] = spram = SPRAM(cfg.target, init=init)
+                m.d.comb += [
+                    spram.addr.eq(addr[:14]),
+                    spram.wdata.eq(wdata.word_select(w, SPRAM_WIDTH)),
+                    spram.we.eq(loading & selected),
+                    spram.en.eq(reading & selected),
+                ]
+                rdata.append(spram.rdata)
+            with m.If(read_bank == b):
+                m.d.comb += self.read.data.eq(Cat(*rdata))
+        return m

@@ -1,0 +1,92 @@
+"""Runs the accelerator in the Amaranth simulator: slow (thousands of cycles a second) but
+needs nothing besides Amaranth, so it is the engine for small models and waveforms.
+
+The testbench talks to the core through its ports exactly as a board or the Verilator
+harness does: weights through the load port, the input map through the host port, then
+``start`` and wait for ``done``.
+"""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from compiler.program import bank_address
+from hdl.accelerator import Accelerator, host_address
+
+
+def input_writes(program, x):
+    """(host address, byte) pairs that place one input tensor in the activation banks."""
+    h, w, c = program.input_shape
+    x = np.asarray(x).reshape(h, w, c)
+    writes = []
+    for y in range(h):
+        for xx in range(w):
+            for ch in range(c):
+                bank, addr = bank_address(program.input_shape, program.input_base, y, xx, ch)
+                writes.append((host_address(bank, addr), int(x[y, xx, ch]) & 0xFF))
+    return writes
+
+
+def map_addresses(shape, base):
+    """Host addresses of every element of an (H, W, C) map, in NHWC order."""
+    h, w, c = shape
+    return [host_address(*bank_address(shape, base, y, xx, ch))
+            for y in range(h) for xx in range(w) for ch in range(c)]
+
+
+def output_addresses(program):
+    d = program.output_desc
+    return map_addresses(d.out_shape, d.out_base)
+
+
+def weight_words(program):
+    """The weight image as load-port words: lane j of a word in bits [8j + 7 : 8j]."""
+    w = program.weights.astype(np.uint8).astype(np.int64)
+    return [int(sum(int(v) << (8 * j) for j, v in enumerate(row))) for row in w]
+
+
+def run(program, x, vcd=None, max_cycles=5_000_000):
+    """Outputs (N, n_out) int8 and cycles per inference (N,) for a batch of inputs."""
+    dut = Accelerator(program)
+    outs, cycles = [], []
+    out_addrs = output_addresses(program)
+
+    async def bench(ctx):
+        for i, word in enumerate(weight_words(program)):
+            ctx.set(dut.wload_addr, i)
+            ctx.set(dut.wload_data, word)
+            ctx.set(dut.wload_we, 1)
+            await ctx.tick()
+        ctx.set(dut.wload_we, 0)
+        for row in np.asarray(x):
+            for addr, byte in input_writes(program, row):
+                ctx.set(dut.host_addr, addr)
+                ctx.set(dut.host_wdata, byte)
+                ctx.set(dut.host_we, 1)
+                await ctx.tick()
+            ctx.set(dut.host_we, 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            waited = 0
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                waited += 1
+                if waited > max_cycles:
+                    raise RuntimeError(f"accelerator did not finish within {max_cycles} cycles")
+            cycles.append(ctx.get(dut.cycles))
+            got = []
+            for addr in out_addrs:
+                ctx.set(dut.host_addr, addr)
+                await ctx.tick()
+                got.append(ctx.get(dut.host_rdata))
+            outs.append(got)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return np.array(outs, np.uint8).astype(np.int8), np.array(cycles)
