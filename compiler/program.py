@@ -207,6 +207,10 @@ class _Builder:
 
     def pool(self, layer):
         lo, hi = layer.act_range
+        area = layer.filter[0] * layer.filter[1]
+        if area > self.config.pool_window:
+            _fail(f"{layer.name}: {layer.filter[0]}x{layer.filter[1]} pooling window has {area} elements, "
+                  f"the pool unit reduces at most {self.config.pool_window}")
         self._emit(LayerDesc(name=layer.name, kind=POOL, in_shape=self.shape, out_shape=layer.output_shape,
                              in_base=self.base, out_base=self._out_base(layer.output_shape),
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,

@@ -29,16 +29,17 @@ class AcceleratorConfig:
     cols: int = 4                 #: weights entering the array per cycle
     operand_width: int = 8
     acc_width: int = 25           #: array accumulator; the bias is added in 32 bits later
-    requant_lanes: int = 2        #: requantiser outputs per cycle
+    requant_lanes: int = 2        #: requantiser lanes (elements per transfer)
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
-    param_depth: int = 512                #: output channels of all layers together
-    table_slots: int = 1                  #: 256-entry activation tables resident at once
+    param_depth: int = 256                #: output channels of all layers together
+    table_slots: int = 2                  #: 256-entry activation tables the program may hold
+    pool_window: int = 16                 #: largest pooling window (elements) the pool unit reduces
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
 
     def __post_init__(self):
         for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_bank_bytes", "param_depth",
-                     "table_slots"):
+                     "table_slots", "pool_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")

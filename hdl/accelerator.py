@@ -7,7 +7,7 @@ from the program.  The host reaches the activation banks and the weight load por
 while the core is idle.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,6 +16,7 @@ from .drain import Drain, param_layout
 from .feeder import Feeder
 from .layer_desc import ADDR, desc_layout, encode
 from .mac_array import MacArray
+from .pool_engine import PoolEngine
 from .spram import WeightMemory
 
 HOST_ADDR_BITS = ADDR + 2
@@ -33,8 +34,6 @@ class Accelerator(wiring.Component):
     def __init__(self, program):
         self.program = program
         cfg = self.config = program.config
-        if len(program.tables) > 1:
-            raise ValueError("the core holds one activation table; the compiler must not emit more")
         self.descs = [encode(d, cfg, i == len(program.layers) - 1) for i, d in enumerate(program.layers)]
         super().__init__({
             "start": In(1), "step": In(1),
@@ -48,17 +47,18 @@ class Accelerator(wiring.Component):
         cfg, prog = self.config, self.program
         m.submodules.feeder = feeder = Feeder(cfg)
         m.submodules.array = array = MacArray(cfg)
-        table = prog.tables[0] if len(prog.tables) else None
-        m.submodules.drain = drain = Drain(cfg, table_init=table)
+        m.submodules.drain = drain = Drain(cfg)
         m.submodules.weights = weights = WeightMemory(cfg)
+        m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=cfg.pool_window)
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
+        wiring.connect(m, engine.o, drain.aux)
 
         layout = desc_layout(cfg)
         m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)
         desc_rd = descs.read_port()
         desc = Signal(layout)
-        m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
+        m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc), engine.desc.eq(desc)]
 
         p = prog.params
         params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
@@ -76,7 +76,11 @@ class Accelerator(wiring.Component):
             bank = Memory(shape=8, depth=cfg.act_bank_bytes, init=[])
             m.submodules[f"bank{b}"] = bank
             rd, wr = bank.read_port(), bank.write_port()
-            with m.If(busy):
+            with m.If(busy & desc.pool):
+                m.d.comb += [rd.addr.eq(engine.bank_addr[b]), rd.en.eq(engine.mem_en),
+                             wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
+                             wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
+            with m.Elif(busy):
                 m.d.comb += [rd.addr.eq(feeder.bank_addr[b]), rd.en.eq(feeder.mem_en),
                              wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
                              wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
@@ -84,7 +88,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
                              wr.addr.eq(host_offset), wr.data.eq(self.host_wdata),
                              wr.en.eq(self.host_we & (host_bank == b))]
-            m.d.comb += feeder.bank_data[b].eq(rd.data)
+            m.d.comb += [feeder.bank_data[b].eq(rd.data), engine.bank_data[b].eq(rd.data)]
             with m.If(rd_bank == b):
                 m.d.comb += self.host_rdata.eq(rd.data)
 
@@ -93,6 +97,19 @@ class Accelerator(wiring.Component):
             feeder.weight_data.eq(weights.read.data),
             weights.load.addr.eq(self.wload_addr), weights.load.data.eq(self.wload_data),
             weights.load.we.eq(self.wload_we & ~busy),
+        ]
+
+        # Activation tables: all of the program's in a ROM, copied into the drain's table
+        # (256 cycles) before a layer that needs one that is not loaded.
+        tables = [int(v) for t in prog.tables for v in t] or [0]
+        m.submodules.tables = trom = Memory(shape=signed(8), depth=len(tables), init=tables)
+        trd = trom.read_port()
+        loaded = Signal(range(cfg.table_slots + 1), init=cfg.table_slots)   # none loaded yet
+        tindex = Signal(9)
+        m.d.comb += [
+            trd.addr.eq((desc.table_slot << 8) | tindex[:8]),
+            drain.table_write.addr.eq(tindex - 1),
+            drain.table_write.data.eq(trd.data),
         ]
 
         layer = Signal(8)
@@ -113,13 +130,24 @@ class Accelerator(wiring.Component):
             with m.State("LOAD"):          # the descriptor ROM answers next cycle
                 m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += desc.eq(desc_rd.data)
-                m.next = "KICK"
+                m.d.sync += [desc.eq(desc_rd.data), tindex.eq(0)]
+                m.next = "TABLE?"
+            with m.State("TABLE?"):
+                with m.If(desc.table & (loaded != desc.table_slot)):
+                    m.next = "TABLE"
+                with m.Else():
+                    m.next = "KICK"
+            with m.State("TABLE"):
+                m.d.sync += tindex.eq(tindex + 1)
+                m.d.comb += drain.table_write.en.eq(tindex != 0)
+                with m.If(tindex == 256):
+                    m.d.sync += loaded.eq(desc.table_slot)
+                    m.next = "KICK"
             with m.State("KICK"):
-                m.d.comb += [feeder.start.eq(1), drain.start.eq(1)]
+                m.d.comb += [feeder.start.eq(~desc.pool), drain.start.eq(~desc.pool), engine.start.eq(desc.pool)]
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(feeder.done & drain.done):
+                with m.If(feeder.done & engine.done & drain.done):
                     with m.If(desc.last | stepping):
                         m.d.sync += [busy.eq(0), self.done.eq(1), self.last.eq(desc.last)]
                         m.next = "IDLE"

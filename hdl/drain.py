@@ -12,9 +12,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .act_table import ActivationTable
+from .act_table import ActivationTable, TableWriteSignature
 from .layer_desc import ADDR, COUNT, PTR, desc_layout
 from .mac_array import result_layout
+from .pool_engine import RESULT
 from .requant import Requantizer
 
 
@@ -33,14 +34,15 @@ class Drain(wiring.Component):
     param_latency = 1
     fifo_depth = 16
 
-    def __init__(self, config, table_init=None):
+    def __init__(self, config):
         self.config = config
-        self._table_init = table_init
         super().__init__({
             "desc": In(desc_layout(config)),
             "start": In(1),
             "done": Out(1),
             "i": In(stream.Signature(result_layout(config))),
+            "aux": In(stream.Signature(RESULT)),
+            "table_write": In(TableWriteSignature),
             "param_addr": Out(10),
             "param_en": Out(1),
             "param_data": In(param_layout()),
@@ -55,7 +57,7 @@ class Drain(wiring.Component):
         cfg, d = self.config, self.desc
         cols = cfg.cols
         m.submodules.requant = rq = Requantizer(cfg, digit_bits=8)
-        m.submodules.table = table = ActivationTable(lanes=1, init=self._table_init)
+        m.submodules.table = table = ActivationTable(lanes=1)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=WRITE.size, depth=self.fifo_depth)
 
         running = Signal()
@@ -87,9 +89,11 @@ class Drain(wiring.Component):
         bank = Mux(half, (by[0] << 1) | bx[0], row[:2])
 
         # P stage: the element waits here one cycle for its parameters.
+        lanes = cfg.requant_lanes
+        gathered = Signal(range(lanes + 1))
         p_valid = Signal()
         p_acc = Signal(signed(cfg.acc_width))
-        p_advance = ~p_valid | rq.i.ready
+        p_advance = ~p_valid | (gathered != lanes)
         issue = running & self.i.valid & p_advance & fifo.w_rdy
         last_slot = slot == n_slots - 1
 
@@ -100,34 +104,70 @@ class Drain(wiring.Component):
             self.i.ready.eq(issue & last_slot),
         ]
         write = Signal(WRITE)
-        m.d.comb += [write.bank.eq(bank), write.addr.eq(d.out_base + ypart + xpart + ch), fifo.w_data.eq(write)]
+        m.d.comb += [write.bank.eq(bank), write.addr.eq(d.out_base + ypart + xpart + ch)]
+        m.d.comb += fifo.w_data.eq(write)
         with m.If(p_advance):
             m.d.sync += [p_valid.eq(issue & element), p_acc.eq(value)]
 
+        # Gather stage: ``lanes`` elements make one requantiser transfer; a partial one is
+        # flushed when the layer has no more elements to come.  ``counts`` tells the
+        # serialiser how many lanes of each transfer are real.
+        m.submodules.counts = counts = SyncFIFOBuffered(width=len(gathered), depth=8)
+        buf = Signal(rq.i.p.lanes.shape())
+        flush = ~running & ~p_valid & (gathered != 0)
+        send = ((gathered == lanes) | flush) & counts.w_rdy
+        with m.If(p_valid & p_advance):
+            m.d.sync += [buf[gathered].acc.eq(p_acc), buf[gathered].bias.eq(self.param_data.bias),
+                         buf[gathered].multiplier.eq(self.param_data.multiplier),
+                         buf[gathered].shift.eq(self.param_data.shift), gathered.eq(gathered + 1)]
         m.d.comb += [
-            rq.i.valid.eq(p_valid),
-            rq.i.p.lanes[0].acc.eq(p_acc),
-            rq.i.p.lanes[0].bias.eq(self.param_data.bias),
-            rq.i.p.lanes[0].multiplier.eq(self.param_data.multiplier),
-            rq.i.p.lanes[0].shift.eq(self.param_data.shift),
+            rq.i.valid.eq(send),
+            rq.i.p.lanes.eq(buf),
             rq.i.p.zero_point.eq(d.zero_point),
             rq.i.p.act_min.eq(d.act_min),
             rq.i.p.act_max.eq(d.act_max),
+            counts.w_data.eq(gathered),
+            counts.w_en.eq(send & rq.i.ready),
         ]
-        wiring.connect(m, rq.o, table.i)
+        with m.If(send & rq.i.ready):
+            m.d.sync += gathered.eq(0)
+
+        # Serialiser: one lane of the requantiser's output a cycle into the table.
+        lane = Signal(range(max(lanes, 2)))
+        serial = stream.Signature(data.ArrayLayout(signed(8), 1)).create()
+        lane_last = lane == counts.r_data - 1
+        m.d.comb += [
+            serial.valid.eq(rq.o.valid & counts.r_rdy),
+            serial.p[0].eq(rq.o.p.as_value().word_select(lane, 8).as_signed()),
+            rq.o.ready.eq(serial.ready & counts.r_rdy & lane_last),
+            counts.r_en.eq(serial.ready & rq.o.valid & lane_last),
+        ]
+        with m.If(serial.valid & serial.ready):
+            m.d.sync += lane.eq(Mux(lane_last, 0, lane + 1))
+
+        # POOL descriptors bring finished values and their addresses on ``aux`` instead.
+        aux_take = self.aux.valid & table.i.ready & fifo.w_rdy
+        with m.If(d.pool):
+            m.d.comb += [
+                table.i.valid.eq(aux_take), table.i.p[0].eq(self.aux.p.value), self.aux.ready.eq(aux_take),
+                fifo.w_en.eq(aux_take), write.bank.eq(self.aux.p.bank), write.addr.eq(self.aux.p.addr),
+            ]
+        with m.Else():
+            wiring.connect(m, serial, table.i)
         m.d.comb += table.bypass.eq(~d.table)
+        wiring.connect(m, wiring.flipped(self.table_write), table.write)
 
         out = Signal(WRITE)
         m.d.comb += [
             out.eq(fifo.r_data),
-            table.o.ready.eq(1),
+            table.o.ready.eq(fifo.r_rdy),
             fifo.r_en.eq(table.o.valid),
-            self.wr_en.eq(table.o.valid),
+            self.wr_en.eq(table.o.valid & fifo.r_rdy),
             self.wr_bank.eq(out.bank),
             self.wr_addr.eq(out.addr),
             self.wr_data.eq(table.o.p[0]),
         ]
-        written = table.o.valid
+        written = self.wr_en
         issued = fifo.w_en
         m.d.sync += pending.eq(pending + issued - written)
         m.d.comb += self.done.eq(~running & (pending == 0))

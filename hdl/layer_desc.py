@@ -8,7 +8,7 @@ the drain only ever add.
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from compiler.program import CONV
+from compiler.program import CONV, POOL
 
 ADDR = 13      #: bank byte addresses (signed trackers use one bit more)
 PTR = signed(ADDR + 2)
@@ -36,6 +36,7 @@ def desc_layout(config):
         "fused_pool": 1, "out_c": COUNT, "out_row_stride": PTR,
         "param_base": 10, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
         "single_rounding": 1, "table": 1, "table_slot": max(1, (config.table_slots - 1).bit_length()),
+        "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
         "last": 1,
     })
 
@@ -44,37 +45,45 @@ def _half(v):
     return v >> 1
 
 
+def _step_ptr(step, unit):
+    """Pointer step when a coordinate v advances by ``step``, for v even and v odd:
+    (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1."""
+    return [((step + parity) >> 1) * unit for parity in (0, 1)]
+
+
 def encode(desc, config, is_last):
-    """Field values of one CONV LayerDesc for :func:`desc_layout` (a dict for ``Const``)."""
-    if desc.kind != CONV:
-        raise ValueError(f"{desc.name}: only CONV descriptors run in hardware so far, got {desc.kind}")
+    """Field values of one LayerDesc for :func:`desc_layout` (a dict for ``Const``)."""
     h, w, c = desc.in_shape
     (kh, kw), (sh, sw), (pt, pl) = desc.kernel, desc.stride, desc.pads
-    blk = desc.block
-    oh, ow = (2 * desc.out_shape[0], 2 * desc.out_shape[1]) if desc.fused_pool else desc.conv_shape[:2]
+    out_h, out_w, out_c = desc.out_shape
     row_stride = ((w + 1) // 2) * c
+    common = {
+        "in_base": desc.in_base, "out_base": desc.out_base, "c": c, "kw": kw, "kh": kh, "h": h, "w": w,
+        "row_stride": row_stride, "out_c": out_c, "out_row_stride": ((out_w + 1) // 2) * out_c,
+        "act_min": desc.act_min, "act_max": desc.act_max, "table": int(desc.table >= 0),
+        "table_slot": max(desc.table, 0), "last": int(is_last),
+    }
+    if desc.kind != CONV:
+        # POOL, and LOOKUP as a 1x1 MAX window: one output pixel per step, raster order.
+        return {**common, "pool": 1, "pool_avg": int(desc.kind == POOL and desc.pool_kind == "AVERAGE"),
+                "nbx": out_w, "nby": out_h, "ystep": sh, "xstep": sw,
+                "ystep_ptr": _step_ptr(sh, row_stride), "xstep_ptr": _step_ptr(sw, c),
+                "iy0": [-pt, -pt], "ix0": [-pl, -pl],
+                "rowptr0": [_half(-pt) * row_stride] * 2, "colptr0": [_half(-pl) * c] * 2}
+    blk = desc.block
+    oh, ow = (2 * out_h, 2 * out_w) if desc.fused_pool else desc.conv_shape[:2]
     ystep, xstep = blk * sh, blk * sw
     iy0 = [d - pt for d in (0, 1)] if blk == 2 else [-pt, -pt]
     ix0 = [d - pl for d in (0, 1)] if blk == 2 else [-pl, -pl]
-    out_h, out_w, out_c = desc.out_shape
-
-    def step_ptr(step, unit):
-        # (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1
-        return [((step + parity) >> 1) * unit for parity in (0, 1)]
-
     return {
-        "in_base": desc.in_base, "out_base": desc.out_base,
-        "c": c, "kw": kw, "kh": kh, "h": h, "w": w,
+        **common,
         "nbx": (ow + blk - 1) // blk, "nby": (oh + blk - 1) // blk, "groups": desc.groups, "taps": desc.taps,
         "block1": int(blk == 1), "pad_value": desc.pad_value,
-        "row_stride": row_stride, "ystep": ystep, "xstep": xstep,
-        "ystep_ptr": step_ptr(ystep, row_stride), "xstep_ptr": step_ptr(xstep, c),
+        "ystep": ystep, "xstep": xstep,
+        "ystep_ptr": _step_ptr(ystep, row_stride), "xstep_ptr": _step_ptr(xstep, c),
         "iy0": iy0, "ix0": ix0,
         "rowptr0": [_half(v) * row_stride for v in iy0], "colptr0": [_half(v) * c for v in ix0],
         "weight_base": desc.weight_base, "oh": oh, "ow": ow,
-        "fused_pool": int(desc.fused_pool), "out_c": out_c,
-        "out_row_stride": ((out_w + 1) // 2) * out_c, "param_base": desc.param_base,
-        "zero_point": desc.zero_point, "act_min": desc.act_min, "act_max": desc.act_max,
-        "single_rounding": int(desc.single_rounding), "table": int(desc.table >= 0),
-        "table_slot": max(desc.table, 0), "last": int(is_last),
+        "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
+        "single_rounding": int(desc.single_rounding),
     }

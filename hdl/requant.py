@@ -6,7 +6,8 @@ take a large share of the 5,280 LCs.  It is therefore digit-serial: each lane ta
 shifted accumulator ``x' = wrap32(x << left)`` ``digit_bits`` (k) bits per cycle, radix-4
 Booth recoded, against the parallel 31-bit multiplier.  Serialising ``x'`` rather than the
 multiplier has two payoffs: the left shift becomes a delay of the digit stream (no 32-bit
-barrel shifter) and the int32 wrap is free (bits above 31 - left are never fed).
+barrel shifter) and the int32 wrap is free (bits above 31 - left are never fed).  Requant-
+isation runs after the 2x2 max pool (it is monotone), so its rate need is modest.
 
 Arithmetic (proved bit-exact against :mod:`golden.quant` by ``tests/test_requant.py``):
 
@@ -21,6 +22,9 @@ Arithmetic (proved bit-exact against :mod:`golden.quant` by ``tests/test_requant
   and the int8 clamp, so the right shifter narrows as it goes and ORs the rest into an
   overflow flag.
 
+* TFLite's activation bounds always contain the zero point (0.0 is representable), so the
+  clamp only limits ``|result|`` to the headroom on the result's side of the zero point.
+
 The lanes run in lockstep and share the control, the zero point and the activation bounds
 (per-tensor in TFLite); accumulator, bias, multiplier and shift are per lane (per channel).
 """
@@ -29,14 +33,18 @@ from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+#: Digit width of the default instance: 9 cycles a transfer, about 530 LCs a lane (see
+#: bench/synth_requant.py for the other widths).
+DEFAULT_DIGIT_BITS = 4
+
 #: Bits of the shifted magnitude ``t`` that matter: ``t >= 512`` already saturates int8.
 _T_BITS = 9
 
 
 def channel_layout(config):
     """One output channel's operands: ``acc + bias`` (wrapped to 32 bits) is requantised by
-    ``multiplier`` (0 or [2**30, 2**31 - 1] from QuantizeMultiplier; any value works) and
-    ``shift`` (> 0: left shift before the multiply; domain [-31, 31])."""
+    ``multiplier`` (0 or [2**30, 2**31 - 1] from QuantizeMultiplier; any 31-bit value works)
+    and ``shift`` (> 0: left shift before the multiply; domain [-31, 31])."""
     return data.StructLayout({
         "acc": signed(config.acc_width),
         "bias": signed(32),
@@ -47,7 +55,8 @@ def channel_layout(config):
 
 def payload_layout(config):
     """``config.requant_lanes`` channels plus the output tensor's zero point and fused
-    activation bounds (``act_min <= act_max``), shared by all lanes."""
+    activation bounds, shared by all lanes; ``act_min <= zero_point <= act_max``, as
+    CalculateActivationRangeQuantized always gives."""
     return data.StructLayout({
         "lanes": data.ArrayLayout(channel_layout(config), config.requant_lanes),
         "zero_point": signed(8),
@@ -66,11 +75,11 @@ class Requantizer(wiring.Component):
     zero_point, act_min, act_max)`` of lane ``n``, for every input in the stated domains.
 
     ``digit_bits`` (2, 4 or 8) trades logic for speed: a transfer (all lanes) is accepted
-    every :attr:`steps` = 32 / digit_bits cycles.  The whole unit stalls while a result
-    waits on ``o.ready``, so ``i.ready`` follows ``o.ready`` combinationally.
+    every :attr:`interval` = 32 / digit_bits + 1 cycles.  The whole unit stalls while a
+    result waits on ``o.ready``, so ``i.ready`` follows ``o.ready`` combinationally.
     """
 
-    def __init__(self, config, digit_bits=4):
+    def __init__(self, config, digit_bits=DEFAULT_DIGIT_BITS):
         if digit_bits not in (2, 4, 8):
             raise ValueError(f"Requantizer: digit_bits must be 2, 4 or 8, got {digit_bits!r}")
         self.config = config
@@ -86,13 +95,19 @@ class Requantizer(wiring.Component):
 
     @property
     def steps(self):
-        """Cycles each transfer occupies the serial multipliers: the initiation interval."""
+        """Digits of the 32-bit x', one per cycle."""
         return 32 // self.digit_bits
+
+    @property
+    def interval(self):
+        """Cycles between accepted transfers when inputs are waiting: the digits plus one
+        idle cycle, in which the accumulator is read out and cleared."""
+        return self.steps + 1
 
     @property
     def outputs_per_cycle(self):
         """Sustained int8 results per cycle with a steady input and a ready consumer."""
-        return self.lanes / self.steps
+        return self.lanes / self.interval
 
     @property
     def _depth(self):
@@ -103,7 +118,7 @@ class Requantizer(wiring.Component):
     @property
     def latency(self):
         """Cycles from an input transfer to ``o.valid``, without stalls: the serial steps,
-        the digit pipeline, and four post-processing registers."""
+        the digit, partial-product and adder-tree registers, and four post-processing ones."""
         return self.steps + self._depth + 4
 
     def elaborate(self, platform):
@@ -120,7 +135,7 @@ class Requantizer(wiring.Component):
         take = Signal()
         m.d.comb += [
             last_step.eq(busy & (step == n - 1)),
-            self.i.ready.eq(advance & (~busy | last_step)),
+            self.i.ready.eq(advance & ~busy),
             take.eq(self.i.valid & self.i.ready),
         ]
         with m.If(busy):
@@ -138,9 +153,9 @@ class Requantizer(wiring.Component):
                      post_valid[2].eq(post_valid[1]), self.o.valid.eq(post_valid[2])]
 
         # ---- per-transfer parameters.  They are loaded with the operands and copied on the
-        # last step, as the next transfer may overwrite them then; that copy lasts `steps`
-        # cycles, and when the post-processing (3 cycles after the accumulator's last step)
-        # outlasts it, a second copy is taken with the accumulator's result.
+        # last step, as the next transfer may overwrite them a cycle later; that copy lasts
+        # `interval` cycles, and when the post-processing (3 cycles after the accumulator's
+        # last step) outlasts it, a second copy is taken with the accumulator's result.
         # The clamp needs only the headroom between the zero point and each bound.
         tensor = data.StructLayout({"zero_point": signed(8), "above": 8, "below": 8})
         job_tensor = Signal(tensor, reset_less=True)
@@ -150,7 +165,7 @@ class Requantizer(wiring.Component):
                 job_tensor.above.eq(self.i.p.act_max - self.i.p.zero_point),
                 job_tensor.below.eq(self.i.p.zero_point - self.i.p.act_min),
             ]
-        late = depth + 3 > n
+        late = depth + 3 > self.interval
 
         def hand_over(value, name):
             """``value`` (loaded on the transfer) as it stands for the post-processing."""
@@ -186,22 +201,27 @@ class Requantizer(wiring.Component):
         x_reg = reg(32 + k, "x")
         delay = reg(range(n), "delay")              # zero digits before x: left // k
         offset = reg(range(1, k + 1), "offset")     # digit window position: k - left % k
+        feeding = reg(1, "feeding")                 # this step's digit comes from x
         mult = reg(31, "mult")
         right = reg(5, "right")
-        feeding = step >= delay
+        with m.If(busy):
+            m.d.sync += feeding.eq(step + 1 >= delay)
         with m.If(busy & feeding):
             m.d.sync += x_reg.eq(x_reg >> k)
-        with m.If(take):                            # after the shift: it wins
+        with m.If(take):                            # after the step's updates: it wins
             m.d.sync += [
                 x_reg.eq(Cat(Const(0, k), (src.acc + src.bias)[:32])),
                 delay.eq(left >> log2_k),
                 offset.eq(k - left[:log2_k]),
+                feeding.eq(left < k),
                 mult.eq(src.multiplier),
                 right.eq(Mux(src.shift < 0, -src.shift, 0)),
             ]
         right = hand_over(right, f"l{lane}_right")
 
-        # ---- digit of x' (k bits, least significant first), then its radix-4 Booth recoding
+        # ---- digit of x' (k bits, least significant first, zeros before x), registered,
+        # then radix-4 Booth recoded.  `mult` is still valid for the last digit's recoding
+        # because a new transfer is taken only in the idle cycle after the last step.
         digit = reg(k, "digit")
         m.d.sync += digit.eq(Mux(feeding, x_reg.bit_select(offset, k), 0))
         below = reg(1, "below")                     # the bit under the digit (0 at the start)
@@ -210,9 +230,10 @@ class Requantizer(wiring.Component):
         bits = Cat(below, digit)
 
         # Partial product i is digit_i * m * 4**i with digit_i in [-2, 2], stored as
-        # (|digit_i| * m) ^ neg over the full width; neg is added later as a carry-in
-        # (two's complement negation), and the low 2i bits of a negated term are ones.
-        terms = []
+        # pp_i = (|digit_i| * m) ^ neg_i over the full width, so it is one LUT per bit and
+        # the + neg_i of the two's complement negation is left pending.  Shifted left by
+        # 2i with neg_i filling the low bits, term i plus neg_i is exact.
+        terms = []                                  # (value, its shift, pending negations)
         for i in range(k // 2):
             b0, b1, b2 = bits[2 * i], bits[2 * i + 1], bits[2 * i + 2]
             neg = b2 & ~(b1 & b0)
@@ -226,39 +247,45 @@ class Requantizer(wiring.Component):
             with m.Else():
                 m.d.sync += pp.eq(Cat(magnitude ^ neg.replicate(32), neg))
             m.d.sync += neg_reg.eq(neg)
-            terms.append((Cat(neg_reg.replicate(2 * i), pp).as_signed(), [neg_reg]))
+            terms.append((pp, 2 * i, [neg_reg]))
 
-        # ---- adder tree: every adder absorbs one pending negation as its carry-in, and
-        # there are exactly as many adders (tree plus loop) as Booth digits.
-        width = 32 + k                              # |digit * m| + |acc| < 2**(k + 31)
+        # ---- adder tree.  Every adder takes the lower term's first pending negation as its
+        # carry-in; it then leaves the upper term's fill bits below the lower term's shift,
+        # so each sum is kept at the lower shift (no adder bits spent on fill) and stays a
+        # filled term.  There are exactly as many adders (tree plus loop) as negations.
+        width = 31 + k                              # mod 2**width suffices, see acc
         level = 0
         while len(terms) > 1:
             level += 1
             paired = []
-            for (a, neg_a), (b, neg_b) in zip(terms[::2], terms[1::2]):
-                total = reg(signed(width), f"sum{level}_{len(paired)}")
-                m.d.sync += total.eq(a + b + neg_a[0])
+            for (a, shift_a, neg_a), (b, shift_b, neg_b) in zip(terms[::2], terms[1::2]):
+                upper = Cat(neg_b[0].replicate(shift_b - shift_a), b).as_signed()
+                total = reg(signed(min(max(len(a), len(upper)) + 1, width - shift_a)),
+                            f"sum{level}_{len(paired)}")
+                m.d.sync += total.eq(a + upper + neg_a[0])
                 pending = [reg(1, f"neg{level}_{len(paired)}_{j}")
                            for j in range(len(neg_a) + len(neg_b) - 1)]
-                m.d.sync += [p.eq(q) for p, q in zip(pending, neg_a[1:] + neg_b)]
-                paired.append((total, pending))
+                m.d.sync += [p.eq(q) for p, q in zip(pending, neg_b + neg_a[1:])]
+                paired.append((total, shift_a, pending))
             terms = paired
-        (partial, (carry,)), = terms
+        (partial, _, (carry,)), = terms
 
-        # ---- serial accumulation: acc_j = floor(x'_{<j} * m / 2**(k*j)).  The last step
-        # hands the sum to g and clears acc (as does any idle cycle, which also clears it
-        # after a reset), so the next transfer follows without a bubble.
+        # ---- serial accumulation: acc_j = floor(x'_{<j} * m / 2**(k*j)), where x'_{<j} (the
+        # low k*j bits of x', signed) * m lies in [-2**(k*j-1) m, 2**(k*j-1) m), so |acc| <= 2**30
+        # and sums taken mod 2**(k+31) give it exactly.  In the idle cycle after the last
+        # step the post-processing reads acc while it is cleared (a synchronous reset, so
+        # nothing sits between acc and the adder).
         loop = tags[-1]
-        acc = reg(signed(32), "acc")
+        acc = reg(signed(31), "acc")
+        guard = reg(2, "guard")                     # the 2 bits of G below acc
         total = Signal(signed(width), name=f"l{lane}_total")
         m.d.comb += total.eq(acc + partial + carry)
-        with m.If(loop.valid & ~loop.last):
-            m.d.sync += acc.eq(total >> k)
+        with m.If(loop.valid):                      # one enable and reset for both: nextpnr
+            m.d.sync += [acc.eq(total >> k),        # splits a carry chain where flip-flops
+                         guard.eq(total[k - 2:k])]  # sharing a tile differ in them
         with m.Else():
-            m.d.sync += acc.eq(0)                   # a synchronous reset: no LUT input
-        g = reg(34, "g")                            # floor(x' * m / 2**30)
-        with m.If(finished):
-            m.d.sync += g.eq(total[k - 2:])
+            m.d.sync += [acc.eq(0), guard.eq(0)]
+        g = Cat(guard, acc)                         # floor(x' * m / 2**30)
 
         # ---- post 1: sign and magnitude form, right shift by 16 if asked
         sign = g[-1]
@@ -285,8 +312,8 @@ class Requantizer(wiring.Component):
         over = Signal(9, name=f"l{lane}_over")
         m.d.comb += over.eq(p2_t[1:] + p2_room + p2_inc)     # bit 8: |result| > headroom
         clip = p2_ovf | over[8]
-        magnitude = Mux(clip, ~p2_room, p2_t[1:]) ^ p2_sign.replicate(8)
-        m.d.sync += self.o.p[lane].eq(tensor.zero_point + magnitude + (Mux(clip, 0, p2_inc) ^ p2_sign))
+        operand = Mux(clip, ~p2_room, p2_t[1:]) ^ p2_sign.replicate(8)
+        m.d.sync += self.o.p[lane].eq(tensor.zero_point + operand + (Mux(clip, 0, p2_inc) ^ p2_sign))
 
     @staticmethod
     def _shift_stage(value, ovf, ones, enable, amount):

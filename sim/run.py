@@ -1,0 +1,192 @@
+"""Run int8 inputs through the generated accelerator, cycle by cycle, like ``golden.run``.
+
+    python -m sim.run --model M.tflite --input X.npy --output Y.npy [--report R.json] [--check]
+    python -m sim.run --mnist [DIR] [--count N] [--check]
+
+The default engine is Verilator on the emitted Verilog (a C++ harness of our own, built
+once and cached); ``--engine amaranth`` uses the Amaranth simulator (slow, no tools
+needed).  Ops at the model's tail that the hardware does not run (SOFTMAX) are finished
+on the host by the golden model; the report says which.  ``--check`` compares every
+output with the golden model and stops at the first mismatch, naming the first layer whose
+hardware output differs.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compiler.program import CompileError, compile_model
+from golden.config import ICEBREAKER
+from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
+from golden.model import ModelError
+from golden.ops import apply_layer, run_model
+from golden.run import DEFAULT_MODEL, UsageError, _load_input, _save_npy
+from golden.tflite_io import load_tflite
+
+from hdl.accelerator import Accelerator
+
+from . import pysim, verilator
+from .verilator import SimulatorError
+
+
+class Mismatch(Exception):
+    pass
+
+
+def sim_config(config=ICEBREAKER):
+    """The configuration simulated: the board's, with behavioural DSPs and memories."""
+    return config.with_(target="generic")
+
+
+def finish_on_host(program, hw):
+    """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
+    n = len(hw)
+    names = [layer.name for layer in program.model.layers]
+    out_layer = program.model.layers[names.index(program.output_name)]
+    after = program.model.layers[names.index(program.output_name) + 1:]
+    y = hw.reshape((n,) + tuple(out_layer.output_shape))
+    for layer in after:
+        y = y.reshape((n,) + tuple(layer.input_shape))
+        y = apply_layer(y, layer)
+    return y.reshape((n,) + tuple(program.model.output_shape))
+
+
+class Engine:
+    """Builds the simulator once and runs batches through it."""
+
+    def __init__(self, program, engine="verilator", jobs=2, vcd=None, log=print):
+        self.program, self.engine, self.jobs, self.vcd, self.log = program, engine, jobs, vcd, log
+        self.exe = None
+        if engine == "verilator":
+            self.exe = verilator.build(Accelerator(program), "accelerator", trace=vcd is not None)
+
+    def run(self, x, progress=None, step_addrs=None):
+        p = self.program
+        if self.engine == "amaranth":
+            if step_addrs is not None:
+                raise UsageError("per-layer stepping needs the verilator engine")
+            out, cycles = pysim.run(p, x, vcd=self.vcd)
+            return {"outputs": out, "cycles": cycles}
+        r = verilator.run(self.exe, pysim.weight_words(p), [pysim.input_writes(p, row) for row in x],
+                                pysim.output_addresses(p), step_addrs=step_addrs, vcd=self.vcd,
+                                progress=progress, jobs=1 if step_addrs is not None else self.jobs)
+        r["outputs"] = r["outputs"].astype(np.int8)
+        return r
+
+    def layer_cycles(self, x_one):
+        """Cycles of each hardware layer (data-independent), by stepping one input."""
+        if self.engine != "verilator":
+            return None
+        total = [int(c) for c in self.run(x_one[None], step_addrs=[0])["steps"][0]["cycles"]]
+        return {d.name: c - prev for d, c, prev in zip(self.program.layers, total, [0] + total[:-1])}
+
+    def first_bad_layer(self, x_one):
+        """Name of the first layer whose hardware output differs from golden, or None."""
+        p = self.program
+        addrs = [pysim.map_addresses(d.out_shape, d.out_base) for d in p.layers]
+        flat = sorted({a for layer in addrs for a in layer})
+        index = {a: i for i, a in enumerate(flat)}
+        mem = self.run(x_one[None], step_addrs=flat)["steps"][0]["mem"]
+        _, golden_layers = run_model(p.model, x_one[None], intermediates=True)
+        for d, layer_addrs, layer_mem in zip(p.layers, addrs, mem):
+            got = layer_mem[[index[a] for a in layer_addrs]].astype(np.int8)
+            if not np.array_equal(got, golden_layers[d.name].reshape(-1)):
+                return d.name
+        return None
+
+
+def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config=ICEBREAKER, log=print):
+    """Run a batch through the hardware; returns (outputs, report)."""
+    program = compile_model(model, sim_config(config))
+    t0 = time.perf_counter()
+    eng = Engine(program, engine, jobs, vcd, log)
+    build_s = time.perf_counter() - t0
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.perf_counter()
+        if now - last[0] > 2 or done == total:
+            last[0] = now
+            log(f"  simulated {done}/{total} inputs", file=sys.stderr)
+
+    t1 = time.perf_counter()
+    r = eng.run(x, progress=progress)
+    sim_s = time.perf_counter() - t1
+    y = finish_on_host(program, r["outputs"])
+    cycles = int(r["cycles"][0])
+    lanes = program.config.lanes
+    report = {
+        "model": model.name, "engine": engine, "inputs": int(len(x)),
+        "cycles_per_inference": cycles,
+        "cycles_per_layer": eng.layer_cycles(x[0]),
+        "macs": int(model.macs), "lanes": lanes,
+        "utilisation": round(model.macs / (cycles * lanes), 4),
+        "host_ops": [type(layer).__name__.upper() for layer in program.host_tail],
+        "inferences_per_second_simulated": round(len(x) / sim_s, 2),
+        "simulator_build_seconds": round(build_s, 2),
+    }
+    if check:
+        want = run_model(model, x)
+        for i in range(len(x)):
+            if not np.array_equal(y[i], want[i]):
+                bad = eng.first_bad_layer(x[i]) if engine == "verilator" else None
+                where = f", first differing layer: {bad}" if bad else ""
+                raise Mismatch(f"input {i}: hardware output differs from golden{where}")
+        report["checked"] = "all outputs equal golden"
+    return y, report
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sim.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--input", help="int8 .npy of shape (N, H, W, C)")
+    p.add_argument("--output", help="where to write the model's int8 output for every input (.npy)")
+    p.add_argument("--mnist", metavar="DIR", nargs="?", const=str(DEFAULT_DIR),
+                   help="run the t10k images in DIR and print the hardware's accuracy")
+    p.add_argument("--count", type=int, help="with --mnist: only the first N test images")
+    p.add_argument("--report", help="write cycles, utilisation and speed to this JSON file")
+    p.add_argument("--check", action="store_true", help="compare every output with the golden model")
+    p.add_argument("--engine", choices=("verilator", "amaranth"), default="verilator")
+    p.add_argument("--jobs", type=int, default=2, help="simulator processes (verilator)")
+    p.add_argument("--vcd", help="write a waveform of the first input")
+    args = p.parse_args(argv)
+    try:
+        model = load_tflite(args.model)
+        if args.input is None and args.mnist is None:
+            raise UsageError("nothing to do: give --input X.npy or --mnist DIR")
+        labels = None
+        if args.input is not None:
+            x = _load_input(args.input, model)
+        else:
+            images, labels = load_test_set(args.mnist)
+            images, labels = images[:args.count], labels[:args.count]
+            x = quantize_images(images, model.input_q)
+        y, report = simulate(model, x, args.engine, args.jobs, args.check, args.vcd)
+        if labels is not None:
+            acc = float((y.reshape(len(y), -1).argmax(1) == labels).mean())
+            report["accuracy"] = acc
+            print(f"hardware accuracy {acc * 100:.2f} % on {len(labels)} MNIST test images")
+        if args.output:
+            _save_npy(args.output, y)
+            print(f"wrote {args.output}: {y.shape} int8")
+        if args.report:
+            Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"{report['cycles_per_inference']} cycles per inference, utilisation "
+              f"{report['utilisation'] * 100:.1f} % of {report['lanes']} lanes, "
+              f"{report['inferences_per_second_simulated']} inferences/s simulated"
+              + (", all outputs equal golden" if args.check else ""))
+    except Mismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (ModelError, CompileError, UsageError, FileNotFoundError, SimulatorError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
