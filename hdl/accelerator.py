@@ -12,6 +12,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from compiler.program import CONV
+
 from .drain import Drain, param_layout
 from .feeder import Feeder
 from .layer_desc import ADDR, desc_layout, encode
@@ -47,18 +49,25 @@ class Accelerator(wiring.Component):
         cfg, prog = self.config, self.program
         m.submodules.feeder = feeder = Feeder(cfg)
         m.submodules.array = array = MacArray(cfg)
-        m.submodules.drain = drain = Drain(cfg)
+        needs_pool = any(d.kind != CONV for d in prog.layers)
+        needs_table = len(prog.tables) > 0
+        m.submodules.drain = drain = Drain(cfg, tables=needs_table, aux=needs_pool)
         m.submodules.weights = weights = WeightMemory(cfg)
-        m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=cfg.pool_window)
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
-        wiring.connect(m, engine.o, drain.aux)
+        if needs_pool:
+            m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=cfg.pool_window)
+            wiring.connect(m, engine.o, drain.aux)
+        else:
+            engine = None
 
         layout = desc_layout(cfg)
         m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)
         desc_rd = descs.read_port()
         desc = Signal(layout)
-        m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc), engine.desc.eq(desc)]
+        m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
+        if engine is not None:
+            m.d.comb += engine.desc.eq(desc)
 
         p = prog.params
         params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
@@ -76,19 +85,20 @@ class Accelerator(wiring.Component):
             bank = Memory(shape=8, depth=cfg.act_bank_bytes, init=[])
             m.submodules[f"bank{b}"] = bank
             rd, wr = bank.read_port(), bank.write_port()
-            with m.If(busy & desc.pool):
-                m.d.comb += [rd.addr.eq(engine.bank_addr[b]), rd.en.eq(engine.mem_en),
-                             wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
-                             wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
-            with m.Elif(busy):
+            with m.If(busy):
                 m.d.comb += [rd.addr.eq(feeder.bank_addr[b]), rd.en.eq(feeder.mem_en),
                              wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
                              wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
+                if engine is not None:
+                    with m.If(desc.pool):
+                        m.d.comb += [rd.addr.eq(engine.bank_addr[b]), rd.en.eq(engine.mem_en)]
             with m.Else():
                 m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
                              wr.addr.eq(host_offset), wr.data.eq(self.host_wdata),
                              wr.en.eq(self.host_we & (host_bank == b))]
-            m.d.comb += [feeder.bank_data[b].eq(rd.data), engine.bank_data[b].eq(rd.data)]
+            m.d.comb += feeder.bank_data[b].eq(rd.data)
+            if engine is not None:
+                m.d.comb += engine.bank_data[b].eq(rd.data)
             with m.If(rd_bank == b):
                 m.d.comb += self.host_rdata.eq(rd.data)
 
@@ -101,16 +111,17 @@ class Accelerator(wiring.Component):
 
         # Activation tables: all of the program's in a ROM, copied into the drain's table
         # (256 cycles) before a layer that needs one that is not loaded.
-        tables = [int(v) for t in prog.tables for v in t] or [0]
-        m.submodules.tables = trom = Memory(shape=signed(8), depth=len(tables), init=tables)
-        trd = trom.read_port()
         loaded = Signal(range(cfg.table_slots + 1), init=cfg.table_slots)   # none loaded yet
         tindex = Signal(9)
-        m.d.comb += [
-            trd.addr.eq((desc.table_slot << 8) | tindex[:8]),
-            drain.table_write.addr.eq(tindex - 1),
-            drain.table_write.data.eq(trd.data),
-        ]
+        if needs_table:
+            tables = [int(v) for t in prog.tables for v in t]
+            m.submodules.tables = trom = Memory(shape=signed(8), depth=len(tables), init=tables)
+            trd = trom.read_port()
+            m.d.comb += [
+                trd.addr.eq((desc.table_slot << 8) | tindex[:8]),
+                drain.table_write.addr.eq(tindex - 1),
+                drain.table_write.data.eq(trd.data),
+            ]
 
         layer = Signal(8)
         stepping = Signal()
@@ -144,10 +155,12 @@ class Accelerator(wiring.Component):
                     m.d.sync += loaded.eq(desc.table_slot)
                     m.next = "KICK"
             with m.State("KICK"):
-                m.d.comb += [feeder.start.eq(~desc.pool), drain.start.eq(~desc.pool), engine.start.eq(desc.pool)]
+                m.d.comb += [feeder.start.eq(~desc.pool), drain.start.eq(~desc.pool)]
+                if engine is not None:
+                    m.d.comb += engine.start.eq(desc.pool)
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(feeder.done & engine.done & drain.done):
+                with m.If(feeder.done & drain.done & (engine.done if engine is not None else 1)):
                     with m.If(desc.last | stepping):
                         m.d.sync += [busy.eq(0), self.done.eq(1), self.last.eq(desc.last)]
                         m.next = "IDLE"

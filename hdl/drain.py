@@ -7,7 +7,7 @@ Element addresses travel beside the requantiser in a FIFO: the requantiser and t
 keep order, so the writer pairs each value with the oldest address.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -34,8 +34,11 @@ class Drain(wiring.Component):
     param_latency = 1
     fifo_depth = 16
 
-    def __init__(self, config):
+    def __init__(self, config, tables=True, aux=True):
+        """``tables``/``aux``: whether the program uses activation tables / POOL layers; the
+        generator leaves out what a program does not need."""
         self.config = config
+        self.tables, self.has_aux = tables, aux
         super().__init__({
             "desc": In(desc_layout(config)),
             "start": In(1),
@@ -56,8 +59,20 @@ class Drain(wiring.Component):
         m = Module()
         cfg, d = self.config, self.desc
         cols = cfg.cols
-        m.submodules.requant = rq = Requantizer(cfg, digit_bits=8)
-        m.submodules.table = table = ActivationTable(lanes=1)
+        m.submodules.requant = rq = Requantizer(cfg, digit_bits=4)
+        if self.tables:
+            m.submodules.table = table = ActivationTable(lanes=1)
+            t_in, t_out = table.i, table.o
+            m.d.comb += table.bypass.eq(~d.table)
+            wiring.connect(m, wiring.flipped(self.table_write), table.write)
+        else:
+            # A plain register in the table's place keeps the one-cycle step that lets the
+            # address FIFO (pushed with the value) be readable when the value arrives.
+            vector = stream.Signature(data.ArrayLayout(signed(8), 1))
+            t_in, t_out = vector.flip().create(), vector.create()
+            m.d.comb += t_in.ready.eq(~t_out.valid | t_out.ready)
+            with m.If(t_in.ready):
+                m.d.sync += [t_out.valid.eq(t_in.valid), t_out.p.eq(t_in.p)]
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=WRITE.size, depth=self.fifo_depth)
 
         running = Signal()
@@ -80,7 +95,10 @@ class Drain(wiring.Component):
             pooled[1].eq(Mux(col_vals[2] > col_vals[3], col_vals[2], col_vals[3])),
             pooled[2].eq(Mux(pooled[0] > pooled[1], pooled[0], pooled[1])),
         ]
-        value = Mux(d.fused_pool, pooled[2], self.i.p.as_value().word_select(slot, cfg.acc_width).as_signed())
+        # The lane of ``slot`` is column ``col`` of row ``row``: reuse the column pick.
+        lane_val = Signal(signed(cfg.acc_width))
+        m.d.comb += lane_val.eq(Cat(*col_vals).word_select(row[:2], cfg.acc_width).as_signed())
+        value = Mux(d.fused_pool, pooled[2], lane_val)
 
         ch = gch + col
         dy, dx = row[1], row[0]
@@ -126,6 +144,7 @@ class Drain(wiring.Component):
             rq.i.p.zero_point.eq(d.zero_point),
             rq.i.p.act_min.eq(d.act_min),
             rq.i.p.act_max.eq(d.act_max),
+            rq.i.p.single_rounding.eq(d.single_rounding),
             counts.w_data.eq(gathered),
             counts.w_en.eq(send & rq.i.ready),
         ]
@@ -146,26 +165,27 @@ class Drain(wiring.Component):
             m.d.sync += lane.eq(Mux(lane_last, 0, lane + 1))
 
         # POOL descriptors bring finished values and their addresses on ``aux`` instead.
-        aux_take = self.aux.valid & table.i.ready & fifo.w_rdy
-        with m.If(d.pool):
-            m.d.comb += [
-                table.i.valid.eq(aux_take), table.i.p[0].eq(self.aux.p.value), self.aux.ready.eq(aux_take),
-                fifo.w_en.eq(aux_take), write.bank.eq(self.aux.p.bank), write.addr.eq(self.aux.p.addr),
-            ]
-        with m.Else():
-            wiring.connect(m, serial, table.i)
-        m.d.comb += table.bypass.eq(~d.table)
-        wiring.connect(m, wiring.flipped(self.table_write), table.write)
+        if self.has_aux:
+            aux_take = self.aux.valid & t_in.ready & fifo.w_rdy
+            with m.If(d.pool):
+                m.d.comb += [
+                    t_in.valid.eq(aux_take), t_in.p[0].eq(self.aux.p.value), self.aux.ready.eq(aux_take),
+                    fifo.w_en.eq(aux_take), write.bank.eq(self.aux.p.bank), write.addr.eq(self.aux.p.addr),
+                ]
+            with m.Else():
+                wiring.connect(m, serial, t_in)
+        else:
+            wiring.connect(m, serial, t_in)
 
         out = Signal(WRITE)
         m.d.comb += [
             out.eq(fifo.r_data),
-            table.o.ready.eq(fifo.r_rdy),
-            fifo.r_en.eq(table.o.valid),
-            self.wr_en.eq(table.o.valid & fifo.r_rdy),
+            t_out.ready.eq(fifo.r_rdy),
+            fifo.r_en.eq(t_out.valid),
+            self.wr_en.eq(t_out.valid & fifo.r_rdy),
             self.wr_bank.eq(out.bank),
             self.wr_addr.eq(out.addr),
-            self.wr_data.eq(table.o.p[0]),
+            self.wr_data.eq(t_out.p[0]),
         ]
         written = self.wr_en
         issued = fifo.w_en

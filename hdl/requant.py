@@ -21,20 +21,27 @@ Arithmetic (proved bit-exact against :mod:`golden.quant` by ``tests/test_requant
   shifted-out bits of w are ones))``.  Only ``|result| <= 256`` matters after the zero point
   and the int8 clamp, so the right shifter narrows as it goes and ORs the rest into an
   overflow flag.
+* The single rounding of FULLY_CONNECTED (``single_rounding``), ``floor((x' * m +
+  2**(30+right)) / 2**(31+right))`` when ``x << left`` does not wrap, equals ``floor((G +
+  2**right) / 2**(1+right))`` (ties towards +inf; right = 0 for left shifts).
+  For G < 0 its negation is ``floor((w + 2**right) / 2**(1+right))`` as well, so on the
+  magnitude it is ``|result| = (t >> 1) + t[0]``: the double rounding without its
+  all-ones term, and the same whenever right = 0.
 
 * TFLite's activation bounds always contain the zero point (0.0 is representable), so the
   clamp only limits ``|result|`` to the headroom on the result's side of the zero point.
 
 The lanes run in lockstep and share the control, the zero point and the activation bounds
-(per-tensor in TFLite); accumulator, bias, multiplier and shift are per lane (per channel).
+(per-tensor in TFLite) and the rounding mode (per layer); accumulator, bias, multiplier and
+shift are per lane (per channel).
 """
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Digit width of the default instance: 9 cycles a transfer, about 530 LCs a lane (see
-#: bench/synth_requant.py for the other widths).
+#: Digit width of the default instance: a transfer every 9 cycles for about 500 LCs a lane
+#: (bench/synth_requant.py measures the other widths).
 DEFAULT_DIGIT_BITS = 4
 
 #: Bits of the shifted magnitude ``t`` that matter: ``t >= 512`` already saturates int8.
@@ -56,12 +63,15 @@ def channel_layout(config):
 def payload_layout(config):
     """``config.requant_lanes`` channels plus the output tensor's zero point and fused
     activation bounds, shared by all lanes; ``act_min <= zero_point <= act_max``, as
-    CalculateActivationRangeQuantized always gives."""
+    CalculateActivationRangeQuantized always gives.  ``single_rounding`` (per layer) selects
+    FULLY_CONNECTED's single rounding over CONV_2D's double one; it is exact when
+    ``wrap32(acc + bias) << left`` does not wrap, which the compiler guarantees."""
     return data.StructLayout({
         "lanes": data.ArrayLayout(channel_layout(config), config.requant_lanes),
         "zero_point": signed(8),
         "act_min": signed(8),
         "act_max": signed(8),
+        "single_rounding": unsigned(1),
     })
 
 
@@ -72,7 +82,8 @@ def output_layout(config):
 
 class Requantizer(wiring.Component):
     """``o.payload[n] = golden.quant.requantize(wrap32(acc + bias), multiplier, shift,
-    zero_point, act_min, act_max)`` of lane ``n``, for every input in the stated domains.
+    zero_point, act_min, act_max, single_rounding)`` of lane ``n``, for every input in the
+    stated domains (with single rounding: where the left shift does not wrap).
 
     ``digit_bits`` (2, 4 or 8) trades logic for speed: a transfer (all lanes) is accepted
     every :attr:`interval` = 32 / digit_bits + 1 cycles.  The whole unit stalls while a
@@ -157,13 +168,14 @@ class Requantizer(wiring.Component):
         # `interval` cycles, and when the post-processing (3 cycles after the accumulator's
         # last step) outlasts it, a second copy is taken with the accumulator's result.
         # The clamp needs only the headroom between the zero point and each bound.
-        tensor = data.StructLayout({"zero_point": signed(8), "above": 8, "below": 8})
+        tensor = data.StructLayout({"zero_point": signed(8), "above": 8, "below": 8, "single": 1})
         job_tensor = Signal(tensor, reset_less=True)
         with m.If(take):
             m.d.sync += [
                 job_tensor.zero_point.eq(self.i.p.zero_point),
                 job_tensor.above.eq(self.i.p.act_max - self.i.p.zero_point),
                 job_tensor.below.eq(self.i.p.zero_point - self.i.p.act_min),
+                job_tensor.single.eq(self.i.p.single_rounding),
             ]
         late = depth + 3 > self.interval
 
@@ -287,11 +299,13 @@ class Requantizer(wiring.Component):
             m.d.sync += [acc.eq(0), guard.eq(0)]
         g = Cat(guard, acc)                         # floor(x' * m / 2**30)
 
-        # ---- post 1: sign and magnitude form, right shift by 16 if asked
+        # ---- post 1: sign and magnitude form, right shift by 16 if asked.  The single
+        # rounding has no all-ones term, so ``ones`` starts false for it.
         sign = g[-1]
         w = g[:32] ^ sign.replicate(32)
-        shifted, ovf, ones = self._shift_stage(w, Const(0, 1), Const(1, 1), right[4], 16)
-        p1_t, p1_ovf, p1_ones, p1_sign = reg(len(shifted), "p1_t"), reg(1, "p1_ovf"), reg(1, "p1_ones"), reg(1, "p1_sign")
+        shifted, ovf, ones = self._shift_stage(w, Const(0, 1), ~tensor.single, right[4], 16)
+        p1_t, p1_ovf = reg(len(shifted), "p1_t"), reg(1, "p1_ovf")
+        p1_ones, p1_sign = reg(1, "p1_ones"), reg(1, "p1_sign")
         m.d.sync += [p1_t.eq(shifted), p1_ovf.eq(ovf), p1_ones.eq(ones), p1_sign.eq(sign)]
 
         # ---- post 2: the remaining right shifts by 8, 4, 2, 1; the clamp's headroom on the

@@ -126,6 +126,7 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
         "macs": int(model.macs), "lanes": lanes,
         "utilisation": round(model.macs / (cycles * lanes), 4),
         "host_ops": [type(layer).__name__.upper() for layer in program.host_tail],
+        "memory_map": program.memory_map,
         "inferences_per_second_simulated": round(len(x) / sim_s, 2),
         "simulator_build_seconds": round(build_s, 2),
     }

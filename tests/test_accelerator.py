@@ -1,6 +1,10 @@
 """The generated accelerator, cycle by cycle, against the golden model."""
 
+import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +13,16 @@ from compiler.program import compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
+from golden.model import FullyConnected, Model, QParams
 from golden.ops import run_model
+from golden.quant import requantize
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from sim import pysim
 from sim.run import finish_on_host, simulate
 
 N_RANDOM = 40
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("seed", range(N_RANDOM))
@@ -51,3 +58,44 @@ def test_shipped_model_on_100_images_verilator(mnist):
     assert sum(report["cycles_per_layer"].values()) == report["cycles_per_inference"]
     assert report["utilisation"] >= 0.87
     assert report["host_ops"] == ["SOFTMAX"]
+
+
+@pytest.mark.slow
+def test_all_10k_mnist_images_on_the_hardware(mnist, tmp_path):
+    """Opt-in (make bench): the whole test set, bit-exact, accuracy measured on the hardware."""
+    out = tmp_path / "hw_mnist.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "hw_mnist.py"), "--out", str(out)], check=True)
+    report = json.loads(out.read_text())
+    assert report["checked"] == "all outputs equal golden"
+    assert report["accuracy"] >= 0.975
+
+
+def _fc_model_where_roundings_differ():
+    """A small FULLY_CONNECTED model and inputs on which single and double rounding give
+    different int8 outputs (rare: found by a seeded search), so the test sees the mode."""
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        q = QParams(0.05, -10)
+        layer = FullyConnected(name="fc", input_shape=(16,), weights=rng.integers(-127, 128, (8, 16)).astype(np.int8),
+                               bias=rng.integers(-5000, 5000, 8).astype(np.int32),
+                               weight_scales=np.array([0.01], np.float32), input_q=q,
+                               output_q=QParams(float(rng.uniform(0.5, 4)), 3))
+        model = Model(name="fc_rounding", input_shape=(16,), input_q=q, layers=(layer,))
+        x = rng.integers(-128, 128, (64, 16)).astype(np.int8)
+        acc = (x.astype(np.int64) - q.zero_point) @ layer.weights.T.astype(np.int64) + layer.bias
+        mult, shift = layer.multipliers_shifts
+        lo, hi = layer.act_range
+        double = requantize(acc, mult, shift, layer.output_q.zero_point, lo, hi, single_rounding=False)
+        rows = np.flatnonzero((double != run_model(model, x)).any(axis=1))
+        if len(rows):
+            return model, x[rows[:2]], double[rows[:2]]
+    raise AssertionError("no model found where the roundings differ")
+
+
+def test_fully_connected_rounds_once_in_hardware():
+    model, x, double = _fc_model_where_roundings_differ()
+    program = compile_model(model, AcceleratorConfig())
+    out, _ = pysim.run(program, x)
+    got = finish_on_host(program, out)
+    np.testing.assert_array_equal(got, run_model(model, x))
+    assert (got != double).any()
