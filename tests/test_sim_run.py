@@ -1,0 +1,41 @@
+"""The hardware simulation command line: outputs like golden.run, the report, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from golden.generate import random_inputs, random_model
+from golden.ops import run_model
+from golden.tflite_io import save_tflite
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "sim.run", *map(str, args)], capture_output=True, text=True)
+
+
+def test_outputs_and_report_match_golden(tmp_path):
+    rng = np.random.default_rng(3)
+    model = random_model(rng)
+    save_tflite(model, tmp_path / "m.tflite")
+    x = random_inputs(rng, model, 2)
+    np.save(tmp_path / "x.npy", x)
+    r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+            "--report", tmp_path / "r.json", "--engine", "amaranth", "--check")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["cycles_per_inference"] > 0 and report["lanes"] == 16
+    assert report["utilisation"] == round(model.macs / (report["cycles_per_inference"] * 16), 4)
+    assert report["checked"] == "all outputs equal golden"
+
+
+def test_bad_model_is_one_line_and_status_2(tmp_path):
+    (tmp_path / "junk.tflite").write_bytes(b"\x01" * 64)
+    np.save(tmp_path / "x.npy", np.zeros((1, 4), np.int8))
+    for args in (["--model", tmp_path / "missing.tflite", "--input", tmp_path / "x.npy"],
+                 ["--model", tmp_path / "junk.tflite", "--input", tmp_path / "x.npy"]):
+        r = cli(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr
