@@ -41,10 +41,6 @@ def desc_layout(config):
     })
 
 
-def _half(v):
-    return v >> 1
-
-
 def _step_ptr(step, unit):
     """Pointer step when a coordinate v advances by ``step``, for v even and v odd:
     (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1."""
@@ -69,7 +65,7 @@ def encode(desc, config, is_last):
                 "nbx": out_w, "nby": out_h, "ystep": sh, "xstep": sw,
                 "ystep_ptr": _step_ptr(sh, row_stride), "xstep_ptr": _step_ptr(sw, c),
                 "iy0": [-pt, -pt], "ix0": [-pl, -pl],
-                "rowptr0": [_half(-pt) * row_stride] * 2, "colptr0": [_half(-pl) * c] * 2}
+                "rowptr0": [(-pt >> 1) * row_stride] * 2, "colptr0": [(-pl >> 1) * c] * 2}
     blk = desc.block
     oh, ow = (2 * out_h, 2 * out_w) if desc.fused_pool else desc.conv_shape[:2]
     ystep, xstep = blk * sh, blk * sw
@@ -82,7 +78,7 @@ def encode(desc, config, is_last):
         "ystep": ystep, "xstep": xstep,
         "ystep_ptr": _step_ptr(ystep, row_stride), "xstep_ptr": _step_ptr(xstep, c),
         "iy0": iy0, "ix0": ix0,
-        "rowptr0": [_half(v) * row_stride for v in iy0], "colptr0": [_half(v) * c for v in ix0],
+        "rowptr0": [(v >> 1) * row_stride for v in iy0], "colptr0": [(v >> 1) * c for v in ix0],
         "weight_base": desc.weight_base, "oh": oh, "ow": ow,
         "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
         "single_rounding": int(desc.single_rounding),
