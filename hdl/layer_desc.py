@@ -5,10 +5,10 @@ strides of the banked maps, tracker start values) is precomputed here, so the fe
 the drain only ever add.
 """
 
-from amaranth.hdl import signed
+from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
-from compiler.program import CONV, POOL
+from compiler.program import CONV, POOL, CompileError
 
 ADDR = 13      #: bank byte addresses (signed trackers use one bit more)
 PTR = signed(ADDR + 2)
@@ -47,8 +47,29 @@ def _step_ptr(step, unit):
     return [((step + parity) >> 1) * unit for parity in (0, 1)]
 
 
+def _fits(shape, value):
+    if isinstance(shape, data.ArrayLayout):
+        return all(_fits(shape.elem_shape, v) for v in value)
+    shape = Shape.cast(shape)
+    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+    return lo <= int(value) <= hi
+
+
+def _shape_name(shape):
+    return shape if isinstance(shape, data.ArrayLayout) else Shape.cast(shape)
+
+
 def encode(desc, config, is_last):
-    """Field values of one LayerDesc for :func:`desc_layout` (a dict for ``Const``)."""
+    """Field values of one LayerDesc for :func:`desc_layout` (a dict for ``Const``), each
+    checked against its field: Amaranth would silently truncate a value that does not fit."""
+    values = _encode(desc, config, is_last)
+    for name, field in desc_layout(config):
+        if name in values and not _fits(field.shape, values[name]):
+            raise CompileError(f"{desc.name}: descriptor field {name} = {values[name]} does not fit its {_shape_name(field.shape)}")
+    return values
+
+
+def _encode(desc, config, is_last):
     h, w, c = desc.in_shape
     (kh, kw), (sh, sw), (pt, pl) = desc.kernel, desc.stride, desc.pads
     out_h, out_w, out_c = desc.out_shape
