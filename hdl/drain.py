@@ -89,16 +89,12 @@ class Drain(wiring.Component):
         # Payload lane r*cols + c is pixel r of the block, channel c: in four-pixel mode the
         # slot is the lane; a fused pool takes the max of column ``col`` over the four rows.
         col_vals = [self.i.p.as_value().word_select(r * cols + col, cfg.acc_width).as_signed() for r in range(4)]
-        pooled = [Signal(signed(cfg.acc_width), name=f"pooled{k}") for k in range(3)]
-        m.d.comb += [
-            pooled[0].eq(Mux(col_vals[0] > col_vals[1], col_vals[0], col_vals[1])),
-            pooled[1].eq(Mux(col_vals[2] > col_vals[3], col_vals[2], col_vals[3])),
-            pooled[2].eq(Mux(pooled[0] > pooled[1], pooled[0], pooled[1])),
-        ]
-        # The lane of ``slot`` is column ``col`` of row ``row``: reuse the column pick.
+        # The lane of ``slot`` is column ``col`` of row ``row``: reuse the column pick.  A fused
+        # pool's max is split over two register stages (X, then P) to keep the path short.
         lane_val = Signal(signed(cfg.acc_width))
         m.d.comb += lane_val.eq(Cat(*col_vals).word_select(row[:2], cfg.acc_width).as_signed())
-        value = Mux(d.fused_pool, pooled[2], lane_val)
+        top = Mux(col_vals[0] > col_vals[1], col_vals[0], col_vals[1])
+        bottom = Mux(col_vals[2] > col_vals[3], col_vals[2], col_vals[3])
 
         ch = gch + col
         dy, dx = row[1], row[0]
@@ -106,17 +102,21 @@ class Drain(wiring.Component):
         element = pixel_ok & (ch < d.out_c)
         bank = Mux(half, (by[0] << 1) | bx[0], row[:2])
 
-        # P stage: the element waits here one cycle for its parameters.
+        # X stage: the picked value (or the two half maxes) and its channel; then the P stage,
+        # where the element waits one cycle for its parameters.
         lanes = cfg.requant_lanes
         gathered = Signal(range(lanes + 1))
-        p_valid = Signal()
+        x_valid, p_valid = Signal(), Signal()
+        x_a, x_b = Signal(signed(cfg.acc_width)), Signal(signed(cfg.acc_width))
+        x_ch = Signal(COUNT)
         p_acc = Signal(signed(cfg.acc_width))
         p_advance = ~p_valid | (gathered != lanes)
-        issue = running & self.i.valid & p_advance & fifo.w_rdy
+        x_advance = ~x_valid | p_advance
+        issue = running & self.i.valid & x_advance & fifo.w_rdy
         last_slot = slot == n_slots - 1
 
         m.d.comb += [
-            self.param_addr.eq(d.param_base + ch),
+            self.param_addr.eq(d.param_base + x_ch),
             self.param_en.eq(p_advance),
             fifo.w_en.eq(issue & element),
             self.i.ready.eq(issue & last_slot),
@@ -124,15 +124,18 @@ class Drain(wiring.Component):
         write = Signal(WRITE)
         m.d.comb += [write.bank.eq(bank), write.addr.eq(d.out_base + ypart + xpart + ch)]
         m.d.comb += fifo.w_data.eq(write)
+        with m.If(x_advance):
+            m.d.sync += [x_valid.eq(issue & element), x_a.eq(Mux(d.fused_pool, top, lane_val)),
+                         x_b.eq(bottom), x_ch.eq(ch)]
         with m.If(p_advance):
-            m.d.sync += [p_valid.eq(issue & element), p_acc.eq(value)]
+            m.d.sync += [p_valid.eq(x_valid), p_acc.eq(Mux(d.fused_pool & (x_b > x_a), x_b, x_a))]
 
         # Gather stage: ``lanes`` elements make one requantiser transfer; a partial one is
         # flushed when the layer has no more elements to come.  ``counts`` tells the
         # serialiser how many lanes of each transfer are real.
         m.submodules.counts = counts = SyncFIFOBuffered(width=len(gathered), depth=8)
         buf = Signal(rq.i.p.lanes.shape())
-        flush = ~running & ~p_valid & (gathered != 0)
+        flush = ~running & ~x_valid & ~p_valid & (gathered != 0)
         send = ((gathered == lanes) | flush) & counts.w_rdy
         with m.If(p_valid & p_advance):
             m.d.sync += [buf[gathered].acc.eq(p_acc), buf[gathered].bias.eq(self.param_data.bias),
