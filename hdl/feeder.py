@@ -16,7 +16,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layer_desc import ADDR, COORD, COUNT, PTR, desc_layout
+from .layer_desc import ADDR, COORD, COUNT, PTR, engine_members
 from .mac_array import term_layout
 
 
@@ -32,12 +32,7 @@ class Feeder(wiring.Component):
     def __init__(self, config):
         self.config = config
         super().__init__({
-            "desc": In(desc_layout(config)),
-            "start": In(1),
-            "done": Out(1),
-            "mem_en": Out(1),
-            "bank_addr": Out(data.ArrayLayout(ADDR, 4)),
-            "bank_data": In(data.ArrayLayout(signed(8), 4)),
+            **engine_members(config),
             "weight_addr": Out(16),
             "weight_data": In(data.ArrayLayout(signed(8), config.cols)),
             "o": Out(stream.Signature(term_layout(config))),

@@ -7,6 +7,7 @@ the drain only ever add.
 
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data
+from amaranth.lib.wiring import In, Out
 
 from compiler.program import CONV, POOL, CompileError
 
@@ -14,6 +15,19 @@ ADDR = 13      #: bank byte addresses (signed trackers use one bit more)
 PTR = signed(ADDR + 2)
 COORD = signed(10)
 COUNT = 10
+
+
+def engine_members(config):
+    """Ports shared by the units that run descriptors over the activation banks (feeder,
+    pool engine): the descriptor, start/done, and one read port per bank."""
+    return {
+        "desc": In(desc_layout(config)),
+        "start": In(1),
+        "done": Out(1),
+        "mem_en": Out(1),
+        "bank_addr": Out(data.ArrayLayout(ADDR, 4)),
+        "bank_data": In(data.ArrayLayout(signed(8), 4)),
+    }
 
 
 def desc_layout(config):

@@ -11,9 +11,9 @@ same for columns.
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
-from .layer_desc import ADDR, COORD, COUNT, PTR, desc_layout
+from .layer_desc import ADDR, COORD, COUNT, PTR, engine_members
 from .pool import Pool, PoolMode
 
 #: A finished element for the drain's table and writer.
@@ -27,12 +27,7 @@ class PoolEngine(wiring.Component):
         self.config = config
         self.max_window = max_window
         super().__init__({
-            "desc": In(desc_layout(config)),
-            "start": In(1),
-            "done": Out(1),
-            "mem_en": Out(1),
-            "bank_addr": Out(data.ArrayLayout(ADDR, 4)),
-            "bank_data": In(data.ArrayLayout(signed(8), 4)),
+            **engine_members(config),
             "o": Out(stream.Signature(RESULT)),
         })
 

@@ -12,7 +12,7 @@ import pytest
 from compiler.program import compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
-from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
+from golden.mnist import quantize_images
 from golden.model import FullyConnected, Model, QParams
 from golden.ops import run_model
 from golden.quant import requantize
@@ -39,11 +39,8 @@ def test_random_model_in_amaranth_simulator(seed):
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    try:
-        images, labels = load_test_set(DEFAULT_DIR)
-    except FileNotFoundError as e:
-        pytest.skip(f"MNIST test data absent ({e}); it is expected at ../shared/data/mnist")
+def mnist(mnist_test_set):
+    images, labels = mnist_test_set
     return images[:100], labels[:100]
 
 

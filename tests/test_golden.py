@@ -5,7 +5,7 @@ import pytest
 
 from golden.generate import random_inputs, random_model
 from golden.litert import run_litert
-from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
+from golden.mnist import quantize_images
 from golden.model import Conv2D, FullyConnected, Lookup, Pool2D
 from golden.ops import run_model
 from golden.run import DEFAULT_MODEL
@@ -58,12 +58,8 @@ def test_random_models_cover_every_op_and_option():
 
 
 @pytest.fixture(scope="module")
-def mnist_x():
-    try:
-        images, _ = load_test_set(DEFAULT_DIR)
-    except FileNotFoundError as e:
-        pytest.skip(f"MNIST test data absent ({e}); it is expected at ../shared/data/mnist")
-    return images[:1000]
+def mnist_x(mnist_test_set):
+    return mnist_test_set[0][:1000]
 
 
 def test_shipped_model_matches_litert_on_1000_images(mnist_x):
