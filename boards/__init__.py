@@ -1,0 +1,81 @@
+"""Board profiles: the device's resources, its clock and pins, and the accelerator
+configuration sized from them, so that ``python -m hdl.build --board NAME`` needs nothing
+else.
+
+A profile never holds a guessed figure: resources are the device's datasheet counts as
+nextpnr names them (the build compares its utilisation report against them).
+"""
+
+from dataclasses import dataclass, field
+
+from golden.config import ICEBREAKER, AcceleratorConfig
+
+
+class BoardError(ValueError):
+    """An unknown board or a request the board cannot honour; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    title: str
+    family: str                    #: "ice40" or "ecp5": picks the toolchain and primitives
+    platform: str                  #: "module:Class" of the amaranth-boards platform
+    osc_hz: int                    #: the board oscillator the PLL starts from
+    osc: str                       #: its resource name
+    default_clock_mhz: float
+    resources: dict                #: nextpnr BEL name -> count on the device
+    config: AcceleratorConfig      #: the array and memories sized for this device
+    weights_offset: int            #: flash byte offset of the weight header (after the bitstream)
+    flash_bytes: int
+    uart: str = "uart"
+    flash: str = "spi_flash_1x"
+    leds: tuple = ("led_g", "led_r")   #: ready, error
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def make_platform(self):
+        module, cls = self.platform.split(":")
+        return getattr(__import__(module, fromlist=[cls]), cls)()
+
+
+ICEBREAKER_BOARD = Board(
+    name="icebreaker",
+    title="1BitSquared iCEBreaker (Lattice iCE40 UP5K-SG48)",
+    family="ice40",
+    platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
+    osc_hz=12_000_000, osc="clk12",
+    default_clock_mhz=40.0,
+    resources={"ICESTORM_LC": 5280, "ICESTORM_DSP": 8, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4},
+    # 8 SB_MAC16 in dual 8x8 mode = 16 lanes; the four SPRAMs hold the weights.
+    config=ICEBREAKER,
+    weights_offset=0x100000, flash_bytes=16 << 20,
+    notes="UART on the FTDI's second channel (/dev/ttyUSB1); program with `iceprog flash.bin`",
+)
+
+#: The ULX3S's LFE5U-85F: 156 18x18 multipliers and 208 block RAMs (18 kbit).  The array
+#: grows to 4 x 16 lanes (one inferred multiplier each, well inside the budget; the drain's
+#: one-element-a-cycle stream is what bounds wider arrays) and the weights go to block RAM.
+ULX3S_85F_BOARD = Board(
+    name="ulx3s-85f",
+    title="Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C)",
+    family="ecp5",
+    platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+    osc_hz=25_000_000, osc="clk25",
+    default_clock_mhz=50.0,
+    resources={"TRELLIS_COMB": 83640, "MULT18X18D": 156, "DP16KD": 208},
+    config=AcceleratorConfig(rows=4, cols=16, requant_lanes=2, weight_mem_bytes=256 * 1024,
+                             act_bank_bytes=8192, param_depth=1024),
+    weights_offset=0x400000, flash_bytes=32 << 20,
+    flash="spi_flash", leds=("led", "led"),
+    notes="UART on the USB port (/dev/ttyUSB0); program with `openFPGALoader -f flash.bin`",
+)
+
+BOARDS = {b.name: b for b in (ICEBREAKER_BOARD, ULX3S_85F_BOARD)}
+
+
+def get_board(name):
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BoardError(f"unknown board {name!r}; known: {', '.join(BOARDS)}") from None

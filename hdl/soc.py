@@ -1,0 +1,289 @@
+"""The board-side device: boots the weights from SPI flash, then serves docs/protocol.md
+over a UART around the accelerator core.
+
+Everything here is sized by one compiled program: the expected lengths, the flash header
+and the INFO reply are constants in a small ROM, and the input and output tensors are
+walked in NHWC order by :class:`~hdl.map_walker.MapWalker`.  The logic is deliberately
+byte-serial and narrow, because it shares a nearly full UP5K with the core.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from host import protocol
+
+from .accelerator import Accelerator
+from .map_walker import MapWalker
+from .spi_flash import SpiFlashReader
+from .uart import UartRx, UartTx
+
+INFO_LEN = 17       # status, magic, input bytes, output bytes, weight bytes, model id
+
+
+def _le(value, n):
+    return [(int(value) >> (8 * k)) & 0xFF for k in range(n)]
+
+
+class Soc(wiring.Component):
+    """Pins only: ``uart_rx``/``uart_tx``, the flash's ``flash_*`` (``flash_cs`` active high)
+    and two LEDs.
+
+    ``divisor`` is clock cycles per UART bit, ``timeout_cycles`` the frame timeout (and the
+    quiet time after an error), ``sck_half``/``wake_cycles`` the flash reader's timing,
+    ``weights_offset`` the flash address of the weight header (the board's)."""
+
+    def __init__(self, program, *, model_id, divisor, timeout_cycles, sck_half=2, wake_cycles=200,
+                 weights_offset=protocol.WEIGHTS_OFFSET):
+        self.program = program
+        self.model_id = int(model_id) & 0xFFFFFFFF
+        self.divisor, self.timeout_cycles = int(divisor), int(timeout_cycles)
+        self.sck_half, self.wake_cycles = int(sck_half), int(wake_cycles)
+        self.weights_offset = int(weights_offset)
+        self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles)
+        h, w, c = program.input_shape
+        oh, ow, oc = program.output_desc.out_shape
+        self.input_bytes, self.output_bytes = h * w * c, oh * ow * oc
+        self.weight_bytes = int(program.weights.size)
+        if self.input_bytes > 0xFFFF or self.output_bytes > 0xFFFF:
+            raise ValueError(f"input ({self.input_bytes} B) and output ({self.output_bytes} B) must each fit "
+                             "the protocol's 16-bit length")
+        if self.timeout_cycles < 16 * self.divisor:
+            raise ValueError(f"frame timeout of {self.timeout_cycles} cycles is shorter than a byte "
+                             f"({10 * self.divisor} cycles)")
+        self.rom = ([protocol.OK, *protocol.INFO_MAGIC, *_le(self.input_bytes, 2), *_le(self.output_bytes, 2),
+                     *_le(self.weight_bytes, 4), *_le(self.model_id, 4)]
+                    + [*protocol.WEIGHTS_MAGIC, *_le(self.weight_bytes, 4)])
+        assert len(self.rom) == INFO_LEN + protocol.WEIGHTS_HEADER_BYTES
+        super().__init__({
+            "uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
+            "flash_sck": Out(1), "flash_cs": Out(1), "flash_copi": Out(1), "flash_cipo": In(1),
+            "led_ready": Out(1), "led_error": Out(1),
+        })
+
+    @property
+    def boot_bytes(self):
+        """Bytes the device reads from flash at reset: the weight header and the image."""
+        return protocol.WEIGHTS_HEADER_BYTES + self.weight_bytes
+
+    @property
+    def boot_cycles(self):
+        """Cycles from reset until the device answers commands (bytes before are ignored)."""
+        return self._flash.cycles(self.boot_bytes) + 4
+
+    def elaborate(self, platform):
+        m = Module()
+        prog = self.program
+        m.submodules.core = core = Accelerator(prog)
+        m.submodules.rx = rx = UartRx(self.divisor)
+        m.submodules.tx = tx = UartTx(self.divisor)
+        m.submodules.flash = flash = self._flash
+        m.submodules.walker = walker = MapWalker([(prog.input_shape, prog.input_base),
+                                                  (prog.output_desc.out_shape, prog.output_desc.out_base)])
+        m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
+        rom_rd = rom.read_port()
+        m.d.comb += [
+            rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
+            self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
+            flash.cipo.eq(self.flash_cipo),
+            core.host_addr.eq(walker.addr),
+        ]
+
+        idx = Signal(range(len(self.rom)))        # ROM byte: INFO reply, expected length, header
+        m.d.comb += rom_rd.addr.eq(idx)
+        longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, 4)
+        left = Signal(range(longest))             # bytes after this one in the current run
+        last = left == 0
+        mismatch = Signal()
+        weights_ok = Signal()
+        error = Signal()
+        code = Signal(8)
+
+        # Weight words: ``cols`` bytes, lowest lane first, then one load-port write.
+        cols = prog.config.cols
+        word = Signal(8 * (cols - 1))
+        lane = Signal(range(cols))
+        waddr = Signal(len(core.wload_addr))
+
+        def take_weight_byte(byte, write):
+            m.d.sync += [lane.eq(Mux(lane == cols - 1, 0, lane + 1)), word.eq(Cat(word[8:], byte))]
+            with m.If(lane == cols - 1):
+                m.d.comb += [core.wload_data.eq(Cat(word, byte)), core.wload_we.eq(write)]
+                m.d.sync += waddr.eq(waddr + 1)
+        m.d.comb += core.wload_addr.eq(waddr)
+
+        # Frame timeout and post-error quiet time: reloaded by every received byte and while
+        # the line is held low (a break), it runs out after ``timeout_cycles`` of silence.
+        quiet = Signal(range(self.timeout_cycles + 1))
+        expired = quiet == 0
+        rx_low = Signal()
+        m.d.sync += rx_low.eq(~self.uart_rx)
+        with m.If(rx.o.valid | rx.error | rx_low):
+            m.d.sync += quiet.eq(self.timeout_cycles)
+        with m.Elif(~expired):
+            m.d.sync += quiet.eq(quiet - 1)
+
+        # The ROM answers a cycle after ``idx`` moves; a transmitted ROM byte waits for it.
+        rom_fresh = Signal()
+        m.d.sync += rom_fresh.eq(1)
+        # The activation banks answer a cycle after the walker moves, likewise.
+        out_fresh = Signal()
+        m.d.sync += out_fresh.eq(1)
+
+        best, best_at, at = Signal(8), Signal(8), Signal(8)
+        has_argmax = self.output_bytes <= 256
+
+        def fail(reason, wait=True):
+            m.d.sync += [code.eq(reason), error.eq(1)]
+            m.next = "DISCARD" if wait else "SEND_ERROR"
+
+        def guard_frame():
+            """Mid-frame: a framing error or a silent line ends the frame with an error."""
+            with m.If(rx.error):
+                fail(protocol.FRAMING)
+            with m.Elif(expired):
+                fail(protocol.TIMEOUT, wait=False)
+
+        m.d.comb += [self.led_ready.eq(weights_ok & ~core.busy), self.led_error.eq(error)]
+
+        with m.FSM(init="BOOT"):
+            with m.State("BOOT"):
+                m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset),
+                             flash.length.eq(self.boot_bytes)]
+                m.d.sync += [idx.eq(INFO_LEN), left.eq(protocol.WEIGHTS_HEADER_BYTES - 1), mismatch.eq(0),
+                             waddr.eq(0), lane.eq(0)]
+                m.next = "BOOT_HEADER"
+            with m.State("BOOT_HEADER"):
+                m.d.comb += flash.o.ready.eq(1)
+                with m.If(flash.o.valid):
+                    m.d.sync += [idx.eq(idx + 1), left.eq(left - 1),
+                                 mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
+                    with m.If(last):
+                        m.d.sync += left.eq(self.weight_bytes - 1)
+                        m.next = "BOOT_DATA"
+            with m.State("BOOT_DATA"):
+                m.d.comb += flash.o.ready.eq(1)
+                with m.If(flash.o.valid):
+                    take_weight_byte(flash.o.p, ~mismatch)
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(last):
+                        m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
+                        m.next = "IDLE"
+
+            with m.State("IDLE"):
+                m.d.sync += idx.eq(0)
+                with m.If(rx.error):
+                    fail(protocol.FRAMING)
+                with m.Elif(rx.o.valid):
+                    with m.Switch(rx.o.p):
+                        with m.Case(protocol.CMD_INFO):
+                            m.next = "INFO"
+                        with m.Case(protocol.CMD_INFER):
+                            m.d.sync += [idx.eq(5), left.eq(1), mismatch.eq(0)]
+                            with m.If(weights_ok):
+                                m.next = "LENGTH_I"
+                            with m.Else():
+                                fail(protocol.NO_WEIGHTS)
+                        with m.Case(protocol.CMD_WEIGHTS):
+                            m.d.sync += [idx.eq(9), left.eq(3), mismatch.eq(0)]
+                            m.next = "LENGTH_W"
+                        with m.Default():
+                            fail(protocol.BAD_COMMAND)
+
+            for name, data_state, count in (("LENGTH_I", "INPUT", self.input_bytes),
+                                            ("LENGTH_W", "WEIGHTS", self.weight_bytes)):
+                with m.State(name):
+                    guard_frame()
+                    with m.If(~rx.error & rx.o.valid):
+                        bad = mismatch | (rx.o.p != rom_rd.data)
+                        m.d.sync += [idx.eq(idx + 1), left.eq(left - 1), mismatch.eq(bad)]
+                        with m.If(last):
+                            m.d.sync += [left.eq(count - 1), waddr.eq(0), lane.eq(0)]
+                            m.d.comb += [walker.select.eq(0), walker.restart.eq(1)]
+                            with m.If(bad):
+                                fail(protocol.BAD_LENGTH)
+                            with m.Else():
+                                if data_state == "WEIGHTS":
+                                    m.d.sync += weights_ok.eq(0)
+                                m.next = data_state
+
+            with m.State("INPUT"):
+                guard_frame()
+                with m.If(~rx.error & rx.o.valid):
+                    m.d.comb += [core.host_wdata.eq(rx.o.p), core.host_we.eq(1), walker.next.eq(1)]
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(last):
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += core.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(core.done):
+                    m.d.comb += [walker.select.eq(1), walker.restart.eq(1)]
+                    m.d.sync += [left.eq(self.output_bytes - 1), at.eq(0), best_at.eq(0),
+                                 best.eq(0x80), out_fresh.eq(0)]
+                    m.next = "SEND_OK"
+            with m.State("SEND_OK"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
+                with m.If(tx.i.ready):
+                    m.next = "SEND_OUTPUT"
+            with m.State("SEND_OUTPUT"):
+                value = core.host_rdata
+                m.d.comb += [walker.select.eq(1), tx.i.valid.eq(out_fresh), tx.i.p.eq(value)]
+                with m.If(tx.i.valid & tx.i.ready):
+                    m.d.comb += walker.next.eq(1)
+                    m.d.sync += [left.eq(left - 1), at.eq(at + 1), out_fresh.eq(0)]
+                    # The first largest value wins: only a strictly larger one replaces it.
+                    with m.If(value.as_signed() > best.as_signed()):
+                        m.d.sync += [best.eq(value), best_at.eq(at)]
+                    with m.If(last):
+                        m.d.sync += left.eq(0)
+                        m.next = "SEND_ARGMAX"
+            with m.State("SEND_ARGMAX"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
+                with m.If(tx.i.ready):
+                    m.d.sync += left.eq(3)
+                    m.next = "SEND_CYCLES"
+            with m.State("SEND_CYCLES"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select((~left)[:2], 8))]
+                with m.If(tx.i.ready):
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(last):
+                        m.d.sync += error.eq(0)
+                        m.next = "IDLE"
+
+            with m.State("WEIGHTS"):
+                guard_frame()
+                with m.If(~rx.error & rx.o.valid):
+                    take_weight_byte(rx.o.p, 1)
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(last):
+                        m.d.sync += weights_ok.eq(1)
+                        m.next = "SEND_DONE"
+            with m.State("SEND_DONE"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
+                with m.If(tx.i.ready):
+                    m.d.sync += error.eq(0)
+                    m.next = "IDLE"
+
+            with m.State("INFO"):
+                m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
+                with m.If(tx.i.valid & tx.i.ready):
+                    m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
+                    with m.If(idx == INFO_LEN - 1):
+                        m.next = "SEND_FLAGS"
+            with m.State("SEND_FLAGS"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(weights_ok)]
+                with m.If(tx.i.ready):
+                    m.d.sync += error.eq(~weights_ok & error)
+                    m.next = "IDLE"
+
+            with m.State("DISCARD"):
+                with m.If(expired):
+                    m.next = "SEND_ERROR"
+            with m.State("SEND_ERROR"):
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(code)]
+                with m.If(tx.i.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,71 @@
+"""hdl.build: board listing, portable Verilog, one-line errors; the full iCEBreaker build is
+opt-in (``--runslow``) because it runs yosys and nextpnr for minutes."""
+
+import json
+
+import pytest
+
+from boards import BOARDS
+from hdl import build
+from host import protocol
+
+
+def test_list_boards(capsys):
+    assert build.main(["--list-boards"]) == 0
+    out = capsys.readouterr().out
+    for name in BOARDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "nosuch"], "unknown board 'nosuch'"),
+    (["--model", "missing.tflite"], "missing.tflite: model file not found"),
+    (["--clock-mhz", "5"], "no setting from 12 MHz at or below 5 MHz"),
+    (["--verilog", "/nonexistent/dir/x.v"], "/nonexistent/dir: directory does not exist"),
+])
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    assert build.main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("hdl.build: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_model_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer at all")
+    assert build.main(["--model", str(bad), "--verilog", str(tmp_path / "x.v")]) == 2
+    assert "bad.tflite" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "x.v").exists()
+
+
+def test_portable_verilog(tmp_path):
+    path = tmp_path / "soc.v"
+    assert build.main(["--verilog", str(path)]) == 0
+    text = path.read_text()
+    assert "module cnn_soc(" in text
+    # Portable: no iCE40 primitives, no external memory files.
+    for primitive in ("SB_MAC16", "SB_SPRAM256KA", "SB_PLL40", "$readmem"):
+        assert primitive not in text
+    for port in ("uart_rx", "uart_tx", "flash_sck", "flash_cs", "flash_copi", "flash_cipo", "led_ready"):
+        assert port in text
+
+
+def test_flash_image_layout():
+    board = BOARDS["icebreaker"]
+    image = build.flash_image(b"\x01\x02\x03", b"\x10\x20\x30\x40", board)
+    off = board.weights_offset
+    assert image[:3] == b"\x01\x02\x03" and set(image[3:off]) == {0xFF}
+    assert image[off:off + 8] == protocol.WEIGHTS_MAGIC + (4).to_bytes(4, "little")
+    assert image[off + 8:] == b"\x10\x20\x30\x40"
+
+
+@pytest.mark.synth
+def test_icebreaker_build(tmp_path):
+    """The README's main command: fits, meets its clock, writes the images and the report."""
+    out = tmp_path / "icebreaker"
+    assert build.main(["--board", "icebreaker", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "built" and report["timing"]["met"]
+    assert report["utilisation"]["ICESTORM_DSP"]["used"] == 8
+    assert report["performance"]["bit_exact_vs_golden"]
+    assert (out / "flash.bin").stat().st_size > BOARDS["icebreaker"].weights_offset

@@ -1,0 +1,123 @@
+"""The board design end to end in the Amaranth simulator: boot from an SPI flash model,
+then the host's own protocol code (host.protocol.Client) over the UART pins, including
+every error path of docs/protocol.md.  A small random model keeps it fast; the shipped
+MNIST model runs the same way in the opt-in test."""
+
+import numpy as np
+import pytest
+
+from compiler.program import compile_model
+from golden.generate import random_model
+from golden.ops import run_model
+from golden.tflite_io import to_tflite_bytes, load_tflite
+from host import protocol
+from host.protocol import Client, DeviceError
+from sim.run import sim_config
+from sim.serial import SimSerial
+from hdl.soc import Soc
+
+DIVISOR = 8
+TIMEOUT_CYCLES = 40 * DIVISOR * 10      # 40 byte times
+
+
+def tiny(tmp_path_factory, seed=48):
+    """POOL -> CONV -> CONV -> CONV with a SOFTMAX left to the host: 36 input bytes."""
+    model = random_model(np.random.default_rng(seed), max_layers=3)
+    path = tmp_path_factory.mktemp("soc") / f"tiny{seed}.tflite"
+    path.write_bytes(to_tflite_bytes(model))
+    return path
+
+
+@pytest.fixture(scope="module")
+def design(tmp_path_factory):
+    path = tiny(tmp_path_factory)
+    model = load_tflite(str(path))
+    program = compile_model(model, sim_config())
+    return path, model, program
+
+
+def make_port(design, flash=None):
+    path, model, program = design
+    soc = Soc(program, model_id=protocol.model_id(path.read_bytes()), divisor=DIVISOR,
+              timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
+    weights = program.weights.astype(np.uint8).tobytes()
+    image = protocol.flash_weights_region(weights) if flash is None else flash
+    return SimSerial(soc, image, read_cycles=4 * TIMEOUT_CYCLES + 50_000), soc
+
+
+def hw_reference(model, program, x):
+    """The accelerator's output tensor (before the host tail) from golden."""
+    _, inter = run_model(model, x[None], intermediates=True)
+    return inter[program.output_name].reshape(-1)
+
+
+def test_boot_info_and_inference(design):
+    path, model, program = design
+    port, soc = make_port(design)
+    client = Client(port)
+    info = client.info()
+    assert info.weights_loaded and info.model_id == protocol.model_id(path.read_bytes())
+    assert (info.input_bytes, info.output_bytes, info.weight_bytes) == (soc.input_bytes, soc.output_bytes,
+                                                                         soc.weight_bytes)
+    # The device woke the flash before reading the header and the image at the weight offset.
+    cmds = port.flash.commands
+    assert cmds[0].opcode == 0xAB and cmds[1].opcode == 0x03 and cmds[1].awake
+    assert cmds[1].address == soc.weights_offset and cmds[1].nbytes == soc.boot_bytes
+
+    rng = np.random.default_rng(1)
+    cycles = set()
+    for _ in range(2):
+        x = rng.integers(-128, 128, size=model.input_shape, dtype=np.int8)
+        r = client.infer(x)
+        assert np.array_equal(r.output, hw_reference(model, program, x))
+        assert r.argmax == int(np.argmax(r.output))
+        cycles.add(r.cycles)
+    assert len(cycles) == 1 and cycles.pop() > 0
+
+
+def test_errors_leave_the_device_ready(design):
+    path, model, program = design
+    port, soc = make_port(design)
+    client = Client(port)
+    client.info()
+    x = np.zeros(model.input_shape, np.int8)
+
+    def expect(code, frame=None, brk=None):
+        port.reset_input_buffer()
+        if frame is not None:
+            port.write(frame)
+        if brk is not None:
+            port.send_break(brk)
+        got = port.read(1)
+        assert got == bytes([code]), (protocol.ERROR_NAMES[code], got)
+        # Ready at once: the next command succeeds.
+        assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+
+    expect(protocol.BAD_COMMAND, b"Z")
+    expect(protocol.BAD_LENGTH, bytes([protocol.CMD_INFER]) + (soc.input_bytes + 1).to_bytes(2, "little")
+           + bytes(soc.input_bytes + 1))
+    expect(protocol.BAD_LENGTH, bytes([protocol.CMD_WEIGHTS]) + (3).to_bytes(4, "little") + b"abc")
+    # A frame that stops half-way, and one broken by a break condition.
+    expect(protocol.TIMEOUT, protocol.infer_frame(x)[:10])
+    expect(protocol.FRAMING, protocol.infer_frame(x)[:10], brk=30 * DIVISOR)
+    # A WEIGHTS frame that stops half-way leaves no usable weights behind.
+    expect_then = protocol.weights_frame(program.weights.astype(np.uint8).tobytes())[:20]
+    port.reset_input_buffer()
+    port.write(expect_then)
+    assert port.read(1) == bytes([protocol.TIMEOUT])
+    assert not client.info().weights_loaded
+    with pytest.raises(DeviceError, match="NO_WEIGHTS"):
+        client.infer(x)
+
+
+def test_bad_flash_then_weights_over_uart(design):
+    path, model, program = design
+    port, soc = make_port(design, flash=b"\xff" * 64)      # erased flash
+    client = Client(port)
+    assert not client.info().weights_loaded
+    x = np.arange(soc.input_bytes, dtype=np.int64).astype(np.int8).reshape(model.input_shape)
+    with pytest.raises(DeviceError, match="NO_WEIGHTS"):
+        client.infer(x)
+    client.load_weights(program.weights.astype(np.uint8).tobytes())
+    assert client.info().weights_loaded
+    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
