@@ -16,7 +16,7 @@ class BoardTop(Elaboratable):
         m.domains.sync = cd_sync = ClockDomain("sync")
         if board.family == "ice40":
             # The oscillator pin is the PLL's own pad: it must feed SB_PLL40_PAD directly.
-            pin = platform.request(board.osc, dir="-")
+            pin = platform.request(board.osc, dir="-").io
         else:
             pin = platform.request(board.osc).i
         m.submodules.pll = Pll(self.pll, pin, cd_sync)

@@ -171,6 +171,10 @@ def synthesise(workdir, board, tools, seed):
                          workdir, "nextpnr.log", NEXTPNR_PHASES)
     log(f"      done ({time.monotonic() - t:.0f} s)")
     report = json.loads((workdir / "pnr_report.json").read_text()) if (workdir / "pnr_report.json").exists() else {}
+    if not report.get("utilization"):
+        # A design that does not fit stops nextpnr before its report; the log has the counts.
+        report["utilization"] = {bel: {"used": int(used), "available": int(avail)}
+                                 for bel, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M)}
     if rc:
         errors = re.findall(r"^ERROR: (.*)$", text, re.M)
         report["error"] = errors[-1] if errors else f"nextpnr exited with {rc}"

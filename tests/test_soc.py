@@ -121,3 +121,52 @@ def test_bad_flash_then_weights_over_uart(design):
     client.load_weights(program.weights.astype(np.uint8).tobytes())
     assert client.info().weights_loaded
     assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+
+
+def test_hdl_run_against_the_rtl(design, tmp_path, capsys):
+    """``python -m hdl.run`` itself, its port being the simulated board."""
+    import json
+
+    from PIL import Image
+
+    from hdl import run
+    from host.inputs import load_image
+
+    path, model, program = design
+    h, w, c = model.input_shape
+    png = tmp_path / "in.png"
+    pixels = np.random.default_rng(3).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(png)
+    port, soc = make_port(design)
+    assert run.main(["--port", "sim", "--model", str(path), "--image", str(png), "--json"], port=port) == 0
+    report = json.loads(capsys.readouterr().out)
+    x = load_image(png, model.input_shape, model.input_q)
+    assert report["accelerator_output"] == [int(v) for v in hw_reference(model, program, x)]
+    assert report["output"] == [int(v) for v in run_model(model, x[None]).reshape(-1)]
+    assert report["cycles"] > 0 and not report["weights_sent"]
+
+
+@pytest.mark.slow
+def test_mnist_model_on_the_simulated_board(mnist_test_set, capsys):
+    """The shipped model: 93 KB of weights booted from flash, then MNIST images over the
+    UART through hdl.run (minutes in the Amaranth simulator)."""
+    import json
+
+    from golden.run import DEFAULT_MODEL
+    from hdl import run
+
+    model = load_tflite(str(DEFAULT_MODEL))
+    program = compile_model(model, sim_config())
+    soc = Soc(program, model_id=protocol.model_id(DEFAULT_MODEL.read_bytes()), divisor=DIVISOR,
+              timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
+    port = SimSerial(soc, protocol.flash_weights_region(program.weights.astype(np.uint8).tobytes()),
+                     read_cycles=400_000, chunk_cycles=20_000)
+    from host.inputs import mnist_input
+
+    for index in range(2):
+        assert run.main(["--port", "sim", "--mnist-index", str(index), "--json"], port=port) == 0
+        report = json.loads(capsys.readouterr().out)
+        x, label = mnist_input(index, qparams=model.input_q)
+        assert report["label"] == label
+        assert report["output"] == [int(v) for v in run_model(model, x[None]).reshape(-1)]
+        assert 150_000 < report["cycles"] < 210_000

@@ -1,0 +1,195 @@
+"""Run one input on the board over its UART and finish the model on the host.
+
+    python -m hdl.run --port /dev/ttyUSB1 --mnist-index 0
+    python -m hdl.run --port /dev/ttyUSB1 --image digit.png [--invert]
+
+The model (default: the shipped MNIST CNN) is compiled to know the sizes, the weight image
+and the layers the host finishes (a final SOFTMAX); its SHA-256 id must match the one the
+bitstream was built from.  Weights are sent when the board has none (or with
+``--weights-from-model``).  Images must show a white digit on a black background, like
+MNIST (``--invert`` for black on white).  Prints the accelerator's output, the finished
+output, the predicted class and the cycles; ``--json`` prints one JSON object instead.
+Any usage or device error ends with one line on stderr and exit status 2.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from compiler.program import CompileError, compile_model
+from golden.config import ICEBREAKER
+from golden.mnist import DEFAULT_DIR
+from golden.model import ModelError, Softmax
+from golden.ops import apply_layer
+from golden.run import DEFAULT_MODEL
+from golden.tflite_io import parse_tflite
+from host.inputs import InputError, load_image, mnist_input
+from host.protocol import DEFAULT_BAUD, DEFAULT_TIMEOUT_S, Client, ProtocolError, model_id, open_serial
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line through main's handler instead of usage + exit."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _parser():
+    p = _Parser(prog="python -m hdl.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", help="serial port of the board (/dev/ttyUSB1 for the iCEBreaker) or a pyserial URL")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", metavar="FILE", help="image file (PNG, JPEG, ...): white digit on black")
+    src.add_argument("--mnist-index", metavar="N", type=int, help="image N of the official MNIST test set")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="the int8 .tflite the bitstream was built from "
+                   "(default: the shipped MNIST CNN)")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD})")
+    p.add_argument("--mnist-dir", metavar="DIR", default=str(DEFAULT_DIR),
+                   help="where the MNIST test set is (default: ../shared/data/mnist)")
+    p.add_argument("--invert", action="store_true", help="the image is a dark digit on a light background")
+    p.add_argument("--weights-from-model", action="store_true",
+                   help="send the model's weights even if the board loaded some from flash")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds to wait for a reply (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return p
+
+
+def weight_image(program):
+    """The weight image WEIGHTS sends and the flash holds: the program's weight words, as bytes."""
+    return program.weights.astype(np.uint8).tobytes()
+
+
+def finish_on_host(program, output):
+    """The accelerator's flat output -> (finished model output, its layer's output quantisation)."""
+    layers = program.model.layers
+    names = [layer.name for layer in layers]
+    at = names.index(program.output_name)
+    y = np.asarray(output, np.int8).reshape((1,) + tuple(layers[at].output_shape))
+    for layer in layers[at + 1:]:
+        y = apply_layer(y.reshape((1,) + tuple(layer.input_shape)), layer)
+    return y.reshape(tuple(program.model.output_shape)), program.model.output_q
+
+
+def _hex(v):
+    return f"0x{v:08x}"
+
+
+def _check_device(info, program, expected_id, model_path):
+    if info.model_id != expected_id:
+        raise UsageError(f"the board runs model id {_hex(info.model_id)}, {model_path} has id {_hex(expected_id)}: "
+                         "give the --model the bitstream was built from, or rebuild and program the board")
+    want = {"input": int(np.prod(program.input_shape)), "output": int(np.prod(program.output_desc.out_shape)),
+            "weight": int(program.weights.size)}
+    got = {"input": info.input_bytes, "output": info.output_bytes, "weight": info.weight_bytes}
+    for k in want:
+        if want[k] != got[k]:
+            raise UsageError(f"the board takes {got[k]} {k} bytes, {model_path} compiles to {want[k]} "
+                             "(built for another configuration?)")
+
+
+def _fmt(values):
+    return "[" + " ".join(str(int(v)) for v in np.ravel(values)) + "]"
+
+
+def _run(args, port):
+    if args.port is None and port is None:
+        raise UsageError("give --port (the board's serial port, /dev/ttyUSB1 for the iCEBreaker)")
+    if args.image is None and args.mnist_index is None:
+        raise UsageError("nothing to run: give --image FILE or --mnist-index N")
+    if args.baud <= 0:
+        raise UsageError(f"--baud must be positive, got {args.baud}")
+    model_path = Path(args.model)
+    try:
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{model_path}: cannot read the model ({e.strerror or e})") from None
+    model = parse_tflite(data, str(model_path))[0]
+    program = compile_model(model, ICEBREAKER)
+    expected_id = model_id(data)
+
+    label = None
+    if args.mnist_index is not None:
+        if tuple(model.input_shape) != (28, 28, 1):
+            raise UsageError(f"--mnist-index needs a 28x28x1 input, {model.name} takes {model.input_shape}")
+        x, label = mnist_input(args.mnist_index, args.mnist_dir, qparams=model.input_q)
+        source = {"mnist_index": args.mnist_index, "label": label}
+    else:
+        x = load_image(args.image, model.input_shape, model.input_q, invert=args.invert)
+        source = {"image": str(args.image), "invert": args.invert}
+
+    opened = port is None
+    if opened:
+        port = open_serial(args.port, args.baud, args.timeout)
+    try:
+        client = Client(port, timeout=args.timeout)
+        info = client.info()
+        _check_device(info, program, expected_id, model_path)
+        send = args.weights_from_model or not info.weights_loaded
+        if send:
+            image = weight_image(program)
+            if not args.json:
+                why = "--weights-from-model" if info.weights_loaded else "the board has none"
+                print(f"sending {len(image)} weight bytes ({why}), about "
+                      f"{len(image) * 10 / args.baud:.1f} s at {args.baud} baud", flush=True)
+            client.load_weights(image)
+        result = client.infer(x)
+    finally:
+        if opened:
+            port.close()
+
+    finished, out_q = finish_on_host(program, result.output)
+    flat = finished.ravel()
+    predicted = int(np.argmax(flat))
+    real = (flat.astype(np.float64) - out_q.zero_point) * out_q.scale
+    tail = [layer.name for layer in model.layers[[la.name for la in model.layers].index(program.output_name) + 1:]]
+    report = {
+        "model": str(model_path), "model_id": _hex(expected_id), "input": source,
+        "weights_sent": bool(send),
+        "accelerator_layer": program.output_name, "accelerator_output": [int(v) for v in result.output],
+        "device_argmax": int(result.argmax), "cycles": int(result.cycles),
+        "host_layers": tail, "output": [int(v) for v in flat], "output_real": [round(float(v), 6) for v in real],
+        "predicted": predicted,
+        "label": label, "correct": None if label is None else predicted == label,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    what = f"MNIST test image {args.mnist_index}" if label is not None else f"{args.image}"
+    print(f"model {model.name} (id {_hex(expected_id)}), input {what}")
+    print(f"accelerator output ({program.output_name}, int8): {_fmt(result.output)}")
+    if tail:
+        print(f"finished on the host ({', '.join(tail)}, int8): {_fmt(flat)}")
+    kind = "probabilities" if isinstance(model.layers[-1], Softmax) else "output, dequantised"
+    print(f"{kind}: [" + " ".join(f"{v:.3f}" for v in real) + "]")
+    print(f"predicted class: {predicted} (device argmax {result.argmax})")
+    print(f"cycles: {result.cycles}")
+    if label is not None:
+        print(f"label: {label}, " + ("correct" if predicted == label else f"WRONG (predicted {predicted})"))
+
+
+def main(argv=None, port=None):
+    """Command line; ``port`` replaces opening ``--port`` (any object with pyserial's
+    write/read/reset_input_buffer, e.g. a simulated board).  Returns the exit status."""
+    try:
+        _run(_parser().parse_args(argv), port)
+    except (UsageError, ModelError, CompileError, InputError, ProtocolError, ValueError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:   # pyserial's SerialException on read/write is an OSError
+        print(f"error: serial port: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""python -m hdl.run against the fake device of test_host_protocol, with the shipped model.
+
+The fake computes the accelerator's part with the compiler's functional emulator, using the
+weight image it holds (flash boot or WEIGHTS), so a corrupted weight upload changes the
+output; the finished output must equal the golden model's."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from compiler.emulate import cycles, run_program
+from compiler.program import compile_model
+from golden.config import ICEBREAKER
+from golden.mnist import DEFAULT_DIR, quantize_images
+from golden.ops import run_model
+from golden.run import DEFAULT_MODEL
+from golden.tflite_io import load_tflite
+from hdl.run import main, weight_image
+from host import protocol as P
+from host.inputs import InputError, image_pixels, load_image, mnist_input
+from test_host_protocol import FakeDevice
+
+Image = pytest.importorskip("PIL.Image", reason="Pillow is needed for image inputs: pip install pillow")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model = load_tflite(DEFAULT_MODEL)
+    program = compile_model(model, ICEBREAKER)
+    return model, program, P.model_id(DEFAULT_MODEL.read_bytes())
+
+
+def board(shipped, **kw):
+    """A fake iCEBreaker programmed for the shipped model."""
+    model, program, mid = shipped
+    per_inference = sum(cycles(program).values())
+
+    def compute(x, weights):
+        loaded = np.frombuffer(weights, np.int8).reshape(program.weights.shape)
+        p = dataclasses.replace(program, weights=loaded)
+        out = run_program(p, np.frombuffer(x, np.int8).reshape((1,) + tuple(model.input_shape)))
+        return out.reshape(-1), per_inference
+
+    args = dict(input_bytes=int(np.prod(program.input_shape)),
+                output_bytes=int(np.prod(program.output_desc.out_shape)),
+                weight_bytes=program.weights.size, model_id=mid, compute=compute,
+                weights=weight_image(program))
+    args.update(kw)
+    if not args.get("weights_loaded", True):
+        args["weights"] = None
+    return FakeDevice(**args)
+
+
+def digit_png(path, invert=False, size=(28, 28)):
+    """A white '7' on black (or black on white), drawn with Pillow."""
+    from PIL import ImageDraw
+    img = Image.new("L", size, 255 if invert else 0)
+    d = ImageDraw.Draw(img)
+    w, h = size
+    fg = 0 if invert else 255
+    d.line([(w * 0.25, h * 0.25), (w * 0.75, h * 0.25), (w * 0.45, h * 0.8)], fill=fg, width=max(2, w // 10))
+    img.save(path)
+    return path
+
+
+def run(capsys, argv, port):
+    code = main(argv, port=port)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, argv, port=None):
+    code, out, err = run(capsys, argv, port)
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def test_load_image_quantises_like_mnist(tmp_path):
+    model = load_tflite(DEFAULT_MODEL)
+    px = np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(px).save(tmp_path / "r.png")
+    x = load_image(tmp_path / "r.png", model.input_shape, model.input_q)
+    assert x.dtype == np.int8 and x.shape == (28, 28, 1)
+    np.testing.assert_array_equal(x, quantize_images(px[None], model.input_q)[0])
+    Image.fromarray(255 - px).save(tmp_path / "inv.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "inv.png", model.input_shape, model.input_q, invert=True), x)
+
+
+def test_load_image_resizes_converts_and_composites(tmp_path):
+    model = load_tflite(DEFAULT_MODEL)
+    big = digit_png(tmp_path / "big.png", size=(112, 112))
+    px = image_pixels(big, (28, 28, 1))
+    assert px.shape == (28, 28) and px.max() > 200 and px[0, 0] == 0
+    rgb = Image.new("RGB", (10, 6), (255, 0, 0))
+    rgb.save(tmp_path / "rgb.jpg")
+    assert image_pixels(tmp_path / "rgb.jpg", (4, 5, 3)).shape == (4, 5, 3)
+    assert image_pixels(tmp_path / "rgb.jpg", (4, 5, 1)).shape == (4, 5)
+    x = load_image(tmp_path / "rgb.jpg", (4, 5, 3), model.input_q)
+    assert x.shape == (4, 5, 3) and x.dtype == np.int8
+    clear = Image.new("RGBA", (28, 28), (0, 0, 0, 0))   # transparent background: black, white with invert
+    clear.save(tmp_path / "clear.png")
+    assert image_pixels(tmp_path / "clear.png", (28, 28, 1)).max() == 0
+    assert image_pixels(tmp_path / "clear.png", (28, 28, 1), invert=True).max() == 0
+    with pytest.raises(InputError, match="not an image"):
+        image_pixels(tmp_path / "clear.png", (28, 28, 2))
+
+
+def test_image_errors(tmp_path):
+    with pytest.raises(InputError, match="image file not found"):
+        image_pixels(tmp_path / "missing.png", (28, 28, 1))
+    (tmp_path / "text.png").write_text("not a picture\n")
+    with pytest.raises(InputError, match="cannot read the image") as e:
+        image_pixels(tmp_path / "text.png", (28, 28, 1))
+    assert "\n" not in str(e.value)
+
+
+def test_mnist_input(mnist_test_set):
+    model = load_tflite(DEFAULT_MODEL)
+    images, labels = mnist_test_set
+    x, label = mnist_input(3, qparams=model.input_q)
+    np.testing.assert_array_equal(x, quantize_images(images[3:4], model.input_q)[0])
+    assert label == labels[3]
+    with pytest.raises(InputError, match="out of range"):
+        mnist_input(len(images), qparams=model.input_q)
+
+
+def test_mnist_input_missing_directory(tmp_path):
+    with pytest.raises(InputError, match="MNIST file not found"):
+        mnist_input(0, tmp_path, qparams=load_tflite(DEFAULT_MODEL).input_q)
+
+
+# ---------------------------------------------------------------- main against the fake board
+
+
+def test_image_end_to_end(shipped, tmp_path, capsys):
+    model, program, mid = shipped
+    png = digit_png(tmp_path / "seven.png")
+    dev = board(shipped)
+    code, out, err = run(capsys, ["--image", str(png)], dev)
+    assert code == 0, err
+    x = load_image(png, model.input_shape, model.input_q)
+    want = run_model(model, x[None])[0]
+    assert f"finished on the host (softmax, int8): [{' '.join(map(str, want))}]" in out
+    assert f"predicted class: {int(np.argmax(want))} " in out
+    assert f"cycles: {sum(cycles(program).values())}" in out
+    assert f"id 0x{mid:08x}" in out and "probabilities: [" in out
+    assert "sending" not in out   # the board had weights from flash
+    assert [c for c, _ in dev.commands] == [P.CMD_INFO, P.CMD_INFER]
+
+
+def test_mnist_index_end_to_end_json(shipped, mnist_test_set, capsys):
+    model, program, mid = shipped
+    images, labels = mnist_test_set
+    i = 0
+    code, out, err = run(capsys, ["--mnist-index", str(i), "--json", "--mnist-dir", str(DEFAULT_DIR)],
+                         board(shipped))
+    assert code == 0, err
+    r = json.loads(out)
+    x = quantize_images(images[i:i + 1], model.input_q)
+    want, inter = run_model(model, x, intermediates=True)
+    assert r["output"] == want[0].tolist()
+    assert r["accelerator_output"] == inter[program.output_name][0].tolist()
+    assert r["accelerator_layer"] == program.output_name and r["host_layers"] == ["softmax"]
+    assert r["predicted"] == int(np.argmax(want[0])) == r["device_argmax"]
+    assert r["label"] == int(labels[i]) and r["correct"] == (r["predicted"] == r["label"])
+    assert r["model_id"] == f"0x{mid:08x}" and r["weights_sent"] is False
+    assert abs(sum(r["output_real"]) - 1) < 0.05   # softmax probabilities
+
+
+def test_mnist_index_text_prints_label(shipped, mnist_test_set, capsys):
+    code, out, err = run(capsys, ["--mnist-index", "1"], board(shipped))
+    assert code == 0, err
+    assert f"label: {int(mnist_test_set[1][1])}, " in out
+    assert "accelerator output (dense2, int8): [" in out
+
+
+def test_weights_are_sent_when_missing_or_asked(shipped, tmp_path, capsys):
+    _, program, _ = shipped
+    png = digit_png(tmp_path / "d.png")
+    dev = board(shipped, weights_loaded=False)
+    code, out, err = run(capsys, ["--image", str(png)], dev)
+    assert code == 0, err
+    assert f"sending {program.weights.size} weight bytes (the board has none)" in out
+    assert dev.weights == weight_image(program)
+    assert [c for c, _ in dev.commands] == [P.CMD_INFO, P.CMD_WEIGHTS, P.CMD_INFER]
+
+    # a board with wrong weights in flash: --weights-from-model repairs it, and the output is golden's
+    dev = board(shipped, weights=bytes(program.weights.size))
+    code, bad, _ = run(capsys, ["--image", str(png), "--json"], dev)
+    code2, good, _ = run(capsys, ["--image", str(png), "--json", "--weights-from-model"], dev)
+    assert code == code2 == 0
+    assert json.loads(good)["weights_sent"] is True
+    assert json.loads(bad)["accelerator_output"] != json.loads(good)["accelerator_output"]
+    model = program.model
+    x = load_image(png, model.input_shape, model.input_q)
+    assert json.loads(good)["output"] == run_model(model, x[None])[0].tolist()
+
+
+def test_invert(shipped, tmp_path, capsys):
+    white = digit_png(tmp_path / "w.png")
+    black = digit_png(tmp_path / "b.png", invert=True)
+    _, a, _ = run(capsys, ["--image", str(white), "--json"], board(shipped))
+    _, b, _ = run(capsys, ["--image", str(black), "--json", "--invert"], board(shipped))
+    assert json.loads(a)["output"] == json.loads(b)["output"]
+
+
+# ---------------------------------------------------------------- errors: exit 2, one line
+
+
+def test_bad_port(tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--port", str(tmp_path / "no-such-tty"), "--image", str(png)])
+    assert "no-such-tty" in err and ("cannot open serial port" in err or "pyserial" in err)
+
+
+def test_not_our_device(tmp_path, capsys):
+    pytest.importorskip("serial")
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--port", "loop://", "--image", str(png), "--timeout", "0.3"])
+    assert "unexpected status byte 0x3f" in err
+
+
+def test_model_id_mismatch(shipped, tmp_path, capsys):
+    _, _, mid = shipped
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png)], board(shipped, model_id=0x0BADF00D))
+    assert "0x0badf00d" in err and f"0x{mid:08x}" in err
+
+
+def test_size_mismatch(shipped, tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png)], board(shipped, output_bytes=11))
+    assert "11 output bytes" in err and "compiles to 10" in err
+
+
+@pytest.mark.parametrize("code", sorted(P.ERROR_NAMES))
+def test_device_error_codes(shipped, tmp_path, capsys, code):
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png)], board(shipped, force={P.CMD_INFER: code}))
+    assert P.ERROR_NAMES[code] in err and f"{code:#04x}" in err
+
+
+def test_weights_rejected(shipped, tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png), "--weights-from-model"],
+                     board(shipped, force={P.CMD_WEIGHTS: P.BAD_LENGTH}))
+    assert "WEIGHTS" in err and "BAD_LENGTH" in err
+
+
+def test_no_reply(shipped, tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png)], board(shipped, mute=True))
+    assert "no reply from device within 2 s" in err and "wrong port, or not programmed?" in err
+
+
+def test_usage_errors(shipped, tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    dev = board(shipped)
+    assert "image file not found" in error_line(capsys, ["--image", str(tmp_path / "none.png")], dev)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    assert "cannot read the image" in error_line(capsys, ["--image", str(tmp_path / "bad.png")], dev)
+    assert "--port" in error_line(capsys, ["--image", str(png)])
+    assert "nothing to run" in error_line(capsys, [], dev)
+    assert "not allowed with" in error_line(capsys, ["--image", str(png), "--mnist-index", "0"], dev)
+    assert "invalid int value" in error_line(capsys, ["--mnist-index", "x"], dev)
+    assert "cannot read the model" in error_line(capsys, ["--image", str(png), "--model",
+                                                          str(tmp_path / "none.tflite")], dev)
+    (tmp_path / "bad.tflite").write_bytes(b"garbage")
+    assert "not a valid TFLite" in error_line(capsys, ["--image", str(png), "--model", str(tmp_path / "bad.tflite")],
+                                              dev)
+    assert "frame timeout" in error_line(capsys, ["--image", str(png), "--timeout", "0.01"], dev)
+    assert "MNIST file not found" in error_line(capsys, ["--mnist-index", "0", "--mnist-dir", str(tmp_path)], dev)
+    assert dev.commands == []   # nothing reached the board
+
+
+def test_mnist_index_out_of_range(shipped, mnist_test_set, capsys):
+    assert "out of range" in error_line(capsys, ["--mnist-index", "10000"], board(shipped))
+    assert "out of range" in error_line(capsys, ["--mnist-index", "-1"], board(shipped))
