@@ -104,7 +104,7 @@ class Soc(wiring.Component):
         cols = prog.config.cols
         word = Signal(8 * (cols - 1))
         lane = Signal(range(cols))
-        waddr = Signal(len(core.wload_addr))
+        waddr = Signal(range(prog.config.weight_words))
 
         def take_weight_byte(byte, write):
             m.d.sync += [lane.eq(Mux(lane == cols - 1, 0, lane + 1)), word.eq(Cat(word[8:], byte))]
