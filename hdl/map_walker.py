@@ -22,17 +22,23 @@ class MapWalker(wiring.Component):
     from registers, valid the cycle after ``restart`` or ``next``."""
 
     def __init__(self, maps):
-        self.maps = [(tuple(int(v) for v in shape), int(base)) for shape, base in maps]
-        for (h, w, c), base in self.maps:
-            last = bank_address((h, w, c), base, h - 1, w - 1, c - 1)[1]
-            if min(h, w, c) < 1 or last >= 1 << ADDR:
-                raise ValueError(f"map {h}x{w}x{c} at {base} does not fit the {ADDR}-bit bank address")
+        self.maps = self.check(maps)
         super().__init__({
             "select": In(range(max(len(self.maps), 2))),
             "restart": In(1),
             "next": In(1),
             "addr": Out(HOST_ADDR_BITS),
         })
+
+    @staticmethod
+    def check(maps):
+        """The maps as ints; ValueError (one line) for one beyond the bank address."""
+        maps = [(tuple(int(v) for v in shape), int(base)) for shape, base in maps]
+        for (h, w, c), base in maps:
+            last = bank_address((h, w, c), base, h - 1, w - 1, c - 1)[1]
+            if min(h, w, c) < 1 or last >= 1 << ADDR:
+                raise ValueError(f"map {h}x{w}x{c} at {base} does not fit the {ADDR}-bit bank address")
+        return maps
 
     def elaborate(self, platform):
         m = Module()

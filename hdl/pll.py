@@ -68,11 +68,10 @@ def ecp5_pll(f_in_hz, f_req_hz):
             f_out = f_pfd * clkfb
             if not 3.125e6 <= f_out <= f_req_hz:
                 continue
-            for clkop in range(1, 129):
-                if 400e6 <= f_out * clkop <= 800e6:
-                    if best is None or f_out > best[0]:
-                        best = (f_out, clki, clkfb, clkop)
-                    break
+            # The output divider that puts the VCO nearest the middle of its range.
+            fits = [k for k in range(1, 129) if 400e6 <= f_out * k <= 800e6]
+            if fits and (best is None or f_out > best[0]):
+                best = (f_out, clki, clkfb, min(fits, key=lambda k: abs(f_out * k - 600e6)))
     if best is None:
         raise PllError(f"ECP5 PLL: no setting from {f_in_hz / 1e6:g} MHz at or below {f_req_hz / 1e6:g} MHz")
     f_out, clki, clkfb, clkop = best

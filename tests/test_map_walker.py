@@ -46,7 +46,6 @@ def test_walks_the_bank_layout(pair):
         assert got[sel] == expected(shape, base)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_refuses_a_map_beyond_the_bank():
     with pytest.raises(ValueError, match="does not fit"):
-        MapWalker([((200, 200, 4), 0)])
+        MapWalker.check([((200, 200, 4), 0)])
