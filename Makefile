@@ -8,7 +8,7 @@ setup:
 	PYTHON=$(PY) bash scripts/setup.sh
 
 run: setup
-	$(PY) -m golden.run --model models/mnist_cnn_int8.tflite --mnist $(MNIST)
+	$(PY) -m hdl.build --board icebreaker
 
 test: setup
 	$(PY) -m pytest

@@ -71,7 +71,8 @@ def _tools(family, system):
     for role, yowasp, native, env in TOOLS[family]:
         cmd = os.environ.get(env) or (native if system else yowasp)
         if shutil.which(cmd) is None:
-            hint = "install it or drop --system-tools" if system else "run `make setup` (pip install -e .)"
+            hint = ("install it or drop --system-tools" if system else
+                    "pip install -e '.[ecp5]'" if family == "ecp5" else "run `make setup` (pip install -e .)")
             raise BuildError(f"{cmd}: not found on PATH ({role} for {family}); {hint}")
         found[role] = cmd
     return found
@@ -144,10 +145,10 @@ def _run_tool(cmd, workdir, logname, phases=None):
 
 
 NEXTPNR_PHASES = [(r"Packing constraints", "packing"), (r"Running (simulated annealing|heap|HeAP)", "placing"),
-                  (r"Routing\.\.|Router2|Setting up routing", "routing"), (r"Max frequency for clock", "timing")]
+                  (r"Routing\.\.|Router2|Setting up routing", "routing")]
 
 
-def synthesise(workdir, board, tools, seed):
+def synthesise(workdir, board, tools, seed, clock_mhz):
     """yosys, nextpnr and the packer in ``workdir``; nextpnr's report as a dict."""
     t = time.monotonic()
     log("[3/5] synthesis (yosys)")
@@ -166,7 +167,9 @@ def synthesise(workdir, board, tools, seed):
         dev = [p._nextpnr_device_options[p.device], "--package", p._nextpnr_package_options[p.package].upper(),
                "--speed", str(p.speed),
                "--lpf", "top.lpf", "--textcfg", "top.config"]
+    # --freq times the PLL's output: the platform's constraint names a net yosys renames.
     rc, text = _run_tool([tools["nextpnr"], *dev, "--json", "top.json", "--seed", str(seed),
+                          "--freq", f"{clock_mhz:.3f}",
                           "--timing-allow-fail", "--report", "pnr_report.json", "--log", "top.tim"],
                          workdir, "nextpnr.log", NEXTPNR_PHASES)
     log(f"      done ({time.monotonic() - t:.0f} s)")
@@ -230,7 +233,7 @@ def _fmax(report):
     if not clocks:
         return None, None
     name = max(clocks, key=lambda k: clocks[k].get("constraint", 0))
-    return clocks[name].get("achieved"), clocks[name].get("constraint")
+    return round(clocks[name]["achieved"], 2), clocks[name].get("constraint")
 
 
 def render_md(r):
@@ -288,7 +291,7 @@ def build(args):
     plan = platform.prepare(BoardTop(board, soc, pll), name="top", synth_opts="-abc9")
     plan.extract(workdir)
 
-    pnr = synthesise(workdir, board, tools, args.seed)
+    pnr = synthesise(workdir, board, tools, args.seed, pll.f_out_mhz)
     fmax, _ = _fmax(pnr)
     util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in pnr.get("utilization", {}).items()
             if k in board.resources}

@@ -41,7 +41,6 @@ class Soc(wiring.Component):
         self.divisor, self.timeout_cycles = int(divisor), int(timeout_cycles)
         self.sck_half, self.wake_cycles = int(sck_half), int(wake_cycles)
         self.weights_offset = int(weights_offset)
-        self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles)
         h, w, c = program.input_shape
         oh, ow, oc = program.output_desc.out_shape
         self.input_bytes, self.output_bytes = h * w * c, oh * ow * oc
@@ -56,6 +55,8 @@ class Soc(wiring.Component):
                      *_le(self.weight_bytes, 4), *_le(self.model_id, 4)]
                     + [*protocol.WEIGHTS_MAGIC, *_le(self.weight_bytes, 4)])
         assert len(self.rom) == INFO_LEN + protocol.WEIGHTS_HEADER_BYTES
+        self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles,
+                                     max_length=self.boot_bytes)
         super().__init__({
             "uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
             "flash_sck": Out(1), "flash_cs": Out(1), "flash_copi": Out(1), "flash_cipo": In(1),

@@ -34,18 +34,21 @@ class SpiFlashReader(wiring.Component):
     WAKE = 0xAB
     READ = 0x03
 
-    def __init__(self, sck_half=1, wake_cycles=144):
+    def __init__(self, sck_half=1, wake_cycles=144, max_length=(1 << 24) - 1):
         if not isinstance(sck_half, int) or sck_half < 1:
             raise ValueError(f"SpiFlashReader: sck_half must be an int >= 1, got {sck_half!r}")
         if not isinstance(wake_cycles, int) or wake_cycles < 1:
             raise ValueError(f"SpiFlashReader: wake_cycles must be an int >= 1, "
                              f"got {wake_cycles!r}")
+        if not isinstance(max_length, int) or not 1 <= max_length < 1 << 24:
+            raise ValueError(f"SpiFlashReader: max_length must be in [1, 2**24), got {max_length!r}")
         self.sck_half = sck_half
         self.wake_cycles = wake_cycles
+        self.max_length = max_length
         super().__init__({
             "start": In(1),
             "addr": In(24),
-            "length": In(24),
+            "length": In(range(max_length + 1)),
             "o": Out(stream.Signature(8)),
             "busy": Out(1),
             "sck": Out(1),
@@ -74,7 +77,7 @@ class SpiFlashReader(wiring.Component):
         # decremented as every unit ends; from the read header on it is the number of data
         # bytes after the current unit, minus one, so its sign at a unit's end means "stop".
         count = Signal(range(-2, max(31, self.wake_cycles - 1)), reset_less=True)
-        remaining = Signal(range(-1, 2**24), reset_less=True)
+        remaining = Signal(range(-1, self.max_length + 1), reset_less=True)
         gap = Signal()                       # cs inactive between the two commands
         reading = Signal()                   # the frame is the read, not the wake command
         data = Signal()                      # the read's header is out: units are data bytes
