@@ -88,14 +88,20 @@ class Soc(wiring.Component):
             rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
             self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
             flash.cipo.eq(self.flash_cipo),
+            flash.length.eq(self.boot_bytes),
             core.host_addr.eq(walker.addr),
         ]
 
         idx = Signal(range(len(self.rom)))        # ROM byte: INFO reply, expected length, header
         m.d.comb += rom_rd.addr.eq(idx)
+        # Bytes done in the current run, counted up from a clear (a down-counter loaded with
+        # constants would get set/reset flip-flops that split its carry chain).
         longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, 4)
-        left = Signal(range(longest))             # bytes after this one in the current run
-        last = left == 0
+        done = Signal(range(longest))
+
+        def last(count):
+            """This byte is the last of a run of ``count``."""
+            return done == count - 1
         mismatch = Signal()
         weights_ok = Signal()
         error = Signal()
@@ -114,16 +120,16 @@ class Soc(wiring.Component):
                 m.d.sync += waddr.eq(waddr + 1)
         m.d.comb += core.wload_addr.eq(waddr)
 
-        # Frame timeout and post-error quiet time: reloaded by every received byte and while
+        # Frame timeout and post-error quiet time: cleared by every received byte and while
         # the line is held low (a break), it runs out after ``timeout_cycles`` of silence.
         quiet = Signal(range(self.timeout_cycles + 1))
-        expired = quiet == 0
+        expired = quiet == self.timeout_cycles
         rx_low = Signal()
         m.d.sync += rx_low.eq(~self.uart_rx)
         with m.If(rx.o.valid | rx.error | rx_low):
-            m.d.sync += quiet.eq(self.timeout_cycles)
+            m.d.sync += quiet.eq(0)
         with m.Elif(~expired):
-            m.d.sync += quiet.eq(quiet - 1)
+            m.d.sync += quiet.eq(quiet + 1)
 
         # The ROM answers a cycle after ``idx`` moves; a transmitted ROM byte waits for it.
         rom_fresh = Signal()
@@ -150,25 +156,23 @@ class Soc(wiring.Component):
 
         with m.FSM(init="BOOT"):
             with m.State("BOOT"):
-                m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset),
-                             flash.length.eq(self.boot_bytes)]
-                m.d.sync += [idx.eq(INFO_LEN), left.eq(protocol.WEIGHTS_HEADER_BYTES - 1), mismatch.eq(0),
-                             waddr.eq(0), lane.eq(0)]
+                m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
+                m.d.sync += [idx.eq(INFO_LEN), done.eq(0), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
                 m.next = "BOOT_HEADER"
             with m.State("BOOT_HEADER"):
                 m.d.comb += flash.o.ready.eq(1)
                 with m.If(flash.o.valid):
-                    m.d.sync += [idx.eq(idx + 1), left.eq(left - 1),
+                    m.d.sync += [idx.eq(idx + 1), done.eq(done + 1),
                                  mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
-                    with m.If(last):
-                        m.d.sync += left.eq(self.weight_bytes - 1)
+                    with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
+                        m.d.sync += done.eq(0)
                         m.next = "BOOT_DATA"
             with m.State("BOOT_DATA"):
                 m.d.comb += flash.o.ready.eq(1)
                 with m.If(flash.o.valid):
                     take_weight_byte(flash.o.p, ~mismatch)
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(last):
+                    m.d.sync += done.eq(done + 1)
+                    with m.If(last(self.weight_bytes)):
                         m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
                         m.next = "IDLE"
 
@@ -181,26 +185,25 @@ class Soc(wiring.Component):
                         with m.Case(protocol.CMD_INFO):
                             m.next = "INFO"
                         with m.Case(protocol.CMD_INFER):
-                            m.d.sync += [idx.eq(5), left.eq(1), mismatch.eq(0)]
+                            m.d.sync += [idx.eq(5), done.eq(0), mismatch.eq(0)]
                             with m.If(weights_ok):
                                 m.next = "LENGTH_I"
                             with m.Else():
                                 fail(protocol.NO_WEIGHTS)
                         with m.Case(protocol.CMD_WEIGHTS):
-                            m.d.sync += [idx.eq(9), left.eq(3), mismatch.eq(0)]
+                            m.d.sync += [idx.eq(9), done.eq(0), mismatch.eq(0)]
                             m.next = "LENGTH_W"
                         with m.Default():
                             fail(protocol.BAD_COMMAND)
 
-            for name, data_state, count in (("LENGTH_I", "INPUT", self.input_bytes),
-                                            ("LENGTH_W", "WEIGHTS", self.weight_bytes)):
+            for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
                 with m.State(name):
                     guard_frame()
                     with m.If(~rx.error & rx.o.valid):
                         bad = mismatch | (rx.o.p != rom_rd.data)
-                        m.d.sync += [idx.eq(idx + 1), left.eq(left - 1), mismatch.eq(bad)]
-                        with m.If(last):
-                            m.d.sync += [left.eq(count - 1), waddr.eq(0), lane.eq(0)]
+                        m.d.sync += [idx.eq(idx + 1), done.eq(done + 1), mismatch.eq(bad)]
+                        with m.If(last(fields)):
+                            m.d.sync += [done.eq(0), waddr.eq(0), lane.eq(0)]
                             m.d.comb += [walker.select.eq(0), walker.restart.eq(1)]
                             with m.If(bad):
                                 fail(protocol.BAD_LENGTH)
@@ -213,8 +216,8 @@ class Soc(wiring.Component):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
                     m.d.comb += [core.host_wdata.eq(rx.o.p), core.host_we.eq(1), walker.next.eq(1)]
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(last):
+                    m.d.sync += done.eq(done + 1)
+                    with m.If(last(self.input_bytes)):
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += core.start.eq(1)
@@ -222,8 +225,7 @@ class Soc(wiring.Component):
             with m.State("RUN"):
                 with m.If(core.done):
                     m.d.comb += [walker.select.eq(1), walker.restart.eq(1)]
-                    m.d.sync += [left.eq(self.output_bytes - 1), at.eq(0), best_at.eq(0),
-                                 best.eq(0x80), out_fresh.eq(0)]
+                    m.d.sync += [done.eq(0), at.eq(0), best_at.eq(0), best.eq(0x80), out_fresh.eq(0)]
                     m.next = "SEND_OK"
             with m.State("SEND_OK"):
                 m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
@@ -234,23 +236,22 @@ class Soc(wiring.Component):
                 m.d.comb += [walker.select.eq(1), tx.i.valid.eq(out_fresh), tx.i.p.eq(value)]
                 with m.If(tx.i.valid & tx.i.ready):
                     m.d.comb += walker.next.eq(1)
-                    m.d.sync += [left.eq(left - 1), at.eq(at + 1), out_fresh.eq(0)]
+                    m.d.sync += [done.eq(done + 1), at.eq(at + 1), out_fresh.eq(0)]
                     # The first largest value wins: only a strictly larger one replaces it.
                     with m.If(value.as_signed() > best.as_signed()):
                         m.d.sync += [best.eq(value), best_at.eq(at)]
-                    with m.If(last):
-                        m.d.sync += left.eq(0)
+                    with m.If(last(self.output_bytes)):
+                        m.d.sync += done.eq(0)
                         m.next = "SEND_ARGMAX"
             with m.State("SEND_ARGMAX"):
                 m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
                 with m.If(tx.i.ready):
-                    m.d.sync += left.eq(3)
                     m.next = "SEND_CYCLES"
             with m.State("SEND_CYCLES"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select((~left)[:2], 8))]
+                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
                 with m.If(tx.i.ready):
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(last):
+                    m.d.sync += done.eq(done + 1)
+                    with m.If(last(4)):
                         m.d.sync += error.eq(0)
                         m.next = "IDLE"
 
@@ -258,8 +259,8 @@ class Soc(wiring.Component):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
                     take_weight_byte(rx.o.p, 1)
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(last):
+                    m.d.sync += done.eq(done + 1)
+                    with m.If(last(self.weight_bytes)):
                         m.d.sync += weights_ok.eq(1)
                         m.next = "SEND_DONE"
             with m.State("SEND_DONE"):

@@ -14,9 +14,9 @@ class SpiFlashReader(wiring.Component):
     The iCE40 leaves the flash in deep power-down after configuration, so every transfer
     first sends ``0xAB`` (release from power-down) and keeps ``cs`` inactive for
     ``wake_cycles`` (tRES1, 3 us on the W25Q128: 144 cycles at 48 MHz), then reads with
-    ``0x03`` and a 24-bit address, MSB first.  ``start`` samples ``addr`` and ``length`` and
-    is ignored while ``busy``, which stays high until the last byte has left ``o``.  A zero
-    ``length`` sends both commands and reads nothing.
+    ``0x03`` and a 24-bit address, MSB first.  ``start`` samples ``addr`` (``length`` must be
+    held until ``busy`` falls) and is ignored while ``busy``, which stays high until the last
+    byte has left ``o``.  A zero ``length`` sends both commands and reads nothing.
 
     SPI mode 0, ``sck_half`` cycles per SCK half-period: ``copi`` changes as SCK falls and
     the flash samples it as SCK rises.  ``cipo`` is sampled on the clock edge that ends
@@ -71,13 +71,15 @@ class SpiFlashReader(wiring.Component):
         # bottom 8 bits.  During the wake command only ``op`` shifts, keeping the address.
         op = Signal(8)
         shift = Signal(24, reset_less=True)
-        # Down-counters read by their sign bit, never compared.  ``count`` times a unit (the
-        # wake command, the wake gap in cycles, the 32-bit read header, a data byte): loaded
-        # with its length - 2, it is negative in the unit's last bit.  ``remaining`` is
-        # decremented as every unit ends; from the read header on it is the number of data
-        # bytes after the current unit, minus one, so its sign at a unit's end means "stop".
+        # ``count`` times a unit (the wake command, the wake gap in cycles, the 32-bit read
+        # header, a data byte): a down-counter loaded with its length - 2, negative in the
+        # unit's last bit.  ``units`` counts finished units up from the wake command (0):
+        # data byte k ends unit k + 1, so the read stops at the end of unit ``length + 1``.
+        # (Counting up from a cleared register, not down from ``length``: a down-counter
+        # loaded with a constant becomes flip-flops with mixed set/reset that break its
+        # carry chain into slow pieces.)
         count = Signal(range(-2, max(31, self.wake_cycles - 1)), reset_less=True)
-        remaining = Signal(range(-1, self.max_length + 1), reset_less=True)
+        units = Signal(range(self.max_length + 2), reset_less=True)
         gap = Signal()                       # cs inactive between the two commands
         reading = Signal()                   # the frame is the read, not the wake command
         data = Signal()                      # the read's header is out: units are data bytes
@@ -93,7 +95,7 @@ class SpiFlashReader(wiring.Component):
             fall.eq(running & tick & self.sck),
             unit_end.eq(fall & count[-1]),
             gap_end.eq(gap & count[-1]),
-            finish.eq(unit_end & reading & remaining[-1]),
+            finish.eq(unit_end & reading & (units == self.length + 1)),
         ]
         # The control flags as set/hold terms: the events above are mutually exclusive, so
         # they need no priority logic.  ``blocked`` is registered so that o.ready only
@@ -132,9 +134,9 @@ class SpiFlashReader(wiring.Component):
         with m.Elif(fall & reading):
             m.d.sync += shift.eq(Cat(self.cipo, shift[:-1]))
         with m.If(load):
-            m.d.sync += remaining.eq(self.length)
+            m.d.sync += units.eq(0)
         with m.Elif(unit_end):
-            m.d.sync += remaining.eq(remaining - 1)
+            m.d.sync += units.eq(units + 1)
         with m.If(load | gap_end | unit_end):
             # The next unit: the read header after the gap, the gap after the wake command,
             # else a byte (the wake command at load, a data byte after the header or a byte).
