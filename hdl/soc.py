@@ -96,29 +96,53 @@ class Soc(wiring.Component):
         m.d.comb += rom_rd.addr.eq(idx)
         # Bytes done in the current run, counted up from a clear (a down-counter loaded with
         # constants would get set/reset flip-flops that split its carry chain).
+        # Bytes come at least 16 cycles apart, so each "last byte of a run of n" flag is a
+        # registered compare, valid a cycle after ``done`` moves: the FSM sees flip-flops.
         longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, 4)
         done = Signal(range(longest))
+        last_flags = {}
+        for count in {protocol.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, self.input_bytes, self.output_bytes}:
+            last_flags[count] = Signal(name=f"last_of_{count}")
+            m.d.sync += last_flags[count].eq(done == count - 1)
 
         def last(count):
             """This byte is the last of a run of ``count``."""
-            return done == count - 1
+            return last_flags[count]
         mismatch = Signal()
         weights_ok = Signal()
         error = Signal()
         code = Signal(8)
 
-        # Weight words: ``cols`` bytes, lowest lane first, then one load-port write.
+        # Weight words: ``cols`` bytes, lowest lane first, then one load-port write the
+        # cycle after the word's last byte (the address moves on after it).
         cols = prog.config.cols
-        word = Signal(8 * (cols - 1))
+        word = Signal(8 * cols)
         lane = Signal(range(cols))
         waddr = Signal(range(prog.config.weight_words))
+        wload_we = Signal()
+        m.d.sync += wload_we.eq(0)
+        with m.If(wload_we):
+            m.d.sync += waddr.eq(waddr + 1)
+        m.d.comb += [core.wload_addr.eq(waddr), core.wload_data.eq(word), core.wload_we.eq(wload_we)]
 
         def take_weight_byte(byte, write):
             m.d.sync += [lane.eq(Mux(lane == cols - 1, 0, lane + 1)), word.eq(Cat(word[8:], byte))]
             with m.If(lane == cols - 1):
-                m.d.comb += [core.wload_data.eq(Cat(word, byte)), core.wload_we.eq(write)]
-                m.d.sync += waddr.eq(waddr + 1)
-        m.d.comb += core.wload_addr.eq(waddr)
+                m.d.sync += wload_we.eq(write)
+
+        # Walker steps, input writes: registered pulses the cycle after the byte event, so
+        # the walker and the banks see flip-flops.  The walker's address moves a cycle
+        # after a step, the banks answer a cycle later: ``settle`` counts that down.
+        walk_next, walk_restart, walk_output = Signal(), Signal(), Signal()
+        host_we, host_wdata = Signal(), Signal(8)
+        settle = Signal(2)
+        m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0)]
+        m.d.comb += [walker.next.eq(walk_next), walker.restart.eq(walk_restart), walker.select.eq(walk_output),
+                     core.host_we.eq(host_we), core.host_wdata.eq(host_wdata)]
+        with m.If(walk_next | walk_restart):
+            m.d.sync += settle.eq(2)
+        with m.Elif(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
 
         # Frame timeout and post-error quiet time: cleared by every received byte and while
         # the line is held low (a break), it runs out after ``timeout_cycles`` of silence.
@@ -134,9 +158,6 @@ class Soc(wiring.Component):
         # The ROM answers a cycle after ``idx`` moves; a transmitted ROM byte waits for it.
         rom_fresh = Signal()
         m.d.sync += rom_fresh.eq(1)
-        # The activation banks answer a cycle after the walker moves, likewise.
-        out_fresh = Signal()
-        m.d.sync += out_fresh.eq(1)
 
         best, best_at, at = Signal(8), Signal(8), Signal(8)
         has_argmax = self.output_bytes <= 256
@@ -203,8 +224,8 @@ class Soc(wiring.Component):
                         bad = mismatch | (rx.o.p != rom_rd.data)
                         m.d.sync += [idx.eq(idx + 1), done.eq(done + 1), mismatch.eq(bad)]
                         with m.If(last(fields)):
-                            m.d.sync += [done.eq(0), waddr.eq(0), lane.eq(0)]
-                            m.d.comb += [walker.select.eq(0), walker.restart.eq(1)]
+                            m.d.sync += [done.eq(0), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
+                                         walk_output.eq(0)]
                             with m.If(bad):
                                 fail(protocol.BAD_LENGTH)
                             with m.Else():
@@ -215,8 +236,7 @@ class Soc(wiring.Component):
             with m.State("INPUT"):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
-                    m.d.comb += [core.host_wdata.eq(rx.o.p), core.host_we.eq(1), walker.next.eq(1)]
-                    m.d.sync += done.eq(done + 1)
+                    m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done.eq(done + 1)]
                     with m.If(last(self.input_bytes)):
                         m.next = "START"
             with m.State("START"):
@@ -224,8 +244,8 @@ class Soc(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(core.done):
-                    m.d.comb += [walker.select.eq(1), walker.restart.eq(1)]
-                    m.d.sync += [done.eq(0), at.eq(0), best_at.eq(0), best.eq(0x80), out_fresh.eq(0)]
+                    m.d.sync += [done.eq(0), at.eq(0), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
+                                 walk_output.eq(1), settle.eq(3)]
                     m.next = "SEND_OK"
             with m.State("SEND_OK"):
                 m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
@@ -233,10 +253,9 @@ class Soc(wiring.Component):
                     m.next = "SEND_OUTPUT"
             with m.State("SEND_OUTPUT"):
                 value = core.host_rdata
-                m.d.comb += [walker.select.eq(1), tx.i.valid.eq(out_fresh), tx.i.p.eq(value)]
+                m.d.comb += [tx.i.valid.eq((settle == 0) & ~walk_next & ~walk_restart), tx.i.p.eq(value)]
                 with m.If(tx.i.valid & tx.i.ready):
-                    m.d.comb += walker.next.eq(1)
-                    m.d.sync += [done.eq(done + 1), at.eq(at + 1), out_fresh.eq(0)]
+                    m.d.sync += [walk_next.eq(1), done.eq(done + 1), at.eq(at + 1), settle.eq(3)]
                     # The first largest value wins: only a strictly larger one replaces it.
                     with m.If(value.as_signed() > best.as_signed()):
                         m.d.sync += [best.eq(value), best_at.eq(at)]
