@@ -114,8 +114,10 @@ class Pll(wiring.Component):
                 i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
                 i_ENCLKOP=0, o_CLKOP=cd_sync.clk, o_LOCK=locked)
         timer = Signal(range(self.hold_cycles + 1))
-        m.d.comb += [cd_por.clk.eq(cd_sync.clk), self.locked.eq(locked),
-                     cd_sync.rst.eq(timer != self.hold_cycles)]
+        # The reset comes straight from a flip-flop: it reaches every register of the design.
+        rst = Signal(init=1)
+        m.d.por += rst.eq(timer != self.hold_cycles)
+        m.d.comb += [cd_por.clk.eq(cd_sync.clk), self.locked.eq(locked), cd_sync.rst.eq(rst)]
         with m.If(~locked):
             m.d.por += timer.eq(0)
         with m.Elif(timer != self.hold_cycles):

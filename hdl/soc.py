@@ -96,10 +96,17 @@ class Soc(wiring.Component):
         m.d.comb += rom_rd.addr.eq(idx)
         # Bytes done in the current run, counted up from a clear (a down-counter loaded with
         # constants would get set/reset flip-flops that split its carry chain).
-        # Bytes come at least 16 cycles apart, so each "last byte of a run of n" flag is a
-        # registered compare, valid a cycle after ``done`` moves: the FSM sees flip-flops.
+        # Bytes come at least 16 cycles apart, so ``done`` moves a cycle after the FSM asks
+        # and each "last byte of a run of n" flag is a registered compare a cycle later
+        # still: the FSM and the counter see flip-flops.
         longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, 4)
         done = Signal(range(longest))
+        done_inc, done_clr = Signal(), Signal()     # the FSM's requests, applied a cycle later
+        m.d.sync += [done_inc.eq(0), done_clr.eq(0)]
+        with m.If(done_clr):
+            m.d.sync += done.eq(0)
+        with m.Elif(done_inc):
+            m.d.sync += done.eq(done + 1)
         last_flags = {}
         for count in {protocol.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, self.input_bytes, self.output_bytes}:
             last_flags[count] = Signal(name=f"last_of_{count}")
@@ -159,7 +166,7 @@ class Soc(wiring.Component):
         rom_fresh = Signal()
         m.d.sync += rom_fresh.eq(1)
 
-        best, best_at, at = Signal(8), Signal(8), Signal(8)
+        best, best_at = Signal(8), Signal(8)
         has_argmax = self.output_bytes <= 256
 
         def fail(reason, wait=True):
@@ -178,21 +185,21 @@ class Soc(wiring.Component):
         with m.FSM(init="BOOT"):
             with m.State("BOOT"):
                 m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
-                m.d.sync += [idx.eq(INFO_LEN), done.eq(0), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
+                m.d.sync += [idx.eq(INFO_LEN), done_clr.eq(1), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
                 m.next = "BOOT_HEADER"
             with m.State("BOOT_HEADER"):
                 m.d.comb += flash.o.ready.eq(1)
                 with m.If(flash.o.valid):
-                    m.d.sync += [idx.eq(idx + 1), done.eq(done + 1),
+                    m.d.sync += [idx.eq(idx + 1), done_inc.eq(1),
                                  mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
                     with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
-                        m.d.sync += done.eq(0)
+                        m.d.sync += done_clr.eq(1)
                         m.next = "BOOT_DATA"
             with m.State("BOOT_DATA"):
                 m.d.comb += flash.o.ready.eq(1)
                 with m.If(flash.o.valid):
                     take_weight_byte(flash.o.p, ~mismatch)
-                    m.d.sync += done.eq(done + 1)
+                    m.d.sync += done_inc.eq(1)
                     with m.If(last(self.weight_bytes)):
                         m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
                         m.next = "IDLE"
@@ -206,13 +213,13 @@ class Soc(wiring.Component):
                         with m.Case(protocol.CMD_INFO):
                             m.next = "INFO"
                         with m.Case(protocol.CMD_INFER):
-                            m.d.sync += [idx.eq(5), done.eq(0), mismatch.eq(0)]
+                            m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
                             with m.If(weights_ok):
                                 m.next = "LENGTH_I"
                             with m.Else():
                                 fail(protocol.NO_WEIGHTS)
                         with m.Case(protocol.CMD_WEIGHTS):
-                            m.d.sync += [idx.eq(9), done.eq(0), mismatch.eq(0)]
+                            m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
                             m.next = "LENGTH_W"
                         with m.Default():
                             fail(protocol.BAD_COMMAND)
@@ -222,9 +229,9 @@ class Soc(wiring.Component):
                     guard_frame()
                     with m.If(~rx.error & rx.o.valid):
                         bad = mismatch | (rx.o.p != rom_rd.data)
-                        m.d.sync += [idx.eq(idx + 1), done.eq(done + 1), mismatch.eq(bad)]
+                        m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
                         with m.If(last(fields)):
-                            m.d.sync += [done.eq(0), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
+                            m.d.sync += [done_clr.eq(1), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
                                          walk_output.eq(0)]
                             with m.If(bad):
                                 fail(protocol.BAD_LENGTH)
@@ -236,7 +243,7 @@ class Soc(wiring.Component):
             with m.State("INPUT"):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
-                    m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done.eq(done + 1)]
+                    m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
                     with m.If(last(self.input_bytes)):
                         m.next = "START"
             with m.State("START"):
@@ -244,7 +251,7 @@ class Soc(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(core.done):
-                    m.d.sync += [done.eq(0), at.eq(0), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
+                    m.d.sync += [done_clr.eq(1), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
                                  walk_output.eq(1), settle.eq(3)]
                     m.next = "SEND_OK"
             with m.State("SEND_OK"):
@@ -255,12 +262,12 @@ class Soc(wiring.Component):
                 value = core.host_rdata
                 m.d.comb += [tx.i.valid.eq((settle == 0) & ~walk_next & ~walk_restart), tx.i.p.eq(value)]
                 with m.If(tx.i.valid & tx.i.ready):
-                    m.d.sync += [walk_next.eq(1), done.eq(done + 1), at.eq(at + 1), settle.eq(3)]
+                    m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
                     # The first largest value wins: only a strictly larger one replaces it.
                     with m.If(value.as_signed() > best.as_signed()):
-                        m.d.sync += [best.eq(value), best_at.eq(at)]
+                        m.d.sync += [best.eq(value), best_at.eq(done[:8])]
                     with m.If(last(self.output_bytes)):
-                        m.d.sync += done.eq(0)
+                        m.d.sync += done_clr.eq(1)
                         m.next = "SEND_ARGMAX"
             with m.State("SEND_ARGMAX"):
                 m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
@@ -269,7 +276,7 @@ class Soc(wiring.Component):
             with m.State("SEND_CYCLES"):
                 m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
                 with m.If(tx.i.ready):
-                    m.d.sync += done.eq(done + 1)
+                    m.d.sync += done_inc.eq(1)
                     with m.If(last(4)):
                         m.d.sync += error.eq(0)
                         m.next = "IDLE"
@@ -278,7 +285,7 @@ class Soc(wiring.Component):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
                     take_weight_byte(rx.o.p, 1)
-                    m.d.sync += done.eq(done + 1)
+                    m.d.sync += done_inc.eq(1)
                     with m.If(last(self.weight_bytes)):
                         m.d.sync += weights_ok.eq(1)
                         m.next = "SEND_DONE"
