@@ -169,9 +169,22 @@ class Soc(wiring.Component):
         best, best_at = Signal(8), Signal(8)
         has_argmax = self.output_bytes <= 256
 
+        # One-hot states: yosys re-encodes no FSM whose register has an initial value (all of
+        # Amaranth's do), and a binary state's decode made the longest paths of the design.
+        states = ["BOOT", "BOOT_HEADER", "BOOT_DATA", "IDLE", "LENGTH_I", "LENGTH_W", "INPUT", "START", "RUN",
+                  "SEND_OK", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES", "WEIGHTS", "SEND_DONE", "INFO",
+                  "SEND_FLAGS", "DISCARD", "SEND_ERROR"]
+        state = Signal(len(states), init=1)
+
+        def in_state(name):
+            return state[states.index(name)]
+
+        def goto(name):
+            m.d.sync += state.eq(1 << states.index(name))
+
         def fail(reason, wait=True):
             m.d.sync += [code.eq(reason), error.eq(1)]
-            m.next = "DISCARD" if wait else "SEND_ERROR"
+            goto("DISCARD" if wait else "SEND_ERROR")
 
         def guard_frame():
             """Mid-frame: a framing error or a silent line ends the frame with an error."""
@@ -182,136 +195,135 @@ class Soc(wiring.Component):
 
         m.d.comb += [self.led_ready.eq(weights_ok & ~core.busy), self.led_error.eq(error)]
 
-        with m.FSM(init="BOOT"):
-            with m.State("BOOT"):
-                m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
-                m.d.sync += [idx.eq(INFO_LEN), done_clr.eq(1), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
-                m.next = "BOOT_HEADER"
-            with m.State("BOOT_HEADER"):
-                m.d.comb += flash.o.ready.eq(1)
-                with m.If(flash.o.valid):
-                    m.d.sync += [idx.eq(idx + 1), done_inc.eq(1),
-                                 mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
-                    with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
-                        m.d.sync += done_clr.eq(1)
-                        m.next = "BOOT_DATA"
-            with m.State("BOOT_DATA"):
-                m.d.comb += flash.o.ready.eq(1)
-                with m.If(flash.o.valid):
-                    take_weight_byte(flash.o.p, ~mismatch)
-                    m.d.sync += done_inc.eq(1)
-                    with m.If(last(self.weight_bytes)):
-                        m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
-                        m.next = "IDLE"
+        with m.If(in_state("BOOT")):
+            m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
+            m.d.sync += [idx.eq(INFO_LEN), done_clr.eq(1), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
+            goto("BOOT_HEADER")
+        with m.If(in_state("BOOT_HEADER")):
+            m.d.comb += flash.o.ready.eq(1)
+            with m.If(flash.o.valid):
+                m.d.sync += [idx.eq(idx + 1), done_inc.eq(1),
+                             mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
+                with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
+                    m.d.sync += done_clr.eq(1)
+                    goto("BOOT_DATA")
+        with m.If(in_state("BOOT_DATA")):
+            m.d.comb += flash.o.ready.eq(1)
+            with m.If(flash.o.valid):
+                take_weight_byte(flash.o.p, ~mismatch)
+                m.d.sync += done_inc.eq(1)
+                with m.If(last(self.weight_bytes)):
+                    m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
+                    goto("IDLE")
 
-            with m.State("IDLE"):
-                m.d.sync += idx.eq(0)
-                with m.If(rx.error):
-                    fail(protocol.FRAMING)
-                with m.Elif(rx.o.valid):
-                    with m.Switch(rx.o.p):
-                        with m.Case(protocol.CMD_INFO):
-                            m.next = "INFO"
-                        with m.Case(protocol.CMD_INFER):
-                            m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
-                            with m.If(weights_ok):
-                                m.next = "LENGTH_I"
-                            with m.Else():
-                                fail(protocol.NO_WEIGHTS)
-                        with m.Case(protocol.CMD_WEIGHTS):
-                            m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
-                            m.next = "LENGTH_W"
-                        with m.Default():
-                            fail(protocol.BAD_COMMAND)
+        with m.If(in_state("IDLE")):
+            m.d.sync += idx.eq(0)
+            with m.If(rx.error):
+                fail(protocol.FRAMING)
+            with m.Elif(rx.o.valid):
+                with m.Switch(rx.o.p):
+                    with m.Case(protocol.CMD_INFO):
+                        goto("INFO")
+                    with m.Case(protocol.CMD_INFER):
+                        m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
+                        with m.If(weights_ok):
+                            goto("LENGTH_I")
+                        with m.Else():
+                            fail(protocol.NO_WEIGHTS)
+                    with m.Case(protocol.CMD_WEIGHTS):
+                        m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
+                        goto("LENGTH_W")
+                    with m.Default():
+                        fail(protocol.BAD_COMMAND)
 
-            for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
-                with m.State(name):
-                    guard_frame()
-                    with m.If(~rx.error & rx.o.valid):
-                        bad = mismatch | (rx.o.p != rom_rd.data)
-                        m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
-                        with m.If(last(fields)):
-                            m.d.sync += [done_clr.eq(1), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
-                                         walk_output.eq(0)]
-                            with m.If(bad):
-                                fail(protocol.BAD_LENGTH)
-                            with m.Else():
-                                if data_state == "WEIGHTS":
-                                    m.d.sync += weights_ok.eq(0)
-                                m.next = data_state
-
-            with m.State("INPUT"):
+        for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
+            with m.If(in_state(name)):
                 guard_frame()
                 with m.If(~rx.error & rx.o.valid):
-                    m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
-                    with m.If(last(self.input_bytes)):
-                        m.next = "START"
-            with m.State("START"):
-                m.d.comb += core.start.eq(1)
-                m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(core.done):
-                    m.d.sync += [done_clr.eq(1), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
-                                 walk_output.eq(1), settle.eq(3)]
-                    m.next = "SEND_OK"
-            with m.State("SEND_OK"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
-                with m.If(tx.i.ready):
-                    m.next = "SEND_OUTPUT"
-            with m.State("SEND_OUTPUT"):
-                value = core.host_rdata
-                m.d.comb += [tx.i.valid.eq((settle == 0) & ~walk_next & ~walk_restart), tx.i.p.eq(value)]
-                with m.If(tx.i.valid & tx.i.ready):
-                    m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
-                    # The first largest value wins: only a strictly larger one replaces it.
-                    with m.If(value.as_signed() > best.as_signed()):
-                        m.d.sync += [best.eq(value), best_at.eq(done[:8])]
-                    with m.If(last(self.output_bytes)):
-                        m.d.sync += done_clr.eq(1)
-                        m.next = "SEND_ARGMAX"
-            with m.State("SEND_ARGMAX"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
-                with m.If(tx.i.ready):
-                    m.next = "SEND_CYCLES"
-            with m.State("SEND_CYCLES"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
-                with m.If(tx.i.ready):
-                    m.d.sync += done_inc.eq(1)
-                    with m.If(last(4)):
-                        m.d.sync += error.eq(0)
-                        m.next = "IDLE"
+                    bad = mismatch | (rx.o.p != rom_rd.data)
+                    m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
+                    with m.If(last(fields)):
+                        m.d.sync += [done_clr.eq(1), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
+                                     walk_output.eq(0)]
+                        with m.If(bad):
+                            fail(protocol.BAD_LENGTH)
+                        with m.Else():
+                            if data_state == "WEIGHTS":
+                                m.d.sync += weights_ok.eq(0)
+                            goto(data_state)
 
-            with m.State("WEIGHTS"):
-                guard_frame()
-                with m.If(~rx.error & rx.o.valid):
-                    take_weight_byte(rx.o.p, 1)
-                    m.d.sync += done_inc.eq(1)
-                    with m.If(last(self.weight_bytes)):
-                        m.d.sync += weights_ok.eq(1)
-                        m.next = "SEND_DONE"
-            with m.State("SEND_DONE"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
-                with m.If(tx.i.ready):
+        with m.If(in_state("INPUT")):
+            guard_frame()
+            with m.If(~rx.error & rx.o.valid):
+                m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
+                with m.If(last(self.input_bytes)):
+                    goto("START")
+        with m.If(in_state("START")):
+            m.d.comb += core.start.eq(1)
+            goto("RUN")
+        with m.If(in_state("RUN")):
+            with m.If(core.done):
+                m.d.sync += [done_clr.eq(1), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
+                             walk_output.eq(1), settle.eq(3)]
+                goto("SEND_OK")
+        with m.If(in_state("SEND_OK")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
+            with m.If(tx.i.ready):
+                goto("SEND_OUTPUT")
+        with m.If(in_state("SEND_OUTPUT")):
+            value = core.host_rdata
+            m.d.comb += [tx.i.valid.eq(settle == 0), tx.i.p.eq(value)]
+            with m.If(tx.i.valid & tx.i.ready):
+                m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
+                # The first largest value wins: only a strictly larger one replaces it.
+                with m.If(value.as_signed() > best.as_signed()):
+                    m.d.sync += [best.eq(value), best_at.eq(done[:8])]
+                with m.If(last(self.output_bytes)):
+                    m.d.sync += done_clr.eq(1)
+                    goto("SEND_ARGMAX")
+        with m.If(in_state("SEND_ARGMAX")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
+            with m.If(tx.i.ready):
+                goto("SEND_CYCLES")
+        with m.If(in_state("SEND_CYCLES")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
+            with m.If(tx.i.ready):
+                m.d.sync += done_inc.eq(1)
+                with m.If(last(4)):
                     m.d.sync += error.eq(0)
-                    m.next = "IDLE"
+                    goto("IDLE")
 
-            with m.State("INFO"):
-                m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
-                with m.If(tx.i.valid & tx.i.ready):
-                    m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
-                    with m.If(idx == INFO_LEN - 1):
-                        m.next = "SEND_FLAGS"
-            with m.State("SEND_FLAGS"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(weights_ok)]
-                with m.If(tx.i.ready):
-                    m.d.sync += error.eq(~weights_ok & error)
-                    m.next = "IDLE"
+        with m.If(in_state("WEIGHTS")):
+            guard_frame()
+            with m.If(~rx.error & rx.o.valid):
+                take_weight_byte(rx.o.p, 1)
+                m.d.sync += done_inc.eq(1)
+                with m.If(last(self.weight_bytes)):
+                    m.d.sync += weights_ok.eq(1)
+                    goto("SEND_DONE")
+        with m.If(in_state("SEND_DONE")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
+            with m.If(tx.i.ready):
+                m.d.sync += error.eq(0)
+                goto("IDLE")
 
-            with m.State("DISCARD"):
-                with m.If(expired):
-                    m.next = "SEND_ERROR"
-            with m.State("SEND_ERROR"):
-                m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(code)]
-                with m.If(tx.i.ready):
-                    m.next = "IDLE"
+        with m.If(in_state("INFO")):
+            m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
+            with m.If(tx.i.valid & tx.i.ready):
+                m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
+                with m.If(idx == INFO_LEN - 1):
+                    goto("SEND_FLAGS")
+        with m.If(in_state("SEND_FLAGS")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(weights_ok)]
+            with m.If(tx.i.ready):
+                m.d.sync += error.eq(~weights_ok & error)
+                goto("IDLE")
+
+        with m.If(in_state("DISCARD")):
+            with m.If(expired):
+                goto("SEND_ERROR")
+        with m.If(in_state("SEND_ERROR")):
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(code)]
+            with m.If(tx.i.ready):
+                goto("IDLE")
         return m
