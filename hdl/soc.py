@@ -154,7 +154,8 @@ class Soc(wiring.Component):
         # Frame timeout and post-error quiet time: cleared by every received byte and while
         # the line is held low (a break), it runs out after ``timeout_cycles`` of silence.
         quiet = Signal(range(self.timeout_cycles + 1))
-        expired = quiet == self.timeout_cycles
+        expired = Signal()
+        m.d.sync += expired.eq(quiet == self.timeout_cycles)
         rx_low = Signal()
         m.d.sync += rx_low.eq(~self.uart_rx)
         with m.If(rx.o.valid | rx.error | rx_low):
@@ -181,6 +182,13 @@ class Soc(wiring.Component):
 
         def goto(name):
             m.d.sync += state.eq(1 << states.index(name))
+
+        # Received bytes are acted on a cycle late (``rx_ev``; the payload holds until the
+        # next start bit), against compares registered meanwhile.
+        rx_ev, rx_match = Signal(), Signal()
+        is_info, is_infer, is_weights = Signal(), Signal(), Signal()
+        m.d.sync += [rx_ev.eq(rx.o.valid), rx_match.eq(rx.o.p == rom_rd.data), is_info.eq(rx.o.p == protocol.CMD_INFO),
+                     is_infer.eq(rx.o.p == protocol.CMD_INFER), is_weights.eq(rx.o.p == protocol.CMD_WEIGHTS)]
 
         def fail(reason, wait=True):
             m.d.sync += [code.eq(reason), error.eq(1)]
@@ -220,27 +228,26 @@ class Soc(wiring.Component):
             m.d.sync += idx.eq(0)
             with m.If(rx.error):
                 fail(protocol.FRAMING)
-            with m.Elif(rx.o.valid):
-                with m.Switch(rx.o.p):
-                    with m.Case(protocol.CMD_INFO):
-                        goto("INFO")
-                    with m.Case(protocol.CMD_INFER):
-                        m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
-                        with m.If(weights_ok):
-                            goto("LENGTH_I")
-                        with m.Else():
-                            fail(protocol.NO_WEIGHTS)
-                    with m.Case(protocol.CMD_WEIGHTS):
-                        m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
-                        goto("LENGTH_W")
-                    with m.Default():
-                        fail(protocol.BAD_COMMAND)
+            with m.Elif(rx_ev):
+                with m.If(is_info):
+                    goto("INFO")
+                with m.Elif(is_infer):
+                    m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
+                    with m.If(weights_ok):
+                        goto("LENGTH_I")
+                    with m.Else():
+                        fail(protocol.NO_WEIGHTS)
+                with m.Elif(is_weights):
+                    m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
+                    goto("LENGTH_W")
+                with m.Else():
+                    fail(protocol.BAD_COMMAND)
 
         for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
             with m.If(in_state(name)):
                 guard_frame()
-                with m.If(~rx.error & rx.o.valid):
-                    bad = mismatch | (rx.o.p != rom_rd.data)
+                with m.If(~rx.error & rx_ev):
+                    bad = mismatch | ~rx_match
                     m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
                     with m.If(last(fields)):
                         m.d.sync += [done_clr.eq(1), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
