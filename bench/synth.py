@@ -35,8 +35,8 @@ def all_ports(unit):
 def stream_ports(unit):
     """The input and output bits of a unit between two streams ``i`` and ``o``; valid and ready
     first, so they take the LFSR's first bits."""
-    return (Cat(unit.i.valid, unit.o.ready, unit.i.payload.as_value()),
-            Cat(unit.o.payload.as_value(), unit.o.valid, unit.i.ready))
+    return (Cat(unit.i.valid, unit.o.ready, Value.cast(unit.i.payload)),
+            Cat(Value.cast(unit.o.payload), unit.o.valid, unit.i.ready))
 
 
 def lfsr68(n):

@@ -9,9 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from golden.config import ICEBREAKER
-from hdl.mac_array import MacArray
-from synth import BenchTop, check_dsp_modes, lfsr68, make_workdir, measure, netlist_cells, stream_ports, write_report
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from golden.config import ICEBREAKER  # noqa: E402
+from hdl.mac_array import MacArray  # noqa: E402
+from synth import BenchTop, check_dsp_modes, lfsr68, make_workdir, measure, netlist_cells, stream_ports, write_report  # noqa: E402
 
 
 def synthesise(config=ICEBREAKER, seed=1, workdir=None):

@@ -24,6 +24,45 @@ from .spram import WeightMemory
 HOST_ADDR_BITS = ADDR + 2
 
 
+class ActivationBank(wiring.Component):
+    """One activation bank of ``depth`` bytes, one read and one write port; the read data
+    arrives the cycle after the address and holds while ``rd_en`` is low.
+
+    It is built from memories whose depths are powers of two (2560 = 2048 + 512): yosys
+    maps a 2048-byte memory to four 2048 x 2 block RAMs side by side, where a 2560-byte one
+    would become five 512 x 8 ones behind a five-way read multiplexer.
+    """
+
+    def __init__(self, depth):
+        self.depth = depth
+        super().__init__({
+            "rd_addr": In(ADDR), "rd_en": In(1), "rd_data": Out(8),
+            "wr_addr": In(ADDR), "wr_data": In(8), "wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        parts, base = [], 0
+        for bit in reversed(range(self.depth.bit_length())):
+            if self.depth >> bit & 1:
+                parts.append((base, bit))
+                base += 1 << bit
+        part = Signal(range(len(parts)))            # the part the data comes from
+        with m.If(self.rd_en):
+            m.d.sync += part.eq(sum(self.rd_addr >= base for base, _ in parts[1:]))
+        for k, (base, bits) in enumerate(parts):
+            m.submodules[f"part{k}"] = mem = Memory(shape=8, depth=1 << bits, init=[])
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [
+                rd.addr.eq(self.rd_addr), rd.en.eq(self.rd_en),
+                wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
+                wr.en.eq(self.wr_en & (self.wr_addr[bits:] == base >> bits)),
+            ]
+            with m.If(part == k):
+                m.d.comb += self.rd_data.eq(rd.data)
+        return m
+
+
 def host_address(bank, offset):
     """Host port address of byte ``offset`` of activation bank ``bank``."""
     return (int(bank) << ADDR) | int(offset)
@@ -82,25 +121,23 @@ class Accelerator(wiring.Component):
         rd_bank = Signal(2)
         m.d.sync += rd_bank.eq(host_bank)
         for b in range(4):
-            bank = Memory(shape=8, depth=cfg.act_bank_bytes, init=[])
-            m.submodules[f"bank{b}"] = bank
-            rd, wr = bank.read_port(), bank.write_port()
+            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg.act_bank_bytes)
             with m.If(busy):
-                m.d.comb += [rd.addr.eq(feeder.bank_addr[b]), rd.en.eq(feeder.mem_en),
-                             wr.addr.eq(drain.wr_addr), wr.data.eq(drain.wr_data),
-                             wr.en.eq(drain.wr_en & (drain.wr_bank == b))]
+                m.d.comb += [bank.rd_addr.eq(feeder.bank_addr[b]), bank.rd_en.eq(feeder.mem_en),
+                             bank.wr_addr.eq(drain.wr_addr), bank.wr_data.eq(drain.wr_data),
+                             bank.wr_en.eq(drain.wr_en & (drain.wr_bank == b))]
                 if engine is not None:
                     with m.If(desc.pool):
-                        m.d.comb += [rd.addr.eq(engine.bank_addr[b]), rd.en.eq(engine.mem_en)]
+                        m.d.comb += [bank.rd_addr.eq(engine.bank_addr[b]), bank.rd_en.eq(engine.mem_en)]
             with m.Else():
-                m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
-                             wr.addr.eq(host_offset), wr.data.eq(self.host_wdata),
-                             wr.en.eq(self.host_we & (host_bank == b))]
-            m.d.comb += feeder.bank_data[b].eq(rd.data)
+                m.d.comb += [bank.rd_addr.eq(host_offset), bank.rd_en.eq(1),
+                             bank.wr_addr.eq(host_offset), bank.wr_data.eq(self.host_wdata),
+                             bank.wr_en.eq(self.host_we & (host_bank == b))]
+            m.d.comb += feeder.bank_data[b].eq(bank.rd_data)
             if engine is not None:
-                m.d.comb += engine.bank_data[b].eq(rd.data)
+                m.d.comb += engine.bank_data[b].eq(bank.rd_data)
             with m.If(rd_bank == b):
-                m.d.comb += self.host_rdata.eq(rd.data)
+                m.d.comb += self.host_rdata.eq(bank.rd_data)
 
         m.d.comb += [
             weights.read.addr.eq(feeder.weight_addr), weights.read.en.eq(feeder.mem_en),
@@ -125,6 +162,22 @@ class Accelerator(wiring.Component):
 
         layer = Signal(8)
         stepping = Signal()
+        # The units' start pulses are registers (high in the KICK state), as is the units'
+        # combined ``done``: both fan out or come from far across the chip.
+        start_conv, start_pool = Signal(), Signal()
+        m.d.sync += [start_conv.eq(0), start_pool.eq(0)]
+        m.d.comb += [feeder.start.eq(start_conv), drain.start.eq(start_conv)]
+        if engine is not None:
+            m.d.comb += engine.start.eq(start_pool)
+
+        def kick():
+            m.d.sync += [start_conv.eq(~desc.pool), start_pool.eq(desc.pool)]
+            m.next = "KICK"
+
+        finished = Signal()                 # low while a unit starts
+        m.d.sync += finished.eq(feeder.done & drain.done & (engine.done if engine is not None else 1)
+                                & ~start_conv & ~start_pool)
+
         m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -147,20 +200,17 @@ class Accelerator(wiring.Component):
                 with m.If(desc.table & (loaded != desc.table_slot)):
                     m.next = "TABLE"
                 with m.Else():
-                    m.next = "KICK"
+                    kick()
             with m.State("TABLE"):
                 m.d.sync += tindex.eq(tindex + 1)
                 m.d.comb += drain.table_write.en.eq(tindex != 0)
                 with m.If(tindex == 256):
                     m.d.sync += loaded.eq(desc.table_slot)
-                    m.next = "KICK"
+                    kick()
             with m.State("KICK"):
-                m.d.comb += [feeder.start.eq(~desc.pool), drain.start.eq(~desc.pool)]
-                if engine is not None:
-                    m.d.comb += engine.start.eq(desc.pool)
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(feeder.done & drain.done & (engine.done if engine is not None else 1)):
+                with m.If(finished):
                     with m.If(desc.last | stepping):
                         m.d.sync += [busy.eq(0), self.done.eq(1), self.last.eq(desc.last)]
                         m.next = "IDLE"

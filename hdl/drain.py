@@ -1,9 +1,14 @@
-"""Takes the MAC array's finished passes apart, one output element a cycle, and writes
-them back requantised: the 2x2 max of a fused pool (before requantisation, which is
-monotone), per-channel parameters from the parameter memory, the requantiser, the
-activation table, and the banked write address of each element.
+"""Takes the MAC array's finished passes apart, one accumulator a cycle, and writes them
+back requantised: the 2x2 max of a fused pool (before requantisation, which is monotone),
+per-channel parameters from the parameter memory, the requantisers, the activation table,
+and the banked write address of each element.
 
-Element addresses travel beside the requantiser in a FIFO: the requantiser and the table
+The array delivers a pass column by column (:func:`~hdl.mac_array.chain_order`): the four
+pixels of the 2x2 block for output channel 0, then channel 1, ...  So a fused pool is a
+running max over four consecutive values, a one-pixel pass keeps every fourth value, and
+the per-element logic reads nothing but a slot counter and registered loop flags.
+
+Element addresses travel beside the requantisers in a FIFO: the requantisers and the table
 keep order, so the writer pairs each value with the oldest address.
 """
 
@@ -13,8 +18,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .act_table import ActivationTable, TableWriteSignature
-from .layer_desc import ADDR, COUNT, PTR, desc_layout
-from .mac_array import result_layout
+from .layer_desc import ADDR, COUNT, Loop, desc_layout
+from .mac_array import result_shape
 from .pool_engine import RESULT
 from .requant import Requantizer
 
@@ -43,7 +48,7 @@ class Drain(wiring.Component):
             "desc": In(desc_layout(config)),
             "start": In(1),
             "done": Out(1),
-            "i": In(stream.Signature(result_layout(config))),
+            "i": In(stream.Signature(result_shape(config))),
             "aux": In(stream.Signature(RESULT)),
             "table_write": In(TableWriteSignature),
             "param_addr": Out(10),
@@ -58,167 +63,186 @@ class Drain(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, d = self.config, self.desc
-        cols = cfg.cols
-        m.submodules.requant = rq = Requantizer(cfg, digit_bits=4)
+        rows, cols = cfg.rows, cfg.cols
+        assert rows == 4, "a pass is one 2x2 pixel block"
+
+        # Independent one-lane requantisers taken in turn.  Their latency is fixed and the
+        # writer below never stalls, so their results leave one at a time, in order, and
+        # nothing downstream applies back-pressure: the requantisers' stall logic and the
+        # ready path through it vanish.
+        single = cfg.with_(requant_lanes=1)
+        rqs = [Requantizer(single, digit_bits=cfg.requant_digit_bits) for _ in range(cfg.requant_lanes)]
+        for k, rq in enumerate(rqs):
+            m.submodules[f"requant{k}"] = rq
         if self.tables:
             m.submodules.table = table = ActivationTable(lanes=1)
             t_in, t_out = table.i, table.o
             m.d.comb += table.bypass.eq(~d.table)
             wiring.connect(m, wiring.flipped(self.table_write), table.write)
         else:
-            # A plain register in the table's place keeps the one-cycle step that lets the
-            # address FIFO (pushed with the value) be readable when the value arrives.
             vector = stream.Signature(data.ArrayLayout(signed(8), 1))
             t_in, t_out = vector.flip().create(), vector.create()
-            m.d.comb += t_in.ready.eq(~t_out.valid | t_out.ready)
-            with m.If(t_in.ready):
-                m.d.sync += [t_out.valid.eq(t_in.valid), t_out.p.eq(t_in.p)]
+            m.d.comb += t_in.ready.eq(1)
+            m.d.sync += [t_out.valid.eq(t_in.valid), t_out.p.eq(t_in.p)]
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=WRITE.size, depth=self.fifo_depth)
 
+        # ---- the pass nest, as registers: slot of the pass, block column/row, channel group.
         running = Signal()
-        slot = Signal(range(4 * cols))
-        bx, by, g = Signal(COUNT), Signal(COUNT), Signal(COUNT)
-        ox_s, oy_s = Signal(COUNT + 1), Signal(COUNT + 1)
-        xpart, ypart, gch = Signal(PTR), Signal(PTR), Signal(COUNT)
-        pending = Signal(range(self.fifo_depth + 8))
+        fused, half = Signal(), Signal()            # per layer: pooled / one pixel per pass
+        ow_odd, oh_odd = Signal(), Signal()         # the last block's second column/row is cut
+        slot = Signal(range(rows * cols))
+        row, col = slot[:2], slot[2:]
+        pass_end = Signal()                         # slot is the pass's last
+        needs_x = Signal()                          # slot may hold an element
+        bx, by, g = Loop("bx"), Loop("by"), Loop("g")
+        pass_base, row_base, group_base = Signal(ADDR), Signal(ADDR), Signal(ADDR)
+        param_group = Signal(10)                    # param_base + first channel of the group
+        ch_left = Signal(COUNT)                     # out_c - first channel of the group
 
-        half = d.fused_pool | d.block1              # one output pixel per pass
-        n_slots = Mux(half, cols, 4 * cols)
-        row = Mux(half, 0, slot // cols)
-        col = Mux(half, slot, slot % cols)
-        # Payload lane r*cols + c is pixel r of the block, channel c: in four-pixel mode the
-        # slot is the lane; a fused pool takes the max of column ``col`` over the four rows.
-        col_vals = [self.i.p.as_value().word_select(r * cols + col, cfg.acc_width).as_signed() for r in range(4)]
-        # The lane of ``slot`` is column ``col`` of row ``row``: reuse the column pick.  A fused
-        # pool's max is split over two register stages (X, then P) to keep the path short.
-        lane_val = Signal(signed(cfg.acc_width))
-        m.d.comb += lane_val.eq(Cat(*col_vals).word_select(row[:2], cfg.acc_width).as_signed())
-        top = Mux(col_vals[0] > col_vals[1], col_vals[0], col_vals[1])
-        bottom = Mux(col_vals[2] > col_vals[3], col_vals[2], col_vals[3])
+        pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
+        element = needs_x & (half | pixel_ok) & (col < ch_left)
 
-        ch = gch + col
-        dy, dx = row[1], row[0]
-        pixel_ok = Mux(half, 1, ((oy_s + dy) < d.oh) & ((ox_s + dx) < d.ow))
-        element = pixel_ok & (ch < d.out_c)
-        bank = Mux(half, (by[0] << 1) | bx[0], row[:2])
-
-        # X stage: the picked value (or the two half maxes) and its channel; then the P stage,
-        # where the element waits one cycle for its parameters.
-        lanes = cfg.requant_lanes
-        gathered = Signal(range(lanes + 1))
-        x_valid, p_valid = Signal(), Signal()
-        x_a, x_b = Signal(signed(cfg.acc_width)), Signal(signed(cfg.acc_width))
-        x_ch = Signal(COUNT)
-        p_acc = Signal(signed(cfg.acc_width))
-        p_advance = ~p_valid | (gathered != lanes)
-        x_advance = ~x_valid | p_advance
-        issue = running & self.i.valid & x_advance & fifo.w_rdy
-        last_slot = slot == n_slots - 1
-
-        m.d.comb += [
-            self.param_addr.eq(d.param_base + x_ch),
-            self.param_en.eq(p_advance),
-            fifo.w_en.eq(issue & element),
-            self.i.ready.eq(issue & last_slot),
-        ]
-        write = Signal(WRITE)
-        m.d.comb += [write.bank.eq(bank), write.addr.eq(d.out_base + ypart + xpart + ch)]
-        m.d.comb += fifo.w_data.eq(write)
-        with m.If(x_advance):
-            m.d.sync += [x_valid.eq(issue & element), x_a.eq(Mux(d.fused_pool, top, lane_val)),
-                         x_b.eq(bottom), x_ch.eq(ch)]
-        with m.If(p_advance):
-            m.d.sync += [p_valid.eq(x_valid), p_acc.eq(Mux(d.fused_pool & (x_b > x_a), x_b, x_a))]
-
-        # Gather stage: ``lanes`` elements make one requantiser transfer; a partial one is
-        # flushed when the layer has no more elements to come.  ``counts`` tells the
-        # serialiser how many lanes of each transfer are real.
-        m.submodules.counts = counts = SyncFIFOBuffered(width=len(gathered), depth=8)
-        buf = Signal(rq.i.p.lanes.shape())
-        flush = ~running & ~x_valid & ~p_valid & (gathered != 0)
-        send = ((gathered == lanes) | flush) & counts.w_rdy
-        with m.If(p_valid & p_advance):
-            m.d.sync += [buf[gathered].acc.eq(p_acc), buf[gathered].bias.eq(self.param_data.bias),
-                         buf[gathered].multiplier.eq(self.param_data.multiplier),
-                         buf[gathered].shift.eq(self.param_data.shift), gathered.eq(gathered + 1)]
-        m.d.comb += [
-            rq.i.valid.eq(send),
-            rq.i.p.lanes.eq(buf),
-            rq.i.p.zero_point.eq(d.zero_point),
-            rq.i.p.act_min.eq(d.act_min),
-            rq.i.p.act_max.eq(d.act_max),
-            rq.i.p.single_rounding.eq(d.single_rounding),
-            counts.w_data.eq(gathered),
-            counts.w_en.eq(send & rq.i.ready),
-        ]
-        with m.If(send & rq.i.ready):
-            m.d.sync += gathered.eq(0)
-
-        # Serialiser: one lane of the requantiser's output a cycle into the table.
-        lane = Signal(range(max(lanes, 2)))
-        serial = stream.Signature(data.ArrayLayout(signed(8), 1)).create()
-        lane_last = lane == counts.r_data - 1
-        m.d.comb += [
-            serial.valid.eq(rq.o.valid & counts.r_rdy),
-            serial.p[0].eq(rq.o.p.as_value().word_select(lane, 8).as_signed()),
-            rq.o.ready.eq(serial.ready & counts.r_rdy & lane_last),
-            counts.r_en.eq(serial.ready & rq.o.valid & lane_last),
-        ]
-        with m.If(serial.valid & serial.ready):
-            m.d.sync += lane.eq(Mux(lane_last, 0, lane + 1))
-
-        # POOL descriptors bring finished values and their addresses on ``aux`` instead.
-        if self.has_aux:
-            aux_take = self.aux.valid & t_in.ready & fifo.w_rdy
-            with m.If(d.pool):
-                m.d.comb += [
-                    t_in.valid.eq(aux_take), t_in.p[0].eq(self.aux.p.value), self.aux.ready.eq(aux_take),
-                    fifo.w_en.eq(aux_take), write.bank.eq(self.aux.p.bank), write.addr.eq(self.aux.p.addr),
+        # ---- X stage: one element, taken only when empty, so that ``i.ready`` is a function
+        # of registers (an element moves on the cycle after it arrives; a fused pool's first
+        # three values of a column only update the running max).
+        x_valid = Signal()
+        x_val = Signal(signed(cfg.acc_width))
+        x_param = Signal(10)
+        x_write = Signal(WRITE)
+        run_max = Signal(signed(cfg.acc_width))
+        value = self.i.payload
+        # The sign of a subtraction one bit wider than the operands: a plain carry chain,
+        # where a ``>`` lets yosys spread the comparison over LUT levels.
+        below = Signal(signed(cfg.acc_width + 1))
+        m.d.comb += below.eq(value - run_max)
+        bigger = Mux(below[-1], run_max, value)
+        m.d.comb += self.i.ready.eq(running & ~(needs_x & x_valid))
+        took = self.i.valid & self.i.ready
+        with m.If(took):
+            m.d.sync += run_max.eq(Mux(row == 0, value, bigger))
+            with m.If(needs_x):
+                m.d.sync += [
+                    x_valid.eq(element),
+                    x_val.eq(Mux(fused, bigger, value)),
+                    x_param.eq(param_group + col),
+                    x_write.bank.eq(Mux(half, (by.odd << 1) | bx.odd, row)),
+                    x_write.addr.eq(pass_base + col),
                 ]
-            with m.Else():
-                wiring.connect(m, serial, t_in)
-        else:
-            wiring.connect(m, serial, t_in)
 
-        out = Signal(WRITE)
+        # ---- P stage: the element waits one cycle for its parameters; its address enters
+        # the FIFO as it moves here.
+        p_valid = Signal()
+        p_acc = Signal(signed(cfg.acc_width))
+        p_free = Signal()
+        x_move = x_valid & p_free & fifo.w_rdy
+        with m.If(x_move):
+            m.d.sync += x_valid.eq(0)
         m.d.comb += [
-            out.eq(fifo.r_data),
-            t_out.ready.eq(fifo.r_rdy),
+            self.param_addr.eq(x_param),
+            self.param_en.eq(p_free),
+            fifo.w_en.eq(x_move),
+            fifo.w_data.eq(x_write),
+        ]
+        with m.If(p_free):
+            m.d.sync += [p_valid.eq(x_move), p_acc.eq(x_val)]
+
+        turn = Signal(range(len(rqs)))
+        p_taken = []
+        for k, rq in enumerate(rqs):
+            lane = rq.i.p.lanes[0]
+            m.d.comb += [
+                rq.i.valid.eq(p_valid & (turn == k)),
+                lane.acc.eq(p_acc),
+                lane.bias.eq(self.param_data.bias),
+                lane.multiplier.eq(self.param_data.multiplier),
+                lane.shift.eq(self.param_data.shift),
+                rq.i.p.zero_point.eq(d.zero_point),
+                rq.i.p.act_min.eq(d.act_min),
+                rq.i.p.act_max.eq(d.act_max),
+                rq.i.p.single_rounding.eq(d.single_rounding),
+                rq.o.ready.eq(1),
+            ]
+            p_taken.append(rq.i.valid & rq.i.ready)
+        p_take = Signal()
+        m.d.comb += [p_take.eq(Cat(p_taken).any()), p_free.eq(~p_valid | p_take)]
+        with m.If(p_take):
+            m.d.sync += turn.eq(Mux(turn == len(rqs) - 1, 0, turn + 1))
+
+        # ---- into the table, then the writer, which takes every value the cycle it comes.
+        # A requantised value finds its address readable in the FIFO: it was written as the
+        # element entered the P stage, more than the requantiser's latency earlier.
+        m.d.comb += t_in.valid.eq(Cat(rq.o.valid for rq in rqs).any())
+        for rq in rqs:
+            with m.If(rq.o.valid):
+                m.d.comb += t_in.p[0].eq(rq.o.p[0])
+        write = Signal(WRITE)
+        m.d.comb += [
+            write.eq(fifo.r_data),
+            t_out.ready.eq(1),
             fifo.r_en.eq(t_out.valid),
-            self.wr_en.eq(t_out.valid & fifo.r_rdy),
-            self.wr_bank.eq(out.bank),
-            self.wr_addr.eq(out.addr),
+        ]
+        if self.has_aux:
+            # POOL descriptors bring finished values and their addresses on ``aux`` instead;
+            # the address waits beside the table for its value.
+            aux_write = Signal(WRITE)
+            with m.If(d.pool):
+                m.d.sync += [aux_write.bank.eq(self.aux.p.bank), aux_write.addr.eq(self.aux.p.addr)]
+                m.d.comb += [
+                    t_in.valid.eq(self.aux.valid), t_in.p[0].eq(self.aux.p.value), self.aux.ready.eq(1),
+                    write.eq(aux_write), fifo.r_en.eq(0),
+                ]
+        m.d.comb += [
+            self.wr_en.eq(t_out.valid),
+            self.wr_bank.eq(write.bank),
+            self.wr_addr.eq(write.addr),
             self.wr_data.eq(t_out.p[0]),
         ]
-        written = self.wr_en
-        issued = fifo.w_en
-        m.d.sync += pending.eq(pending + issued - written)
-        m.d.comb += self.done.eq(~running & (pending == 0))
+        # Every element in flight is in the X stage or has its address in the FIFO; a
+        # POOL value is in flight only in the table.
+        m.d.comb += self.done.eq(~running & ~x_valid & (fifo.level == 0) & ~t_out.valid)
 
+        # ---- the nest's registers: while idle they follow the descriptor, so they hold the
+        # layer's start values when ``start`` sets ``running``.
         with m.If(self.start):
-            m.d.sync += [running.eq(1), slot.eq(0), bx.eq(0), by.eq(0), g.eq(0), ox_s.eq(0), oy_s.eq(0),
-                         xpart.eq(0), ypart.eq(0), gch.eq(0)]
-        with m.Elif(issue):
-            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
-            with m.If(last_slot):
-                self._next_pass(m, d, half, bx, by, g, ox_s, oy_s, xpart, ypart, gch, running, cols)
+            m.d.sync += running.eq(1)
+        with m.If(~running):
+            m.d.sync += [
+                slot.eq(0), pass_end.eq(0), fused.eq(d.fused_pool), half.eq(d.fused_pool | d.block1),
+                needs_x.eq(~d.fused_pool), ow_odd.eq(d.ow[0]), oh_odd.eq(d.oh[0]),
+                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups),
+                pass_base.eq(d.out_base), row_base.eq(d.out_base), group_base.eq(d.out_base),
+                param_group.eq(d.param_base), ch_left.eq(d.out_c),
+            ]
+        with m.Elif(took):
+            m.d.sync += [slot.eq(slot + 1), pass_end.eq(slot == rows * cols - 2),
+                         needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
+            with m.If(pass_end):
+                self._next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base,
+                                param_group, ch_left, running, cols)
         return m
 
     @staticmethod
-    def _next_pass(m, d, half, bx, by, g, ox_s, oy_s, xpart, ypart, gch, running, cols):
-        with m.If(bx != d.nbx - 1):
-            m.d.sync += [bx.eq(bx + 1), ox_s.eq(ox_s + 2)]
-            with m.If(~half | bx[0]):
-                m.d.sync += xpart.eq(xpart + d.out_c)
+    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left,
+                   running, cols):
+        """Output addresses step by a channel group, a block row or a block column; a
+        one-pixel pass steps them every other pixel, where the parity banks wrap."""
+        with m.If(~bx.last):
+            m.d.sync += bx.advance()
+            with m.If(~half | bx.odd):
+                m.d.sync += pass_base.eq(pass_base + d.out_c)
         with m.Else():
-            m.d.sync += [bx.eq(0), ox_s.eq(0), xpart.eq(0)]
-            with m.If(by != d.nby - 1):
-                m.d.sync += [by.eq(by + 1), oy_s.eq(oy_s + 2)]
-                with m.If(~half | by[0]):
-                    m.d.sync += ypart.eq(ypart + d.out_row_stride)
+            m.d.sync += [*bx.restart(d.nbx), pass_base.eq(row_base)]
+            with m.If(~by.last):
+                m.d.sync += by.advance()
+                with m.If(~half | by.odd):
+                    next_row = row_base + d.out_row_stride
+                    m.d.sync += [row_base.eq(next_row), pass_base.eq(next_row)]
             with m.Else():
-                m.d.sync += [by.eq(0), oy_s.eq(0), ypart.eq(0)]
-                with m.If(g != d.groups - 1):
-                    m.d.sync += [g.eq(g + 1), gch.eq(gch + cols)]
+                m.d.sync += by.restart(d.nby)
+                with m.If(~g.last):
+                    next_group = group_base + cols
+                    m.d.sync += [*g.advance(), group_base.eq(next_group), row_base.eq(next_group),
+                                 pass_base.eq(next_group), param_group.eq(param_group + cols),
+                                 ch_left.eq(ch_left - cols)]
                 with m.Else():
                     m.d.sync += running.eq(0)

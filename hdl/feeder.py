@@ -2,21 +2,29 @@
 the fly): one kernel tap of four output pixels and ``cols`` output channels per cycle.
 
 Loop nest, outermost first: channel group, block row, block column, then the reduction
-(ky, kx, ci).  Input coordinates and bank pointers are tracked by adding only: two row
-trackers (the block's two pixel rows) and two column trackers, each with a copy of its
-value at the start of the pass, all advanced by the strides the descriptor precomputes.
-At stride 1 the four pixels of a 2x2 block read four different parity banks; in
-one-pixel mode (``block1``) all four rows read the same address, so there is never a
-bank conflict.  Taps outside the input map are fed as the input zero point.
+(ky, kx, ci).  Every loop is counted down with a registered ``last`` flag
+(:class:`~hdl.layer_desc.Loop`), and input positions are tracked by adding only.  The
+trackers follow a pair of input rows and a pair of input columns (those of the block's two
+pixel rows and columns; in one-pixel mode, ``block1``, the second of each pair is only
+carried along).  Their coordinates serve the bounds test, their bank pointers are kept by
+parity, because the row (column) pair always holds one even and one odd row (column):
+parity bank ``b`` then reads ``rowptr[b >> 1] + colptr[b & 1] + ci``, one adder with no
+multiplexer, and a step by one moves only the pointer of the row (column) that leaves.
+
+At stride 1 the four pixels of a 2x2 block read four different parity banks; in one-pixel
+mode all four rows read the same address, so there is never a bank conflict.  Taps outside
+the input map are fed as the input zero point.
+
+Pipeline: the trackers; the address stage (bank addresses, weight address and the tap's
+flags, registered) with a skid register beside it; the read stage (the banks' answer, the
+weight address); the result stage (the tap's activations registered, the weights' answer).
 """
 
-from types import SimpleNamespace
-
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layer_desc import ADDR, COORD, COUNT, PTR, engine_members
+from .layer_desc import ADDR, COORD, COUNT, PTR, Loop, engine_members
 from .mac_array import term_layout
 
 
@@ -41,123 +49,156 @@ class Feeder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self.desc
-        t = SimpleNamespace(
-            running=Signal(), ci=Signal(COUNT), kx=Signal(COUNT), ky=Signal(COUNT),
-            bx=Signal(COUNT), by=Signal(COUNT), g=Signal(COUNT), wptr=Signal(16), gbase=Signal(16),
-            **{f"{name}{sfx}": [Signal(shape, name=f"{name}{sfx}{k}") for k in (0, 1)]
-               for name, shape in (("iy", COORD), ("ix", COORD), ("rp", PTR), ("cp", PTR)) for sfx in ("", "_s")})
-        running, ci, kx, ky, wptr = t.running, t.ci, t.kx, t.ky, t.wptr
-        iy, ix, rp, cp = t.iy, t.ix, t.rp, t.cp
 
-        # Read stage: what the memories' outputs mean when they arrive next cycle.
+        def pair(name, shape):
+            return [Signal(shape, name=f"{name}{k}") for k in (0, 1)]
+
+        running, block1, first = Signal(), Signal(), Signal()
+        # Whether the current tap ends the kx loop / the pass, kept a step ahead (the outer
+        # loops' ends add only their own ``last`` flags).
+        end_kx, end_pass = Signal(), Signal()
+        ci = Signal(COUNT)
+        ci_loop, kx, ky, bx, by, g = (Loop(name) for name in ("ci", "kx", "ky", "bx", "by", "g"))
+        wptr, gbase = Signal(16), Signal(16)
+        iy, ix, iy_s, ix_s = pair("iy", COORD), pair("ix", COORD), pair("iy_s", COORD), pair("ix_s", COORD)
+        rp, cp, rp_s, cp_s = pair("rp", PTR), pair("cp", PTR), pair("rp_s", PTR), pair("cp_s", PTR)
+
+        # The tap the trackers describe, the address stage (whose addresses the memories
+        # read), a skid register beside it, and the read stage.  The skid lets the trackers
+        # step on registers alone (``~skid.valid``) instead of on the array's ``ready``.
+        tap = data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "weight_addr": 16,
+            "bank_addr": data.ArrayLayout(ADDR, 4), "bank": data.ArrayLayout(2, 4), "inside": 4,
+        })
+        t, a, skid = Signal(tap), Signal(tap), Signal(tap)
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
         s_bank = [Signal(2, name=f"s_bank{r}") for r in range(4)]
-        s_inside = [Signal(name=f"s_inside{r}") for r in range(4)]
+        s_inside = Signal(4)
+        s_weight_addr = Signal(16)
+        r_valid, r_first, r_last = Signal(), Signal(), Signal()
 
+        y_in = [(iy[k] >= 0) & (iy[k] < d.h) for k in (0, 1)]
+        x_in = [(ix[k] >= 0) & (ix[k] < d.w) for k in (0, 1)]
+        m.d.comb += [t.valid.eq(running), t.first.eq(first), t.last.eq(end_pass), t.weight_addr.eq(wptr)]
+        for b in range(4):
+            m.d.comb += t.bank_addr[b].eq(rp[b >> 1] + cp[b & 1] + ci)
+        for r in range(4):
+            dy, dx = r >> 1, r & 1
+            m.d.comb += [
+                t.bank[r].eq(Mux(block1, Cat(ix[0][0], iy[0][0]), Cat(ix[dx][0], iy[dy][0]))),
+                t.inside[r].eq(Mux(block1, y_in[0] & x_in[0], y_in[dy] & x_in[dx])),
+            ]
+
+        # The stages after the address stage move together: the bank memories answer in
+        # the read stage, whose bank select and padding fill the result stage's activation
+        # registers (the array broadcasts them), while the weight memory, addressed a stage
+        # later, answers in the result stage.
         advance = Signal()
         m.d.comb += [
-            advance.eq(~s_valid | self.o.ready),
+            advance.eq(~r_valid | self.o.ready),
             self.mem_en.eq(advance),
-            self.done.eq(~running & ~s_valid),
-            self.weight_addr.eq(wptr),
+            self.done.eq(~running & ~skid.valid & ~a.valid & ~s_valid & ~r_valid),
+            self.bank_addr.eq(a.bank_addr),
+            self.weight_addr.eq(s_weight_addr),
         ]
-
-        first = (ky == 0) & (kx == 0) & (ci == 0)
-        last_ci, last_kx, last_ky = ci == d.c - 1, kx == d.kw - 1, ky == d.kh - 1
-        for r in reversed(range(4)):      # row 0 wins a bank (the only row in one-pixel mode)
-            dy, dx = r >> 1, r & 1
-            addr = Signal(ADDR + 1, name=f"addr{r}")
-            bank = Signal(2, name=f"bank{r}")
-            m.d.comb += [
-                addr.eq(d.in_base + rp[dy] + cp[dx] + ci),
-                bank.eq((iy[dy][0] << 1) | ix[dx][0]),
-            ]
-            for b in range(4):
-                with m.If(bank == b):
-                    m.d.comb += self.bank_addr[b].eq(addr)
-            with m.If(advance):
-                m.d.sync += [
-                    s_bank[r].eq(bank),
-                    s_inside[r].eq((iy[dy] >= 0) & (iy[dy] < d.h) & (ix[dx] >= 0) & (ix[dx] < d.w)),
-                ]
+        with m.If(~a.valid | advance):
+            m.d.sync += [a.eq(Mux(skid.valid, skid, t)), skid.valid.eq(0)]
+        with m.Elif(running & ~skid.valid):
+            m.d.sync += skid.eq(t)
         with m.If(advance):
-            m.d.sync += [s_valid.eq(running), s_first.eq(first), s_last.eq(last_ci & last_kx & last_ky)]
+            m.d.sync += [s_valid.eq(a.valid), s_first.eq(a.first), s_last.eq(a.last), s_inside.eq(a.inside),
+                         s_weight_addr.eq(a.weight_addr), *(s_bank[r].eq(a.bank[r]) for r in range(4)),
+                         r_valid.eq(s_valid), r_first.eq(s_first), r_last.eq(s_last)]
+            for r in range(4):
+                m.d.sync += self.o.p.act[r].eq(
+                    Mux(s_inside[r], self.bank_data.as_value().word_select(s_bank[r], 8).as_signed(), d.pad_value))
 
         m.d.comb += [
-            self.o.valid.eq(s_valid),
-            self.o.p.first.eq(s_first),
-            self.o.p.last.eq(s_last),
+            self.o.valid.eq(r_valid),
+            self.o.p.first.eq(r_first),
+            self.o.p.last.eq(r_last),
             self.o.p.weight.eq(self.weight_data),
         ]
-        for r in range(4):
-            m.d.comb += self.o.p.act[r].eq(
-                (self.bank_data.as_value().word_select(s_bank[r], 8)).as_signed())
-            with m.If(~s_inside[r]):
-                m.d.comb += self.o.p.act[r].eq(d.pad_value)
 
+        # While idle the trackers follow the descriptor, so they hold the layer's start
+        # values when ``start`` sets ``running``; ``start`` enables nothing else.  While
+        # running they step whenever the skid register is free.
         with m.If(self.start):
-            m.d.sync += [running.eq(1), ci.eq(0), kx.eq(0), ky.eq(0), t.bx.eq(0), t.by.eq(0), t.g.eq(0),
-                         wptr.eq(d.weight_base), t.gbase.eq(d.weight_base)]
+            m.d.sync += running.eq(1)
+        with m.If(~running):
+            m.d.sync += [
+                block1.eq(d.block1), first.eq(1), ci.eq(0),
+                *ci_loop.load(d.c), *kx.load(d.kw), *ky.load(d.kh),
+                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups),
+                wptr.eq(d.weight_base), gbase.eq(d.weight_base),
+            ]
+            m.d.sync += [end_kx.eq((d.c == 1) & (d.kw == 1)), end_pass.eq((d.c == 1) & (d.kw == 1) & (d.kh == 1))]
             for k in (0, 1):
-                for cur, start, init in ((iy, t.iy_s, d.iy0), (rp, t.rp_s, d.rowptr0),
-                                         (ix, t.ix_s, d.ix0), (cp, t.cp_s, d.colptr0)):
+                for cur, start, init in ((iy, iy_s, d.iy0), (rp, rp_s, d.rowptr0),
+                                         (ix, ix_s, d.ix0), (cp, cp_s, d.colptr0)):
                     m.d.sync += [cur[k].eq(init[k]), start[k].eq(init[k])]
-        with m.Elif(running & advance):
-            m.d.sync += wptr.eq(wptr + 1)
-            with m.If(~last_ci):
-                m.d.sync += ci.eq(ci + 1)
+        with m.Elif(~skid.valid):
+            next_kx = ci_loop.next_last(1) & kx.next_last(ci_loop.last)
+            m.d.sync += [wptr.eq(wptr + 1), first.eq(end_pass), end_kx.eq(next_kx),
+                         end_pass.eq(next_kx & ky.next_last(end_kx))]
+            with m.If(~ci_loop.last):
+                m.d.sync += [*ci_loop.advance(), ci.eq(ci + 1)]
             with m.Else():
-                m.d.sync += ci.eq(0)
-                with m.If(~last_kx):
-                    m.d.sync += kx.eq(kx + 1)
-                    for k in (0, 1):
-                        m.d.sync += ix[k].eq(ix[k] + 1)
-                        with m.If(ix[k][0]):
-                            m.d.sync += cp[k].eq(cp[k] + d.c)
-                with m.Else():
-                    m.d.sync += kx.eq(0)
-                    for k in (0, 1):
-                        m.d.sync += [ix[k].eq(t.ix_s[k]), cp[k].eq(t.cp_s[k])]
-                    with m.If(~last_ky):
-                        m.d.sync += ky.eq(ky + 1)
-                        for k in (0, 1):
-                            m.d.sync += iy[k].eq(iy[k] + 1)
-                            with m.If(iy[k][0]):
-                                m.d.sync += rp[k].eq(rp[k] + d.row_stride)
+                m.d.sync += [*ci_loop.restart(d.c), ci.eq(0)]
+                with m.If(~kx.last):
+                    m.d.sync += [*kx.advance(), *(ix[k].eq(ix[k] + 1) for k in (0, 1))]
+                    with m.If(ix[0][0]):
+                        m.d.sync += cp[1].eq(cp[1] + d.c)
                     with m.Else():
-                        self._next_pass(m, d, t)
+                        m.d.sync += cp[0].eq(cp[0] + d.c)
+                with m.Else():
+                    m.d.sync += [*kx.restart(d.kw), *(ix[k].eq(ix_s[k]) for k in (0, 1)),
+                                 *(cp[q].eq(cp_s[q]) for q in (0, 1))]
+            with m.If(end_kx):
+                with m.If(~ky.last):
+                    m.d.sync += [*ky.advance(), *(iy[k].eq(iy[k] + 1) for k in (0, 1))]
+                    with m.If(iy[0][0]):
+                        m.d.sync += rp[1].eq(rp[1] + d.row_stride)
+                    with m.Else():
+                        m.d.sync += rp[0].eq(rp[0] + d.row_stride)
+                with m.Else():
+                    m.d.sync += ky.restart(d.kh)
+            self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s,
+                            rp, rp_s, cp, cp_s)
         return m
 
     @staticmethod
-    def _next_pass(m, d, t):
-        """End of a pass: move the pass-start trackers to the next block, group or the end."""
-        ky, bx, by, g, wptr, gbase, running = t.ky, t.bx, t.by, t.g, t.wptr, t.gbase, t.running
-        iy, iy_s, ix, ix_s, rp, rp_s, cp, cp_s = t.iy, t.iy_s, t.ix, t.ix_s, t.rp, t.rp_s, t.cp, t.cp_s
-        m.d.sync += [ky.eq(0), wptr.eq(gbase)]
-        with m.If(bx != d.nbx - 1):
-            m.d.sync += bx.eq(bx + 1)
+    def _next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s, rp, rp_s, cp, cp_s):
+        """End of a pass: move the pass-start trackers to the next block, row, group or the
+        end; a later loop's assignments override an earlier one's.
+
+        A step by an odd number of rows (columns) swaps the parities of the pair: the new
+        even member comes from the old odd one."""
+        def stepped(ptr, steps, odd):
+            moved = [ptr[q] + steps[q] for q in (0, 1)]
+            return [Mux(odd, moved[1 - q], moved[q]) for q in (0, 1)]
+
+        end_row = end_pass & bx.last
+        end_group = end_row & by.last
+        with m.If(end_pass):
+            ncp = stepped(cp_s, d.xstep_ptr, d.xstep[0])
+            m.d.sync += [wptr.eq(gbase), *bx.advance()]
             for k in (0, 1):
                 nix = ix_s[k] + d.xstep
-                ncp = cp_s[k] + d.xstep_ptr[ix_s[k][0]]
-                m.d.sync += [ix_s[k].eq(nix), cp_s[k].eq(ncp), ix[k].eq(nix), cp[k].eq(ncp),
+                m.d.sync += [ix_s[k].eq(nix), ix[k].eq(nix), cp_s[k].eq(ncp[k]), cp[k].eq(ncp[k]),
                              iy[k].eq(iy_s[k]), rp[k].eq(rp_s[k])]
-        with m.Else():
-            m.d.sync += bx.eq(0)
+        with m.If(end_row):
+            nrp = stepped(rp_s, d.ystep_ptr, d.ystep[0])
+            m.d.sync += [*bx.restart(d.nbx), *by.advance()]
             for k in (0, 1):
+                niy = iy_s[k] + d.ystep
                 m.d.sync += [ix_s[k].eq(d.ix0[k]), cp_s[k].eq(d.colptr0[k]),
-                             ix[k].eq(d.ix0[k]), cp[k].eq(d.colptr0[k])]
-            with m.If(by != d.nby - 1):
-                m.d.sync += by.eq(by + 1)
-                for k in (0, 1):
-                    niy = iy_s[k] + d.ystep
-                    nrp = rp_s[k] + d.ystep_ptr[iy_s[k][0]]
-                    m.d.sync += [iy_s[k].eq(niy), rp_s[k].eq(nrp), iy[k].eq(niy), rp[k].eq(nrp)]
-            with m.Else():
-                m.d.sync += by.eq(0)
-                for k in (0, 1):
-                    m.d.sync += [iy_s[k].eq(d.iy0[k]), rp_s[k].eq(d.rowptr0[k]),
-                                 iy[k].eq(d.iy0[k]), rp[k].eq(d.rowptr0[k])]
-                with m.If(g != d.groups - 1):
-                    m.d.sync += [g.eq(g + 1), gbase.eq(gbase + d.taps), wptr.eq(gbase + d.taps)]
-                with m.Else():
-                    m.d.sync += running.eq(0)
+                             ix[k].eq(d.ix0[k]), cp[k].eq(d.colptr0[k]),
+                             iy_s[k].eq(niy), iy[k].eq(niy), rp_s[k].eq(nrp[k]), rp[k].eq(nrp[k])]
+        with m.If(end_group):
+            m.d.sync += [*by.restart(d.nby), *g.advance(), gbase.eq(gbase + d.taps), wptr.eq(gbase + d.taps)]
+            for k in (0, 1):
+                m.d.sync += [iy_s[k].eq(d.iy0[k]), rp_s[k].eq(d.rowptr0[k]),
+                             iy[k].eq(d.iy0[k]), rp[k].eq(d.rowptr0[k])]
+        with m.If(end_group & g.last):
+            m.d.sync += running.eq(0)

@@ -5,7 +5,7 @@ strides of the banked maps, tracker start values) is precomputed here, so the fe
 the drain only ever add.
 """
 
-from amaranth.hdl import Shape, signed
+from amaranth.hdl import Mux, Shape, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
@@ -30,6 +30,39 @@ def engine_members(config):
     }
 
 
+class Loop:
+    """One loop of a descriptor's nest, counted down to its last iteration: the ``last``
+    test is a register, not a comparison against a descriptor field (and so is the test
+    for the iteration before it, which lets the next ``last`` be known a step ahead); the
+    index parity is kept because the banked maps step their pointers every other index."""
+
+    def __init__(self, name):
+        self.left = Signal(COUNT, name=f"{name}_left")
+        self.last = Signal(name=f"{name}_last")
+        self.penult = Signal(name=f"{name}_penult")     # the iteration before the last
+        self.odd = Signal(name=f"{name}_odd")
+        self.only = Signal(name=f"{name}_only")         # the loop has a single iteration
+
+    def load(self, count):
+        """Statements entering iteration 0 of a new loop of ``count`` (>= 1) iterations."""
+        return [self.left.eq(count - 1), self.last.eq(count == 1), self.penult.eq(count == 2),
+                self.odd.eq(0), self.only.eq(count == 1)]
+
+    def restart(self, count):
+        """Statements entering iteration 0 again (``count`` as when loaded)."""
+        return [self.left.eq(count - 1), self.last.eq(self.only), self.penult.eq(count == 2), self.odd.eq(0)]
+
+    def advance(self):
+        """Statements entering the next iteration (not after the last)."""
+        return [self.left.eq(self.left - 1), self.last.eq(self.penult), self.penult.eq(self.left == 2),
+                self.odd.eq(~self.odd)]
+
+    def next_last(self, steps):
+        """``last`` after a cycle in which the loop ``steps`` (advances, or restarts after
+        its last iteration) or not."""
+        return Mux(steps, Mux(self.last, self.only, self.penult), self.last)
+
+
 def desc_layout(config):
     return data.StructLayout({
         "in_base": ADDR, "out_base": ADDR,
@@ -42,7 +75,9 @@ def desc_layout(config):
         "ystep": COORD, "xstep": COORD,      # input rows / cols between consecutive blocks
         "ystep_ptr": data.ArrayLayout(PTR, 2),  # pointer step per block for iy even / odd
         "xstep_ptr": data.ArrayLayout(PTR, 2),
-        "iy0": data.ArrayLayout(COORD, 2), "ix0": data.ArrayLayout(COORD, 2),  # per dy / dx
+        # CONV: the first block's row pair (iy0, iy0 + 1) and column pair; their pointers by
+        # parity, in_base included in the rows'.  POOL: the window origin, twice.
+        "iy0": data.ArrayLayout(COORD, 2), "ix0": data.ArrayLayout(COORD, 2),
         "rowptr0": data.ArrayLayout(PTR, 2), "colptr0": data.ArrayLayout(PTR, 2),
         "weight_base": 16,
         "oh": COUNT, "ow": COUNT,            # computed conv pixels (rows beyond are discarded)
@@ -59,6 +94,11 @@ def _step_ptr(step, unit):
     """Pointer step when a coordinate v advances by ``step``, for v even and v odd:
     (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1."""
     return [((step + parity) >> 1) * unit for parity in (0, 1)]
+
+
+def _by_parity(pair):
+    """The two consecutive coordinates of ``pair`` as (even, odd)."""
+    return pair if pair[0] % 2 == 0 else pair[::-1]
 
 
 def _fits(shape, value):
@@ -104,8 +144,7 @@ def _encode(desc, config, is_last):
     blk = desc.block
     oh, ow = (2 * out_h, 2 * out_w) if desc.fused_pool else desc.conv_shape[:2]
     ystep, xstep = blk * sh, blk * sw
-    iy0 = [d - pt for d in (0, 1)] if blk == 2 else [-pt, -pt]
-    ix0 = [d - pl for d in (0, 1)] if blk == 2 else [-pl, -pl]
+    iy0, ix0 = [-pt, 1 - pt], [-pl, 1 - pl]
     return {
         **common,
         "nbx": (ow + blk - 1) // blk, "nby": (oh + blk - 1) // blk, "groups": desc.groups, "taps": desc.taps,
@@ -113,7 +152,8 @@ def _encode(desc, config, is_last):
         "ystep": ystep, "xstep": xstep,
         "ystep_ptr": _step_ptr(ystep, row_stride), "xstep_ptr": _step_ptr(xstep, c),
         "iy0": iy0, "ix0": ix0,
-        "rowptr0": [(v >> 1) * row_stride for v in iy0], "colptr0": [(v >> 1) * c for v in ix0],
+        "rowptr0": [desc.in_base + (_by_parity(iy0)[q] >> 1) * row_stride for q in (0, 1)],
+        "colptr0": [(_by_parity(ix0)[q] >> 1) * c for q in (0, 1)],
         "weight_base": desc.weight_base, "oh": oh, "ow": ow,
         "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
         "single_rounding": int(desc.single_rounding),

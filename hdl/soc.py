@@ -138,17 +138,16 @@ class Soc(wiring.Component):
                 m.d.sync += wload_we.eq(write)
 
         # Walker steps, input writes: registered pulses the cycle after the byte event, so
-        # the walker and the banks see flip-flops.  The walker's address moves a cycle
-        # after a step, the banks answer a cycle later: ``settle`` counts that down.
+        # the walker and the banks see flip-flops.  An output byte leaves four cycles after
+        # its step (walker, bank read, ``value`` register): ``settle`` counts them down.
         walk_next, walk_restart, walk_output = Signal(), Signal(), Signal()
         host_we, host_wdata = Signal(), Signal(8)
         settle = Signal(2)
-        m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0)]
+        value = Signal(8)
+        m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0), value.eq(core.host_rdata)]
         m.d.comb += [walker.next.eq(walk_next), walker.restart.eq(walk_restart), walker.select.eq(walk_output),
                      core.host_we.eq(host_we), core.host_wdata.eq(host_wdata)]
-        with m.If(walk_next | walk_restart):
-            m.d.sync += settle.eq(2)
-        with m.Elif(settle != 0):
+        with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
 
         # Frame timeout and post-error quiet time: cleared by every received byte and while
@@ -175,13 +174,17 @@ class Soc(wiring.Component):
         states = ["BOOT", "BOOT_HEADER", "BOOT_DATA", "IDLE", "LENGTH_I", "LENGTH_W", "INPUT", "START", "RUN",
                   "SEND_OK", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES", "WEIGHTS", "SEND_DONE", "INFO",
                   "SEND_FLAGS", "DISCARD", "SEND_ERROR"]
-        state = Signal(len(states), init=1)
+        # Each state is its own flip-flop, and a transition clears its source and sets its
+        # target, so a state's next value depends only on its own transitions.
+        bits = {name: Signal(name=f"st_{name.lower()}", init=name == "BOOT") for name in states}
+        current = [None]
 
-        def in_state(name):
-            return state[states.index(name)]
+        def state(name):
+            current[0] = name
+            return m.If(bits[name])
 
         def goto(name):
-            m.d.sync += state.eq(1 << states.index(name))
+            m.d.sync += [bits[current[0]].eq(0), bits[name].eq(1)]
 
         # Received bytes are acted on a cycle late (``rx_ev``; the payload holds until the
         # next start bit), against compares registered meanwhile.
@@ -195,7 +198,8 @@ class Soc(wiring.Component):
             goto("DISCARD" if wait else "SEND_ERROR")
 
         def guard_frame():
-            """Mid-frame: a framing error or a silent line ends the frame with an error."""
+            """Mid-frame: a framing error or a silent line ends the frame with an error; the
+            caller's ``m.Elif`` then takes a received byte (never together with an error)."""
             with m.If(rx.error):
                 fail(protocol.FRAMING)
             with m.Elif(expired):
@@ -203,11 +207,11 @@ class Soc(wiring.Component):
 
         m.d.comb += [self.led_ready.eq(weights_ok & ~core.busy), self.led_error.eq(error)]
 
-        with m.If(in_state("BOOT")):
+        with state("BOOT"):
             m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
             m.d.sync += [idx.eq(INFO_LEN), done_clr.eq(1), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
             goto("BOOT_HEADER")
-        with m.If(in_state("BOOT_HEADER")):
+        with state("BOOT_HEADER"):
             m.d.comb += flash.o.ready.eq(1)
             with m.If(flash.o.valid):
                 m.d.sync += [idx.eq(idx + 1), done_inc.eq(1),
@@ -215,7 +219,7 @@ class Soc(wiring.Component):
                 with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
                     m.d.sync += done_clr.eq(1)
                     goto("BOOT_DATA")
-        with m.If(in_state("BOOT_DATA")):
+        with state("BOOT_DATA"):
             m.d.comb += flash.o.ready.eq(1)
             with m.If(flash.o.valid):
                 take_weight_byte(flash.o.p, ~mismatch)
@@ -224,7 +228,7 @@ class Soc(wiring.Component):
                     m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
                     goto("IDLE")
 
-        with m.If(in_state("IDLE")):
+        with state("IDLE"):
             m.d.sync += idx.eq(0)
             with m.If(rx.error):
                 fail(protocol.FRAMING)
@@ -244,9 +248,9 @@ class Soc(wiring.Component):
                     fail(protocol.BAD_COMMAND)
 
         for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
-            with m.If(in_state(name)):
+            with state(name):
                 guard_frame()
-                with m.If(~rx.error & rx_ev):
+                with m.Elif(rx_ev):
                     bad = mismatch | ~rx_match
                     m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
                     with m.If(last(fields)):
@@ -259,26 +263,25 @@ class Soc(wiring.Component):
                                 m.d.sync += weights_ok.eq(0)
                             goto(data_state)
 
-        with m.If(in_state("INPUT")):
+        with state("INPUT"):
             guard_frame()
-            with m.If(~rx.error & rx.o.valid):
+            with m.Elif(rx.o.valid):
                 m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
                 with m.If(last(self.input_bytes)):
                     goto("START")
-        with m.If(in_state("START")):
+        with state("START"):
             m.d.comb += core.start.eq(1)
             goto("RUN")
-        with m.If(in_state("RUN")):
+        with state("RUN"):
             with m.If(core.done):
                 m.d.sync += [done_clr.eq(1), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
                              walk_output.eq(1), settle.eq(3)]
                 goto("SEND_OK")
-        with m.If(in_state("SEND_OK")):
+        with state("SEND_OK"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
             with m.If(tx.i.ready):
                 goto("SEND_OUTPUT")
-        with m.If(in_state("SEND_OUTPUT")):
-            value = core.host_rdata
+        with state("SEND_OUTPUT"):
             m.d.comb += [tx.i.valid.eq(settle == 0), tx.i.p.eq(value)]
             with m.If(tx.i.valid & tx.i.ready):
                 m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
@@ -288,11 +291,11 @@ class Soc(wiring.Component):
                 with m.If(last(self.output_bytes)):
                     m.d.sync += done_clr.eq(1)
                     goto("SEND_ARGMAX")
-        with m.If(in_state("SEND_ARGMAX")):
+        with state("SEND_ARGMAX"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
             with m.If(tx.i.ready):
                 goto("SEND_CYCLES")
-        with m.If(in_state("SEND_CYCLES")):
+        with state("SEND_CYCLES"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
             with m.If(tx.i.ready):
                 m.d.sync += done_inc.eq(1)
@@ -300,36 +303,36 @@ class Soc(wiring.Component):
                     m.d.sync += error.eq(0)
                     goto("IDLE")
 
-        with m.If(in_state("WEIGHTS")):
+        with state("WEIGHTS"):
             guard_frame()
-            with m.If(~rx.error & rx.o.valid):
+            with m.Elif(rx.o.valid):
                 take_weight_byte(rx.o.p, 1)
                 m.d.sync += done_inc.eq(1)
                 with m.If(last(self.weight_bytes)):
                     m.d.sync += weights_ok.eq(1)
                     goto("SEND_DONE")
-        with m.If(in_state("SEND_DONE")):
+        with state("SEND_DONE"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
             with m.If(tx.i.ready):
                 m.d.sync += error.eq(0)
                 goto("IDLE")
 
-        with m.If(in_state("INFO")):
+        with state("INFO"):
             m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
             with m.If(tx.i.valid & tx.i.ready):
                 m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
                 with m.If(idx == INFO_LEN - 1):
                     goto("SEND_FLAGS")
-        with m.If(in_state("SEND_FLAGS")):
+        with state("SEND_FLAGS"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(weights_ok)]
             with m.If(tx.i.ready):
                 m.d.sync += error.eq(~weights_ok & error)
                 goto("IDLE")
 
-        with m.If(in_state("DISCARD")):
+        with state("DISCARD"):
             with m.If(expired):
                 goto("SEND_ERROR")
-        with m.If(in_state("SEND_ERROR")):
+        with state("SEND_ERROR"):
             m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(code)]
             with m.If(tx.i.ready):
                 goto("IDLE")

@@ -13,14 +13,13 @@ import random
 import cocotb
 import numpy as np
 from amaranth.hdl import Const
-from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
 from cocotb_support import run_icarus
 from golden.config import AcceleratorConfig
 from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
-from hdl.mac_array import result_layout, term_layout
+from hdl.mac_array import chain_order, term_layout
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -53,7 +52,8 @@ class Stimulus:
 
     The producer leaves random gaps (valid low, with garbage payload, including a stray
     ``last``), the consumer applies random back-pressure; both obey the stream rules, so any
-    lost, duplicated or reordered result shows up in :attr:`results`.
+    lost, duplicated or reordered result shows up in :attr:`results`.  The array's
+    one-accumulator transfers are put back into lane order, ``lanes`` at a time.
     """
 
     def __init__(self, config, reductions, *, seed, gap=0.0, stall=0.0):
@@ -64,6 +64,7 @@ class Stimulus:
         self.gap, self.stall = gap, stall
         self.sent = 0
         self.results = []
+        self._values = []
         self.valid, self.ready = False, False
         self.payload = self._garbage()
 
@@ -77,14 +78,21 @@ class Stimulus:
                 "weight": [r(INT8_MIN, INT8_MAX) for _ in range(self.config.cols)],
                 "first": r(0, 1), "last": r(0, 1)}
 
-    def advance(self, taken, result):
-        """Record the transfers at the clock edge just passed and pick the next cycle's
-        ``valid``, ``payload`` and ``ready``."""
+    def advance(self, taken, value):
+        """Record the transfers at the clock edge just passed (``value``: the accumulator
+        taken from the array, or None) and pick the next cycle's ``valid``, ``payload`` and
+        ``ready``."""
         if taken:
             self.sent += 1
             self.valid = False
-        if result is not None:
-            self.results.append(result)
+        if value is not None:
+            self._values.append(value)
+            if len(self._values) == self.config.lanes:
+                result = [0] * self.config.lanes
+                for lane, v in zip(chain_order(self.config), self._values):
+                    result[lane] = v
+                self.results.append(result)
+                self._values = []
         if not self.valid:
             self.valid = self.sent < len(self.terms) and self.rng.random() >= self.gap
             self.payload = self.terms[self.sent] if self.valid else self._garbage()
@@ -94,10 +102,9 @@ class Stimulus:
         return Const.cast(term_layout(self.config).const(self.payload)).value
 
 
-def unpack_results(config, bits):
-    """The lanes of an ``o.payload`` read from Verilog as an unsigned integer."""
-    view = data.Const(result_layout(config), bits)
-    return [view[lane] for lane in range(config.lanes)]
+def unpack_result(config, bits):
+    """An ``o.payload`` read from Verilog as an unsigned integer, as the signed accumulator."""
+    return bits - (1 << config.acc_width) if bits >> (config.acc_width - 1) else bits
 
 
 def run(component, name, testcase, build_dir, *, config, latency, seed):
@@ -150,10 +157,10 @@ async def mac_array_random(dut):
         dut.o__ready.value = stim.ready
         await _settle()
         taken = bool(dut.i__valid.value) and bool(dut.i__ready.value)
-        result = (unpack_results(config, dut.o__payload.value.to_unsigned())
-                  if dut.o__valid.value and stim.ready else None)
+        value = (unpack_result(config, dut.o__payload.value.to_unsigned())
+                 if dut.o__valid.value and stim.ready else None)
         await FallingEdge(dut.clk)
-        stim.advance(taken, result)
+        stim.advance(taken, value)
         if stim.done:
             break
     assert stim.results == expected_results(reductions)
@@ -161,7 +168,8 @@ async def mac_array_random(dut):
 
 @cocotb.test()
 async def mac_array_latency(dut):
-    """A one-term reduction comes out exactly ``latency`` cycles after its transfer."""
+    """A one-term reduction starts to come out exactly ``latency`` cycles after its transfer,
+    then leaves one accumulator a cycle."""
     config, latency, _ = _env()
     await _start(dut)
     dut.o__ready.value = 1
@@ -173,11 +181,12 @@ async def mac_array_latency(dut):
     assert dut.i__ready.value
     await FallingEdge(dut.clk)
     dut.i__valid.value = 0
-    for cycle in range(1, latency + 1):
+    for cycle in range(1, latency + config.lanes + 1):
         await _settle()
-        assert bool(dut.o__valid.value) == (cycle == latency), f"cycle {cycle}"
+        assert bool(dut.o__valid.value) == (latency <= cycle < latency + config.lanes), f"cycle {cycle}"
+        if dut.o__valid.value:
+            assert unpack_result(config, dut.o__payload.value.to_unsigned()) == 128 * 128
         await FallingEdge(dut.clk)
-    assert unpack_results(config, dut.o__payload.value.to_unsigned()) == [128 * 128] * config.lanes
 
 
 @cocotb.test()

@@ -31,13 +31,14 @@ def simulate(dut, bench):
     sim.run()
 
 
-def stream(config, reductions, *, seed=0, gap=0.0, stall=0.0):
-    """Push ``reductions`` through a MacArray; return its results and, per reduction, the
-    cycles of the input transfer carrying ``last`` and of the output transfer."""
-    dut = MacArray(config)
+def stream(config, reductions, *, seed=0, gap=0.0, stall=0.0, dut=None):
+    """Push ``reductions`` through ``dut`` (a new MacArray by default); return its results,
+    per reduction the cycle of the input transfer carrying ``last``, the cycle of every
+    output transfer, and the array."""
+    dut = dut or MacArray(config)
     stim = Stimulus(config, reductions, seed=seed, gap=gap, stall=stall)
     last_cycles, out_cycles = [], []
-    budget = 40 * len(stim.terms) + 20 * dut.latency
+    budget = 40 * len(stim.terms) + 20 * dut.latency + 4 * config.lanes * len(reductions)
 
     async def bench(ctx):
         def drive():
@@ -54,7 +55,7 @@ def stream(config, reductions, *, seed=0, gap=0.0, stall=0.0):
                 last_cycles.append(cycle)
             if out:
                 out_cycles.append(cycle)
-            stim.advance(taken, [payload[lane] for lane in range(config.lanes)] if out else None)
+            stim.advance(taken, payload if out else None)
             if stim.done:
                 return
             drive()
@@ -103,28 +104,33 @@ def test_random_reductions_with_gaps_and_backpressure(shape):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_back_to_back_at_full_rate(shape):
-    """Reductions of at least rows+cols-1 terms stream without a bubble, and every result
-    leaves exactly `latency` cycles after its last term."""
+    """Reductions of at least `min_terms` terms stream without a bubble; every result starts
+    to leave exactly `latency` cycles after its last term and leaves in `lanes` consecutive
+    cycles."""
     config = AcceleratorConfig(rows=shape[0], cols=shape[1])
     rng = np.random.default_rng(3)
-    shortest = config.rows + config.cols - 1
+    dut = MacArray(config)
+    shortest = dut.min_terms
     reductions = [(rng.integers(-128, 128, (n, config.rows)), rng.integers(-128, 128, (n, config.cols)))
-                  for n in [shortest, shortest, 1 + shortest, 17, shortest, 40, shortest]]
-    results, last_cycles, out_cycles, dut = stream(config, reductions)
+                  for n in [shortest, shortest, 1 + shortest, 17 + shortest, shortest, 40, shortest]]
+    results, last_cycles, out_cycles, _ = stream(config, reductions, dut=dut)
     assert results == expected_results(reductions)
     assert np.diff(last_cycles).tolist() == [len(acts) for acts, _ in reductions[1:]]
-    assert [o - i for i, o in zip(last_cycles, out_cycles)] == [dut.latency] * len(reductions)
+    firsts = out_cycles[::config.lanes]
+    assert [o - i for i, o in zip(last_cycles, firsts)] == [dut.latency] * len(reductions)
+    assert out_cycles == [first + k for first in firsts for k in range(config.lanes)]
 
 
-@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (1, 1)], ids=shape_id)
+@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (1, 1), (1, 2)], ids=shape_id)
 def test_short_reductions_are_spaced_not_lost(shape):
-    """1-term reductions back to back: PE (0, 0) may not overwrite a result the far corner
-    has not finished, so a `last` enters every rows+cols-1 cycles."""
+    """1-term reductions back to back: a finished reduction may not be copied over results
+    still in the chain, so once the chain is busy a `last` enters every `min_terms` cycles."""
     config = AcceleratorConfig(rows=shape[0], cols=shape[1])
-    reductions = random_reductions(np.random.default_rng(5), config, 10, max_terms=1)
-    results, last_cycles, *_ = stream(config, reductions)
+    reductions = random_reductions(np.random.default_rng(5), config, 12, max_terms=1)
+    results, last_cycles, _, dut = stream(config, reductions)
     assert results == expected_results(reductions)
-    assert set(np.diff(last_cycles).tolist()) == {config.rows + config.cols - 1}
+    spacing = np.diff(last_cycles).tolist()
+    assert set(spacing[len(spacing) // 2:]) == {dut.min_terms}
 
 
 @pytest.mark.parametrize("acc_width,shape", [(17, (2, 2)), (25, (1, 2))])
