@@ -53,9 +53,27 @@ ICEBREAKER_BOARD = Board(
     notes="UART on the FTDI's second channel (/dev/ttyUSB1); program with `iceprog flash.bin`",
 )
 
-#: The ULX3S's LFE5U-85F: 156 18x18 multipliers and 208 block RAMs (18 kbit).  The array
-#: grows to 4 x 16 lanes (one inferred multiplier each, well inside the budget; the drain's
-#: one-element-a-cycle stream is what bounds wider arrays) and the weights go to block RAM.
+#: Widest array the drain keeps fed: it takes one result a cycle, so a pass must last at
+#: least rows * cols cycles, and MNIST-sized layers (9 to 576 taps) stop gaining beyond 64.
+MAX_LANES = 64
+
+
+def sized_config(multipliers, bram_bytes, rows=4):
+    """The generic (inferred-multiplier) configuration for a device with ``multipliers``
+    8x8-capable multipliers and ``bram_bytes`` of block RAM: as many columns as the
+    multipliers allow (a power of two, at most :data:`MAX_LANES` lanes), the weights in
+    half of the block RAM (a power of two, 64 K words at most: the load port's address)."""
+    cols = 1
+    while rows * cols * 2 <= min(multipliers, MAX_LANES):
+        cols *= 2
+    weight_bytes = 1 << ((bram_bytes // 2).bit_length() - 1)
+    return AcceleratorConfig(rows=rows, cols=cols, requant_lanes=2,
+                             weight_mem_bytes=min(weight_bytes, cols << 16),
+                             act_bank_bytes=8192, param_depth=1024)
+
+
+#: The ULX3S's LFE5U-85F: 156 18x18 multipliers and 208 block RAMs of 18 kbit (2 KiB of
+#: data each): the array grows to 4 x 16 lanes and the weights go to block RAM.
 ULX3S_85F_BOARD = Board(
     name="ulx3s-85f",
     title="Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C)",
@@ -64,8 +82,7 @@ ULX3S_85F_BOARD = Board(
     osc_hz=25_000_000, osc="clk25",
     default_clock_mhz=50.0,
     resources={"TRELLIS_COMB": 83640, "MULT18X18D": 156, "DP16KD": 208},
-    config=AcceleratorConfig(rows=4, cols=16, requant_lanes=2, weight_mem_bytes=256 * 1024,
-                             act_bank_bytes=8192, param_depth=1024),
+    config=sized_config(multipliers=156, bram_bytes=208 * 2048),
     weights_offset=0x400000, flash_bytes=32 << 20,
     flash="spi_flash", leds=("led", "led"),
     notes="UART on the USB port (/dev/ttyUSB0); program with `openFPGALoader -f flash.bin`",

@@ -69,3 +69,12 @@ def test_icebreaker_build(tmp_path):
     assert report["utilisation"]["ICESTORM_DSP"]["used"] == 8
     assert report["performance"]["bit_exact_vs_golden"]
     assert (out / "flash.bin").stat().st_size > BOARDS["icebreaker"].weights_offset
+
+
+def test_larger_board_grows_the_array():
+    from boards import MAX_LANES, sized_config
+
+    big, ice = BOARDS["ulx3s-85f"].config, BOARDS["icebreaker"].config
+    assert big.lanes == MAX_LANES > ice.lanes == 16          # 8 SB_MAC16, two products each
+    assert sized_config(28, 56 * 2048).lanes == 16          # an ECP5-25F's 28 multipliers
+    assert big.weight_mem_bytes >= 93472                     # the shipped model's weights
