@@ -80,6 +80,10 @@ class SpiFlashReader(wiring.Component):
         # carry chain into slow pieces.)
         count = Signal(range(-2, max(31, self.wake_cycles - 1)), reset_less=True)
         units = Signal(range(self.max_length + 2), reset_less=True)
+        # Units last at least 16 cycles, so the compare is registered: it is settled long
+        # before the unit it flags ends.
+        at_last = Signal()
+        m.d.sync += at_last.eq(units == self.length + 1)
         gap = Signal()                       # cs inactive between the two commands
         reading = Signal()                   # the frame is the read, not the wake command
         data = Signal()                      # the read's header is out: units are data bytes
@@ -95,7 +99,7 @@ class SpiFlashReader(wiring.Component):
             fall.eq(running & tick & self.sck),
             unit_end.eq(fall & count[-1]),
             gap_end.eq(gap & count[-1]),
-            finish.eq(unit_end & reading & (units == self.length + 1)),
+            finish.eq(unit_end & reading & at_last),
         ]
         # The control flags as set/hold terms: the events above are mutually exclusive, so
         # they need no priority logic.  ``blocked`` is registered so that o.ready only

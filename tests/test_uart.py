@@ -3,8 +3,6 @@
 value at full rate, odd and even divisors, exact bit timing, framing errors and breaks,
 glitches; divisor_for; Verilog emission."""
 
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
@@ -13,6 +11,7 @@ from amaranth.sim import Simulator
 
 from hdl.uart import UartRx, UartTx, divisor_for
 from sim.models import UartMonitor, uart_break, uart_send
+from synth_support import synthesise
 
 ALL_BYTES = bytes(range(256))
 
@@ -225,15 +224,6 @@ def test_divisor_below_four_rejected(unit):
 def test_converts_to_verilog(unit):
     text = verilog.convert(unit(417), name=unit.__name__)
     assert f"module {unit.__name__}" in text
-
-
-def synthesise(unit, workdir):
-    """``unit`` through bench/synth.py's yosys + nextpnr run, inputs from an LFSR and outputs
-    folded into one pin; its figures (``lc_unit``, ``fmax_mhz``, ...)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from synth import BenchTop, lfsr68, measure
-    workdir.mkdir(parents=True, exist_ok=True)
-    return measure(BenchTop("unit", unit, lfsr68), workdir, 1, "unit")
 
 
 @pytest.mark.synth
