@@ -6,7 +6,7 @@ A profile never holds a guessed figure: resources are the device's datasheet cou
 nextpnr names them (the build compares its utilisation report against them).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from golden.config import ICEBREAKER, AcceleratorConfig
 
@@ -32,7 +32,6 @@ class Board:
     flash: str = "spi_flash_1x"
     leds: tuple = ("led_g", "led_r")   #: ready, error
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def make_platform(self):
         module, cls = self.platform.split(":")

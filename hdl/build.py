@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -231,12 +230,12 @@ def measure_cycles(program, log=log):
 
 
 def _fmax(report):
-    """The achieved and constrained MHz of the design clock (the PLL's output)."""
+    """nextpnr's achieved MHz for the design clock (the PLL's output; the fastest constraint)."""
     clocks = report.get("fmax", {})
     if not clocks:
-        return None, None
+        return None
     name = max(clocks, key=lambda k: clocks[k].get("constraint", 0))
-    return round(clocks[name]["achieved"], 2), clocks[name].get("constraint")
+    return round(clocks[name]["achieved"], 2)
 
 
 def render_md(r):
@@ -265,7 +264,9 @@ def build(args):
     out = Path(args.out or REPO / "build" / board.name)
     clock_mhz = args.clock_mhz or board.default_clock_mhz
     log(f"[1/5] compiling {args.model} for {board.title}")
-    program, tflite_bytes = load_program(args.model, board.config)
+    # Portable Verilog gets inferred multipliers and memories instead of iCE40 primitives.
+    config = board.config.with_(target="generic") if args.verilog else board.config
+    program, tflite_bytes = load_program(args.model, config)
     try:
         pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
     except PllError as e:
@@ -275,8 +276,7 @@ def build(args):
         path = Path(args.verilog)
         if not path.parent.is_dir():
             raise BuildError(f"{path.parent}: directory does not exist")
-        generic, _ = load_program(args.model, board.config.with_(target="generic"))
-        write_verilog(generic, tflite_bytes, path, board, clock_mhz, args.baud)
+        write_verilog(program, tflite_bytes, path, board, clock_mhz, args.baud)
         log(f"wrote {path} (module cnn_soc; clock {clock_mhz} MHz assumed for the UART divisor, "
             "active-high synchronous rst)")
         return 0
@@ -295,7 +295,7 @@ def build(args):
     plan.extract(workdir)
 
     pnr = synthesise(workdir, board, tools, args.seed, pll.f_out_mhz)
-    fmax, _ = _fmax(pnr)
+    fmax = _fmax(pnr)
     util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in pnr.get("utilization", {}).items()
             if k in board.resources}
     problem = None

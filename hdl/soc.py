@@ -7,7 +7,7 @@ walked in NHWC order by :class:`~hdl.map_walker.MapWalker`.  The logic is delibe
 byte-serial and narrow, because it shares a nearly full UP5K with the core.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
