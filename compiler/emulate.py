@@ -8,7 +8,6 @@ any RTL runs, and the RTL can be checked against it memory for memory.
 
 import numpy as np
 
-from golden.ops import apply_layer
 from golden.quant import requantize
 
 from .program import BANKS, CONV, LOOKUP, POOL, bank_address
@@ -76,7 +75,7 @@ def run_program(program, x):
                 _conv(mem, d, program)
             elif d.kind in (POOL, LOOKUP):
                 layer = _by_name(program, d.name)
-                y = apply_layer(mem.load(d.in_shape, d.in_base)[None], layer)[0]
+                y = layer.run(mem.load(d.in_shape, d.in_base)[None])[0]
                 mem.store(d.out_shape, d.out_base, y)
         outs.append(mem.load(program.output_desc.out_shape, program.output_desc.out_base))
     return np.array(outs)

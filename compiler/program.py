@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.model import Conv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.model import is_int8, type_name
+from golden.ops import Conv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
 from golden.nonlinear import lookup_table
 from golden.quant import INT32_MAX
 
@@ -105,6 +106,16 @@ class Program:
     @property
     def output_desc(self):
         return self.layers[-1]
+
+    def finish_on_host(self, hw):
+        """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
+        n = len(hw)
+        names = [layer.name for layer in self.model.layers]
+        at = names.index(self.output_name)
+        y = np.asarray(hw, np.int8).reshape((n,) + tuple(self.model.layers[at].output_shape))
+        for layer in self.model.layers[at + 1:]:
+            y = layer.run(y.reshape((n,) + tuple(layer.input_shape)))
+        return y.reshape((n,) + tuple(self.model.output_shape))
 
 
 def _hwc(shape):
@@ -232,6 +243,13 @@ def compile_model(model, config):
     """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
     if config.rows != BANKS:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {BANKS}, got {config.rows}")
+    if not model.is_chain:
+        branch = next(layer for layer in model.layers if model.inputs_of(layer) != (model.predecessor(layer),))
+        _fail(f"{branch.name}: {branch.op} reads {', '.join(model.inputs_of(branch))}; the accelerator runs "
+              "chains of ops, not branching graphs (yet)")
+    if not (is_int8(model.input_q) and is_int8(model.output_q)):
+        _fail(f"{model.name}: the accelerator takes int8 input and output, the model has "
+              f"{type_name(model.input_q)} and {type_name(model.output_q)}")
     b = _Builder(model, config)
     layers = list(model.layers)
     tail_start = len(layers)
@@ -261,7 +279,7 @@ def compile_model(model, config):
         elif isinstance(layer, Softmax):
             _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
         else:
-            _fail(f"{layer.name}: {type(layer).__name__} has no hardware mapping")
+            _fail(f"{layer.name}: {layer.op} has no hardware mapping (yet)")
         i += 1
     if not b.descs:
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")

@@ -42,7 +42,21 @@ def load_train_csv(path=DEFAULT_DIR / "mnist_5k.csv.gz"):
 
 
 def quantize_images(images, q):
-    """Pixels 0..255 -> the model's int8 input, as TFLite's QUANTIZE does (x / 255 in float32)."""
+    """Pixels 0..255 -> the model's int8 (or uint8) input, as TFLite's QUANTIZE does (x / 255 in float32)."""
     f = images.astype(np.float32) / np.float32(255.0)
     v = tflite_round(f / np.float32(q.scale)) + q.zero_point
-    return np.clip(v, -128, 127).astype(np.int8)[..., None]
+    lo, hi = q.range
+    return np.clip(v, lo, hi).astype(q.dtype)[..., None]
+
+
+def mnist_inputs(images, model):
+    """Test images as the model's input: its shape (any holding 784 values) and its type
+    (pixels / 255 for a float32 input, quantised for int8 and uint8)."""
+    shape = tuple(model.input_shape)
+    if int(np.prod(shape)) != 28 * 28:
+        raise ValueError(f"MNIST images are 28x28, the model takes {shape}")
+    if model.input_q is None:
+        x = images.astype(np.float32) / np.float32(255.0)
+    else:
+        x = quantize_images(images, model.input_q)
+    return x.reshape((len(images),) + shape)

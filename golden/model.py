@@ -1,48 +1,67 @@
-"""The project's own model representation: a validated chain of int8 layers.
+"""The project's own model representation: a validated graph of quantised tensors and ops.
 
-Everything downstream (golden model, exporter, compiler, tests) reads this, never the
-flatbuffer.  Layers hold what the file holds (int8 weights, int32 biases, float32
-scales, zero points, options); the integer parameters TFLite derives from them at
-prepare time (per-channel multipliers and shifts, activation bounds) are computed here
-once, with TFLite's own formulas, so nobody re-derives them differently.
+A :class:`Model` is a DAG in TFLite's execution order: every op (a :class:`Layer`) reads
+one or more named tensors and writes one tensor named after itself; a tensor may feed
+several ops (residual branches).  Built as a plain list of layers with no ``inputs``
+given, each layer reads the previous one's output: the Keras-style chain stays the
+simple case.  Everything downstream (golden model, exporter, compiler, tests) reads
+this, never the flatbuffer.
 
-Shapes are NHWC without the batch dimension.  Weights use TFLite's layouts: conv
-OHWI, fully connected (out, in).
+The op classes live in :mod:`golden.ops`, one module each (IR class, validation, golden
+kernel, TFLite import/export, random-generator entry); this module holds what they
+share.  Shapes exclude the batch dimension.  A tensor's type is its :class:`QParams`
+(int8 or uint8 affine quantisation), or ``None`` for float32 at a model's edges.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nonlinear import softmax_params
-from .quant import activation_range, f32, quantize_multiplier
+from .quant import f32
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 PADDINGS = ("VALID", "SAME")
+#: Integer ranges of the quantised tensor types the models may use.
+DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 class ModelError(ValueError):
     """A model outside the supported set; the message is one line for the user."""
 
 
-def _check(cond, msg):
+def check(cond, msg):
     if not cond:
         raise ModelError(msg)
 
 
 @dataclass(frozen=True)
 class QParams:
-    """Affine int8 quantisation: real = scale * (q - zero_point); scale is a float32 value."""
+    """Affine quantisation: real = scale * (q - zero_point); scale is a float32 value."""
     scale: float
     zero_point: int
+    dtype: str = "int8"
 
     def __post_init__(self):
         object.__setattr__(self, "scale", f32(self.scale))
         object.__setattr__(self, "zero_point", int(self.zero_point))
-        _check(np.isfinite(self.scale) and self.scale > 0,
-               f"quantisation scale must be positive and finite, got {self.scale}")
-        _check(-128 <= self.zero_point <= 127,
-               f"int8 zero point must be in [-128, 127], got {self.zero_point}")
+        check(self.dtype in DTYPE_RANGES, f"unsupported quantised type {self.dtype}")
+        check(np.isfinite(self.scale) and self.scale > 0,
+              f"quantisation scale must be positive and finite, got {self.scale}")
+        lo, hi = DTYPE_RANGES[self.dtype]
+        check(lo <= self.zero_point <= hi, f"{self.dtype} zero point must be in [{lo}, {hi}], got {self.zero_point}")
+
+    @property
+    def range(self):
+        return DTYPE_RANGES[self.dtype]
+
+
+def dtype_of(q):
+    """NumPy dtype of a tensor of type ``q`` (None: float32)."""
+    return np.dtype(np.float32 if q is None else q.dtype)
+
+
+def type_name(q):
+    return "float32" if q is None else q.dtype
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -59,38 +78,45 @@ def conv_padding(size, kernel, stride, padding):
     return total // 2
 
 
-def _pair(v, what, name):
+def pair(v, what, name):
     v = tuple(int(x) for x in v)
-    _check(len(v) == 2 and all(x >= 1 for x in v), f"{name}: {what} must be two positive ints, got {v}")
+    check(len(v) == 2 and all(x >= 1 for x in v), f"{name}: {what} must be two positive ints, got {v}")
     return v
 
 
-def _shape(v, name):
+def shape_of(v, name):
     v = tuple(int(x) for x in v)
-    _check(len(v) >= 1 and all(x >= 1 for x in v), f"{name}: bad shape {v}")
+    check(len(v) >= 1 and all(x >= 1 for x in v), f"{name}: bad shape {v}")
     return v
 
 
-def _int_array(a, dtype, name, what):
+def int_array(a, dtype, name, what):
     a = np.asarray(a)
-    _check(a.dtype == dtype, f"{name}: {what} must be {np.dtype(dtype).name}, got {a.dtype}")
+    check(a.dtype == dtype, f"{name}: {what} must be {np.dtype(dtype).name}, got {a.dtype}")
     a = a.copy()
     a.setflags(write=False)
     return a
 
 
-def _scales(a, n, name):
-    a = np.asarray(a, dtype=np.float32).reshape(-1).copy()
-    _check(a.size in (1, n), f"{name}: {a.size} weight scales for {n} output channels")
-    _check(bool(np.all(np.isfinite(a) & (a > 0))), f"{name}: weight scales must be positive and finite")
-    a.setflags(write=False)
-    return a
+def is_int8(q):
+    return isinstance(q, QParams) and q.dtype == "int8"
 
 
 @dataclass(frozen=True, eq=False)
 class Layer:
+    """One op.  ``name`` names both the op and the tensor it writes; ``inputs`` names the
+    tensors it reads (empty: the previous layer's output, as in a chain)."""
     name: str
     input_shape: tuple
+    inputs: tuple = ()
+
+    #: Data inputs the op reads (ADD 2, CONCATENATION any number).
+    arity = 1
+
+    @property
+    def input_specs(self):
+        """(shape, QParams or None) each input tensor must have, in order."""
+        return ((self.input_shape, self.input_q),)
 
     @property
     def output_shape(self):
@@ -100,267 +126,120 @@ class Layer:
     def macs(self):
         return 0
 
+    @property
+    def weight_bytes(self):
+        """Constant bytes the op holds (weights, biases)."""
+        return 0
 
-@dataclass(frozen=True, eq=False)
-class _Weighted(Layer):
-    """Shared by Conv2D and FullyConnected: int8 weights, int32 bias, per-channel requant."""
-    weights: np.ndarray = None
-    bias: np.ndarray = None
-    weight_scales: np.ndarray = None
-    input_q: QParams = None
-    output_q: QParams = None
-    activation: str = "NONE"
+    #: The TFLite operator (a field where one class covers several).
+    op = "?"
 
-    def _validate_weighted(self):
-        object.__setattr__(self, "weights", _int_array(self.weights, np.int8, self.name, "weights"))
-        n = self.weights.shape[0]
-        bias = np.zeros(n, np.int32) if self.bias is None else self.bias
-        object.__setattr__(self, "bias", _int_array(bias, np.int32, self.name, "bias"))
-        _check(self.bias.shape == (n,), f"{self.name}: bias shape {self.bias.shape}, expected ({n},)")
-        object.__setattr__(self, "weight_scales", _scales(self.weight_scales, n, self.name))
-        _check(self.activation in ACTIVATIONS, f"{self.name}: unsupported fused activation {self.activation}")
-        _check(isinstance(self.input_q, QParams) and isinstance(self.output_q, QParams),
-               f"{self.name}: missing quantisation parameters")
+    def features(self):
+        """Op and option names this layer exercises, for the generator's coverage test."""
+        return {self.op}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple
+    q: object            #: QParams, or None for float32
 
     @property
-    def out_channels(self):
-        return self.weights.shape[0]
-
-    @property
-    def per_channel(self):
-        return self.weight_scales.size > 1
-
-    def _effective_scales(self):
-        s = np.broadcast_to(self.weight_scales, (self.out_channels,))
-        return [float(self.input_q.scale) * float(w) / float(self.output_q.scale) for w in s]
-
-    @property
-    def multipliers_shifts(self):
-        """Per output channel (multiplier, shift) as TFLite computes them at prepare time."""
-        pairs = [quantize_multiplier(m) for m in self._effective_scales()]
-        return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
-
-    @property
-    def act_range(self):
-        return activation_range(self.activation, self.output_q.scale, self.output_q.zero_point)
-
-    #: LiteRT's int8 FULLY_CONNECTED rounds the rescale once, CONV_2D twice (found against
-    #: BUILTIN_REF; see golden.quant.multiply_by_quantized_multiplier_single).
-    single_rounding = False
-
-
-@dataclass(frozen=True, eq=False)
-class Conv2D(_Weighted):
-    stride: tuple = (1, 1)
-    padding: str = "VALID"
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        self._validate_weighted()
-        object.__setattr__(self, "stride", _pair(self.stride, "stride", self.name))
-        _check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
-        _check(self.weights.ndim == 4, f"{self.name}: conv weights must be OHWI, got shape {self.weights.shape}")
-        _check(len(self.input_shape) == 3, f"{self.name}: conv input must be HWC, got {self.input_shape}")
-        _check(self.weights.shape[3] == self.input_shape[2],
-               f"{self.name}: weights have {self.weights.shape[3]} input channels, input has {self.input_shape[2]}")
-        h, w = self.output_shape[:2]
-        _check(h >= 1 and w >= 1, f"{self.name}: kernel larger than the {self.input_shape} input")
-
-    @property
-    def kernel(self):
-        return self.weights.shape[1:3]
-
-    @property
-    def output_shape(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return (conv_output_size(h, kh, sh, self.padding), conv_output_size(w, kw, sw, self.padding),
-                self.out_channels)
-
-    @property
-    def pads(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return conv_padding(h, kh, sh, self.padding), conv_padding(w, kw, sw, self.padding)
-
-    @property
-    def macs(self):
-        oh, ow, oc = self.output_shape
-        return oh * ow * oc * int(np.prod(self.weights.shape[1:]))
-
-
-@dataclass(frozen=True, eq=False)
-class FullyConnected(_Weighted):
-    single_rounding = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        self._validate_weighted()
-        _check(self.weights.ndim == 2, f"{self.name}: fully connected weights must be (out, in), got {self.weights.shape}")
-        _check(self.weights.shape[1] == int(np.prod(self.input_shape)),
-               f"{self.name}: weights take {self.weights.shape[1]} inputs, input has {int(np.prod(self.input_shape))}")
-
-    @property
-    def output_shape(self):
-        return (self.out_channels,)
-
-    @property
-    def macs(self):
-        return int(self.weights.size)
-
-
-@dataclass(frozen=True, eq=False)
-class Pool2D(Layer):
-    """MAX or AVERAGE pooling; TFLite requires the same quantisation in and out."""
-    kind: str = "MAX"
-    filter: tuple = (2, 2)
-    stride: tuple = (2, 2)
-    padding: str = "VALID"
-    activation: str = "NONE"
-    q: QParams = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        _check(self.kind in ("MAX", "AVERAGE"), f"{self.name}: unknown pooling {self.kind}")
-        object.__setattr__(self, "filter", _pair(self.filter, "filter", self.name))
-        object.__setattr__(self, "stride", _pair(self.stride, "stride", self.name))
-        _check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
-        _check(self.activation in ACTIVATIONS, f"{self.name}: unsupported fused activation {self.activation}")
-        _check(isinstance(self.q, QParams), f"{self.name}: missing quantisation parameters")
-        _check(len(self.input_shape) == 3, f"{self.name}: pooling input must be HWC, got {self.input_shape}")
-        h, w = self.output_shape[:2]
-        _check(h >= 1 and w >= 1, f"{self.name}: filter larger than the {self.input_shape} input")
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
-
-    @property
-    def output_shape(self):
-        (h, w, c), (fh, fw), (sh, sw) = self.input_shape, self.filter, self.stride
-        return (conv_output_size(h, fh, sh, self.padding), conv_output_size(w, fw, sw, self.padding), c)
-
-    @property
-    def pads(self):
-        (h, w, _), (fh, fw), (sh, sw) = self.input_shape, self.filter, self.stride
-        return conv_padding(h, fh, sh, self.padding), conv_padding(w, fw, sw, self.padding)
-
-    @property
-    def act_range(self):
-        return activation_range(self.activation, self.q.scale, self.q.zero_point)
-
-
-@dataclass(frozen=True, eq=False)
-class Reshape(Layer):
-    """Pure relabelling of an NHWC buffer (Flatten); the bytes do not move."""
-    new_shape: tuple = ()
-    q: QParams = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        object.__setattr__(self, "new_shape", _shape(self.new_shape, self.name))
-        _check(int(np.prod(self.new_shape)) == int(np.prod(self.input_shape)),
-               f"{self.name}: cannot reshape {self.input_shape} to {self.new_shape}")
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
-
-    @property
-    def output_shape(self):
-        return self.new_shape
-
-
-@dataclass(frozen=True, eq=False)
-class Lookup(Layer):
-    """Elementwise LOGISTIC or TANH; TFLite fixes the output quantisation for int8."""
-    kind: str = "LOGISTIC"
-    input_q: QParams = None
-    output_q: QParams = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        _check(self.kind in ("LOGISTIC", "TANH"), f"{self.name}: unknown table op {self.kind}")
-        _check(isinstance(self.input_q, QParams), f"{self.name}: missing quantisation parameters")
-        want = QParams(1 / 256, -128) if self.kind == "LOGISTIC" else QParams(1 / 128, 0)
-        if self.output_q is None:
-            object.__setattr__(self, "output_q", want)
-        _check(self.output_q == want,
-               f"{self.name}: int8 {self.kind} output must have scale {want.scale} and zero point "
-               f"{want.zero_point}, got {self.output_q.scale} and {self.output_q.zero_point}")
-
-
-@dataclass(frozen=True, eq=False)
-class Softmax(Layer):
-    beta: float = 1.0
-    input_q: QParams = None
-    output_q: QParams = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
-        object.__setattr__(self, "beta", f32(self.beta))
-        _check(isinstance(self.input_q, QParams), f"{self.name}: missing quantisation parameters")
-        want = QParams(1 / 256, -128)
-        if self.output_q is None:
-            object.__setattr__(self, "output_q", want)
-        _check(self.output_q == want,
-               f"{self.name}: int8 SOFTMAX output must have scale 1/256 and zero point -128")
-        try:
-            softmax_params(self.input_q.scale, self.beta)
-        except ValueError as e:
-            raise ModelError(f"{self.name}: {e}") from None
-        # TFLite's Q12.19 sum of exponentials overflows once 512 of them reach 1.
-        _check(self.input_shape[-1] < 512,
-               f"{self.name}: SOFTMAX over {self.input_shape[-1]} values; TFLite's int8 kernel supports at most 511")
+    def dtype(self):
+        return dtype_of(self.q)
 
 
 @dataclass(frozen=True, eq=False)
 class Model:
-    """A chain of layers from one int8 input tensor to one int8 output tensor."""
+    """A DAG of layers from one input tensor to one output tensor, in execution order."""
     name: str
     input_shape: tuple
-    input_q: QParams
+    input_q: object                       #: QParams, or None for a float32 input
     layers: tuple = field(default_factory=tuple)
+    input_name: str = "input"
+    output_name: str = ""                 #: the tensor the model returns; default the last layer's
 
     def __post_init__(self):
-        object.__setattr__(self, "input_shape", _shape(self.input_shape, "model input"))
+        object.__setattr__(self, "input_shape", shape_of(self.input_shape, "model input"))
         object.__setattr__(self, "layers", tuple(self.layers))
-        _check(len(self.layers) >= 1, f"{self.name}: model has no layers")
-        shape, q = self.input_shape, self.input_q
-        names = set()
+        check(len(self.layers) >= 1, f"{self.name}: model has no layers")
+        check(self.input_q is None or isinstance(self.input_q, QParams), f"{self.name}: bad input quantisation")
+        tensors = {self.input_name: Tensor(self.input_name, self.input_shape, self.input_q)}
+        edges = {}
+        prev = self.input_name
         for layer in self.layers:
-            _check(isinstance(layer, Layer), f"{self.name}: {layer!r} is not a layer")
-            _check(layer.name not in names, f"{self.name}: duplicate layer name {layer.name}")
-            names.add(layer.name)
-            _check(tuple(layer.input_shape) == tuple(shape),
-                   f"{layer.name}: input shape {layer.input_shape} does not follow {shape}")
-            _check(layer.input_q == q,
-                   f"{layer.name}: input quantisation {layer.input_q} does not match the previous "
-                   f"output {q}")
-            shape, q = layer.output_shape, layer.output_q
+            check(isinstance(layer, Layer), f"{self.name}: {layer!r} is not a layer")
+            check(layer.name not in tensors, f"{self.name}: duplicate tensor name {layer.name}")
+            reads = tuple(layer.inputs) or (prev,)
+            check(len(reads) == len(layer.input_specs),
+                  f"{layer.name}: reads {len(reads)} tensors, a {layer.op} takes {len(layer.input_specs)}")
+            for src, (shape, q) in zip(reads, layer.input_specs):
+                check(src in tensors, f"{layer.name}: reads tensor '{src}', which no earlier op writes")
+                t = tensors[src]
+                check(tuple(shape) == t.shape, f"{layer.name}: input shape {tuple(shape)} does not follow {t.shape}")
+                check(q == t.q, f"{layer.name}: input quantisation {q} does not match the previous output {t.q}")
+            edges[layer.name] = reads
+            tensors[layer.name] = Tensor(layer.name, tuple(layer.output_shape), layer.output_q)
+            prev = layer.name
+        if not self.output_name:
+            object.__setattr__(self, "output_name", prev)
+        check(self.output_name in tensors, f"{self.name}: output tensor '{self.output_name}' is not in the graph")
+        object.__setattr__(self, "tensors", tensors)
+        object.__setattr__(self, "edges", edges)
+
+    def inputs_of(self, layer):
+        """Names of the tensors ``layer`` reads."""
+        return self.edges[layer.name]
 
     @property
     def output_shape(self):
-        return self.layers[-1].output_shape
+        return self.tensors[self.output_name].shape
 
     @property
     def output_q(self):
-        return self.layers[-1].output_q
+        return self.tensors[self.output_name].q
+
+    @property
+    def is_chain(self):
+        """Each layer reads only its predecessor's output and the last one is the model output."""
+        prev = self.input_name
+        for layer in self.layers:
+            if self.edges[layer.name] != (prev,):
+                return False
+            prev = layer.name
+        return self.output_name == prev
+
+    def lifetimes(self):
+        """Tensor name -> (index of the op writing it, -1 for the input; index of its last reader,
+        len(layers) for the model output).  A tensor must be kept from the first to the second."""
+        life = {name: [-1 if name == self.input_name else None, None] for name in self.tensors}
+        for i, layer in enumerate(self.layers):
+            life[layer.name][0] = i
+            for src in self.edges[layer.name]:
+                life[src][1] = i
+        life[self.output_name][1] = len(self.layers)
+        return {k: (a, a if b is None else b) for k, (a, b) in life.items()}
 
     @property
     def macs(self):
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def weight_bytes(self):
+        return sum(layer.weight_bytes for layer in self.layers)
+
     def summary(self):
-        lines = [f"{self.name}: input {self.input_shape} scale {self.input_q.scale:.6g} zp {self.input_q.zero_point}"]
+        lines = [f"{self.name}: input {self.input_shape} {type_name(self.input_q)}"
+                 + (f" scale {self.input_q.scale:.6g} zp {self.input_q.zero_point}" if self.input_q else "")]
         for layer in self.layers:
-            kind = getattr(layer, "kind", type(layer).__name__)
-            lines.append(f"  {layer.name:<24} {kind:<14} -> {layer.output_shape}  MACs {layer.macs}")
-        lines.append(f"  total MACs {self.macs}")
+            reads = self.edges[layer.name]
+            src = "" if len(self.layers) and reads == (self.predecessor(layer),) else f" <- {', '.join(reads)}"
+            lines.append(f"  {layer.name:<24} {layer.op:<18} -> {layer.output_shape}  MACs {layer.macs}{src}")
+        lines.append(f"  total MACs {self.macs}, weights {self.weight_bytes} B, output '{self.output_name}'")
         return "\n".join(lines)
+
+    def predecessor(self, layer):
+        """Name of the tensor written just before ``layer`` in execution order."""
+        i = self.layers.index(layer)
+        return self.layers[i - 1].name if i else self.input_name

@@ -1,14 +1,15 @@
 """The only code that reads or writes .tflite flatbuffers.
 
-The importer accepts exactly the subset the generator supports (one subgraph, batch 1, a
-linear chain of int8 layers) and turns anything else into a one-line :class:`ModelError`
-naming the file and the op or tensor at fault, so users never see a flatbuffer traceback.
-The exporter writes a :class:`Model` back as a file LiteRT runs, so tests can build models
-by hand and still compare against the real interpreter.
+The importer accepts one subgraph, batch 1, int8 bodies (uint8 or float32 only at the
+model's input and output, through QUANTIZE/DEQUANTIZE) of the ops in the registry
+(:mod:`golden.ops`) wired as any DAG, and turns anything else into a one-line
+:class:`ModelError` naming the file and the op or tensor at fault, so users never see a
+flatbuffer traceback.  The flatbuffer work is generic here; what each op reads from its
+operands and options, and how it writes itself back, is in its op module (``from_tflite``
+through a :class:`_Reader`, ``to_tflite`` through a :class:`_Writer`).  The exporter lets
+tests build models by hand and still compare against the real interpreter.
 """
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from .model import Conv2D, FullyConnected, Lookup, Model, ModelError, Pool2D, QParams, Reshape, Softmax
+from .files import write_atomic
+from .model import Model, ModelError, QParams, Tensor
+from .ops import BY_TFLITE, OPS, Reshape
 
 
 def _names(enum_class):
@@ -26,29 +29,24 @@ def _names(enum_class):
 _OP_NAMES = _names(tflite.BuiltinOperator)
 _OP_CODES = {v: k for k, v in _OP_NAMES.items()}
 _TYPE_NAMES = _names(tflite.TensorType)
-_ACTIVATION_NAMES = _names(tflite.ActivationFunctionType)
-_PADDING_NAMES = _names(tflite.Padding)
-_INT8, _INT32 = tflite.TensorType.INT8, tflite.TensorType.INT32
+_TYPES = {"int8": tflite.TensorType.INT8, "uint8": tflite.TensorType.UINT8, "int32": tflite.TensorType.INT32,
+          "int64": tflite.TensorType.INT64, "float32": tflite.TensorType.FLOAT32}
+_NUMPY = {"int8": "<i1", "uint8": "u1", "int32": "<i4", "int64": "<i8", "float32": "<f4"}
 
-#: Ops that become layers, and the side ops TF emits to compute a Flatten's shape tensor.
-_LAYER_OPS = ("CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "RESHAPE", "LOGISTIC",
-              "TANH", "SOFTMAX")
-_SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
-
-_POOL_FIELDS = ("Padding", "StrideW", "StrideH", "FilterWidth", "FilterHeight", "FusedActivationFunction")
-#: Op -> (options table, fields read); read while decoding so that _build sees plain dicts.
-_OPTIONS = {
-    "CONV_2D": ("Conv2DOptions", ("Padding", "StrideW", "StrideH", "FusedActivationFunction",
-                                  "DilationWFactor", "DilationHFactor")),
-    "MAX_POOL_2D": ("Pool2DOptions", _POOL_FIELDS),
-    "AVERAGE_POOL_2D": ("Pool2DOptions", _POOL_FIELDS),
-    "FULLY_CONNECTED": ("FullyConnectedOptions", ("FusedActivationFunction", "WeightsFormat", "KeepNumDims")),
-    "SOFTMAX": ("SoftmaxOptions", ("Beta",)),
+#: The side ops TF emits to compute a Flatten's shape tensor; RESHAPE takes its shape from
+#: its output tensor, so they are never evaluated.
+_SHAPE_OPS = {"SHAPE": ("ShapeOptions", (), 1), "STRIDED_SLICE": ("StridedSliceOptions", (), 1),
+              "PACK": ("PackOptions", (), 1)}
+#: Op -> (options table, fields read, version, (fewest, most inputs)), for every op the importer takes.
+_OPTIONS = {name: spec for cls in OPS for name, spec in cls.TFLITE.items()}
+#: Why well-known ops outside the set are refused.
+_REFUSED = {
+    "LSTM": "recurrent ops are unsupported", "UNIDIRECTIONAL_SEQUENCE_LSTM": "recurrent ops are unsupported",
+    "BIDIRECTIONAL_SEQUENCE_LSTM": "recurrent ops are unsupported", "RNN": "recurrent ops are unsupported",
+    "UNIDIRECTIONAL_SEQUENCE_RNN": "recurrent ops are unsupported", "SVDF": "stateful SVDF is unsupported",
+    "VAR_HANDLE": "variables are unsupported", "READ_VARIABLE": "variables are unsupported",
+    "ASSIGN_VARIABLE": "variables are unsupported",
 }
-
-#: Operator versions the TF converter assigns for int8 data (informational for old runtimes).
-_OP_VERSIONS = {"CONV_2D": 3, "MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2, "FULLY_CONNECTED": 4, "RESHAPE": 1,
-                "LOGISTIC": 2, "TANH": 2, "SOFTMAX": 2, "SHAPE": 1, "STRIDED_SLICE": 1, "PACK": 1}
 
 
 # ---------------------------------------------------------------- decoding
@@ -117,9 +115,9 @@ def _op_kind(code):
 
 
 def _options(op, kind):
-    if kind not in _OPTIONS:
+    if kind not in _OPTIONS or _OPTIONS[kind][0] is None:
         return None
-    table_name, fields = _OPTIONS[kind]
+    table_name, fields = _OPTIONS[kind][:2]
     if op.BuiltinOptionsType() != getattr(tflite.BuiltinOptions, table_name):
         return None
     table = op.BuiltinOptions()
@@ -172,110 +170,115 @@ def _decode(data):
 # ---------------------------------------------------------------- building the Model
 
 
-def _act_q(t):
-    """QParams of an int8 activation tensor."""
-    if t.type != _INT8:
-        raise ModelError(f"tensor '{t.name}' is {t.type_name}; only full-integer int8 models are supported")
+def _act_type(t):
+    """A tensor's quantised type (QParams), or None for float32; other types are refused."""
+    if t.type == _TYPES["float32"]:
+        return None
+    if t.type == tflite.TensorType.INT16:
+        raise ModelError(f"tensor '{t.name}' is INT16; int16 activations are unsupported (only int8 bodies)")
+    if t.type not in (_TYPES["int8"], _TYPES["uint8"]):
+        raise ModelError(f"tensor '{t.name}' is {t.type_name}; only int8 tensors (uint8 or float32 at the "
+                         "model's edges) are supported")
     if t.scales.size == 0:
         raise ModelError(f"tensor '{t.name}' has no quantisation parameters")
     if t.scales.size != 1 or t.zero_points.size != 1:
         raise ModelError(f"tensor '{t.name}' has {t.scales.size} scales and {t.zero_points.size} zero points; "
                          "activations need exactly one of each")
     try:
-        return QParams(float(t.scales[0]), int(t.zero_points[0]))
+        return QParams(float(t.scales[0]), int(t.zero_points[0]), "int8" if t.type == _TYPES["int8"] else "uint8")
     except ModelError as e:
         raise ModelError(f"tensor '{t.name}': {e}") from None
 
 
-def _const(t, ttype, what):
-    """A constant tensor's data as an array of its declared shape."""
-    if t.type != ttype:
-        raise ModelError(f"{what} tensor '{t.name}' is {t.type_name}, expected {_TYPE_NAMES[ttype]}")
-    if t.data is None:
-        raise ModelError(f"{what} tensor '{t.name}' is not a constant")
-    dtype = np.dtype("<i1" if ttype == _INT8 else "<i4")
-    need = int(np.prod(t.shape)) * dtype.itemsize
-    if len(t.data) != need:
-        raise ModelError(f"{what} tensor '{t.name}' holds {len(t.data)} bytes, its shape {list(t.shape)} needs {need}")
-    return np.frombuffer(t.data, dtype).reshape(t.shape).astype(dtype.newbyteorder("="))
-
-
-def _activation(code):
-    name = _ACTIVATION_NAMES.get(code, str(code))
-    if name not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
-        raise ModelError(f"fused activation {name} is unsupported")
-    return name
-
-
-def _padding(code):
-    if code not in _PADDING_NAMES:
-        raise ModelError(f"unknown padding {code}")
-    return _PADDING_NAMES[code]
-
-
-def _weights(g, op):
-    """Weights, bias (None when absent) and weight scales of a CONV_2D or FULLY_CONNECTED."""
-    if len(op.inputs) < 2 or op.inputs[1] == -1:
-        raise ModelError("has no weights tensor")
-    t = g.tensors[op.inputs[1]]
-    weights = _const(t, _INT8, "weights")
-    if t.scales.size == 0:
-        raise ModelError(f"weights tensor '{t.name}' has no quantisation parameters")
-    if np.any(t.zero_points != 0):
-        raise ModelError(f"weights tensor '{t.name}' has a non-zero zero point; only symmetric int8 weights "
-                         "are supported")
-    if t.scales.size > 1 and t.qdim != 0:
-        raise ModelError(f"weights tensor '{t.name}' is quantised along dimension {t.qdim}; only per-output-"
-                         "channel (dimension 0) is supported")
-    bias = None
-    if len(op.inputs) > 2 and op.inputs[2] != -1:
-        bias = _const(g.tensors[op.inputs[2]], _INT32, "bias")
-    return weights, bias, t.scales
-
-
-def _same_q(op, q, out_q):
-    if out_q != q:
-        raise ModelError(f"output quantisation (scale {out_q.scale:.9g}, zero point {out_q.zero_point}) differs "
-                         f"from the input's (scale {q.scale:.9g}, zero point {q.zero_point}); {op.kind} needs them equal")
-
-
-def _layer(g, op, name, shape, q, out_q):
-    """One supported op as a Layer; ``shape``/``q`` describe its input, ``out_q`` its output tensor."""
-    o = op.options
-    if op.kind in _OPTIONS and o is None:
-        raise ModelError(f"missing {_OPTIONS[op.kind][0]}")
-    if op.kind == "CONV_2D":
-        if (o["DilationHFactor"], o["DilationWFactor"]) != (1, 1):
-            raise ModelError(f"dilation {o['DilationHFactor']}x{o['DilationWFactor']} is unsupported (only 1x1)")
-        weights, bias, scales = _weights(g, op)
-        return Conv2D(name, shape, weights=weights, bias=bias, weight_scales=scales, input_q=q, output_q=out_q,
-                      activation=_activation(o["FusedActivationFunction"]), stride=(o["StrideH"], o["StrideW"]),
-                      padding=_padding(o["Padding"]))
-    if op.kind == "FULLY_CONNECTED":
-        if o["KeepNumDims"]:
-            raise ModelError("keep_num_dims is unsupported")
-        if o["WeightsFormat"] != tflite.FullyConnectedOptionsWeightsFormat.DEFAULT:
-            raise ModelError("shuffled weights format is unsupported")
-        weights, bias, scales = _weights(g, op)
-        return FullyConnected(name, shape, weights=weights, bias=bias, weight_scales=scales, input_q=q,
-                              output_q=out_q, activation=_activation(o["FusedActivationFunction"]))
-    if op.kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        _same_q(op, q, out_q)
-        return Pool2D(name, shape, kind=op.kind.split("_")[0], filter=(o["FilterHeight"], o["FilterWidth"]),
-                      stride=(o["StrideH"], o["StrideW"]), padding=_padding(o["Padding"]),
-                      activation=_activation(o["FusedActivationFunction"]), q=q)
-    if op.kind == "RESHAPE":
-        _same_q(op, q, out_q)
-        return Reshape(name, shape, new_shape=g.tensors[op.outputs[0]].shape[1:], q=q)
-    if op.kind in ("LOGISTIC", "TANH"):
-        return Lookup(name, shape, kind=op.kind, input_q=q, output_q=out_q)
-    return Softmax(name, shape, beta=o["Beta"], input_q=q, output_q=out_q)
-
-
-def _check_batch(t, what):
+def _batchless(t, what):
     if len(t.shape) < 2 or t.shape[0] != 1:
         raise ModelError(f"{what} tensor '{t.name}' has shape {list(t.shape)}; only batch 1 (leading dimension 1) "
                          "is supported")
+    return tuple(t.shape[1:])
+
+
+class _Reader:
+    """What an op module's ``from_tflite`` sees of one operator: its operands and options."""
+
+    def __init__(self, graph, op, produced, name):
+        self.graph, self._op, self._produced, self.name = graph, op, produced, name
+        self.op = op.kind
+        out = graph.tensors[op.outputs[0]]
+        self.output = Tensor(name, _batchless(out, "output"), _act_type(out))
+
+    @property
+    def n_inputs(self):
+        return len(self._op.inputs)
+
+    def has_input(self, k):
+        return k < len(self._op.inputs) and self._op.inputs[k] != -1
+
+    def _tensor(self, k):
+        if not self.has_input(k):
+            raise ModelError(f"input {k} is missing")
+        return self.graph.tensors[self._op.inputs[k]]
+
+    def data(self, k):
+        """Input ``k``, a tensor an earlier op (or the model input) computes."""
+        i = self._op.inputs[k] if self.has_input(k) else -1
+        if i in self._produced:
+            return self._produced[i]
+        t = self._tensor(k)
+        if t.data is not None:
+            raise ModelError(f"input {k} is the constant tensor '{t.name}'; a {self.op} with a constant operand "
+                             "is unsupported")
+        raise ModelError(f"reads tensor '{t.name}', which no earlier op writes")
+
+    def const(self, k, dtypes):
+        """Constant input ``k`` as an array of its declared shape, its type one of ``dtypes``."""
+        t = self._tensor(k)
+        names = {v: n for n, v in _TYPES.items()}
+        if names.get(t.type) not in dtypes:
+            raise ModelError(f"tensor '{t.name}' is {t.type_name}, expected {' or '.join(d.upper() for d in dtypes)}")
+        if t.data is None:
+            raise ModelError(f"tensor '{t.name}' is not a constant")
+        dtype = np.dtype(_NUMPY[names[t.type]])
+        need = int(np.prod(t.shape)) * dtype.itemsize
+        if len(t.data) != need:
+            raise ModelError(f"tensor '{t.name}' holds {len(t.data)} bytes, its shape {list(t.shape)} needs {need}")
+        return np.frombuffer(t.data, dtype).reshape(t.shape).astype(dtype.newbyteorder("="))
+
+    def const_q(self, k):
+        t = self._tensor(k)
+        return _act_type(t) if t.scales.size else None
+
+    def weights(self, k, qdim):
+        """Symmetric int8 weights and their scales, per tensor or per channel along ``qdim``."""
+        if not self.has_input(k):
+            raise ModelError("has no weights tensor")
+        t = self._tensor(k)
+        weights = self.const(k, ("int8",))
+        if t.scales.size == 0:
+            raise ModelError(f"weights tensor '{t.name}' has no quantisation parameters")
+        if np.any(t.zero_points != 0):
+            raise ModelError(f"weights tensor '{t.name}' has a non-zero zero point; only symmetric int8 weights "
+                             "are supported")
+        if t.scales.size > 1 and t.qdim != qdim:
+            raise ModelError(f"weights tensor '{t.name}' is quantised along dimension {t.qdim}; a {self.op} is "
+                             f"quantised per channel along dimension {qdim}")
+        return weights, t.scales
+
+    def bias(self, k):
+        return self.const(k, ("int32",)) if self.has_input(k) else None
+
+    def options(self, required=True):
+        if self._op.options is None:
+            if required and _OPTIONS[self.op][0] is not None:
+                raise ModelError(f"missing {_OPTIONS[self.op][0]}")
+            return {}
+        return self._op.options
+
+
+def _refusal(op):
+    if op.kind.startswith("CUSTOM"):
+        return f"{op}: custom operators are unsupported"
+    reason = _REFUSED.get(op.kind, "unsupported operator")
+    return f"{op}: {reason} (supported: {', '.join(sorted(BY_TFLITE))})"
 
 
 def _build(g, name):
@@ -283,59 +286,69 @@ def _build(g, name):
     if g.subgraphs != 1:
         raise ModelError(f"has {g.subgraphs} subgraphs; only single-subgraph models are supported")
     for op in g.ops:
-        if op.kind in ("QUANTIZE", "DEQUANTIZE"):
-            raise ModelError(f"{op}: float input/output and requantisation are unsupported; convert with "
-                             "inference_input_type and inference_output_type int8")
-        if op.kind not in _LAYER_OPS + _SHAPE_OPS:
-            raise ModelError(f"{op}: unsupported operator (supported: {', '.join(_LAYER_OPS)})")
+        if op.kind not in BY_TFLITE and op.kind not in _SHAPE_OPS:
+            raise ModelError(_refusal(op))
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise ModelError(f"has {len(g.inputs)} inputs and {len(g.outputs)} outputs; exactly one of each is supported")
     x = g.tensors[g.inputs[0]]
-    input_q = _act_q(x)
-    _check_batch(x, "input")
+    input_q = _act_type(x)
+    input_shape = _batchless(x, "input")
+    used = set()
 
-    # Every reader of a data tensor except SHAPE (which only reads its dimensions) must be the next layer.
-    readers = {}
-    for op in g.ops:
-        if op.kind != "SHAPE":
-            for i in set(op.inputs) - {-1}:
-                readers.setdefault(i, []).append(op)
+    def unique(text, fallback):
+        text = text or fallback
+        out, n = text, 1
+        while out in used:
+            n += 1
+            out = f"{text}#{n}"
+        used.add(out)
+        return out
 
-    def check_readers(i, expected):
-        found = readers.get(i, [])
-        if found != expected:
-            ops = ", ".join(map(str, found))
-            raise ModelError(f"tensor '{g.tensors[i].name}' is read by {len(found)} ops ({ops}); only linear "
-                             "chains are supported")
-
+    produced = {g.inputs[0]: Tensor(unique(x.name, "input"), input_shape, input_q)}
+    shape_tensors = set()
     layers, indices = [], []
-    cur, shape, q = g.inputs[0], x.shape[1:], input_q
-    for op in (op for op in g.ops if op.kind in _LAYER_OPS):
+    for op in g.ops:
         try:
-            if not op.inputs or op.inputs[0] != cur:
-                read = f"tensor '{g.tensors[op.inputs[0]].name}'" if op.inputs and op.inputs[0] != -1 else "no tensor"
-                raise ModelError(f"reads {read} instead of the previous output '{g.tensors[cur].name}'; "
-                                 "only linear chains are supported")
-            check_readers(cur, [op])
+            if op.kind in _SHAPE_OPS:
+                shape_tensors.update(op.outputs)
+                continue
             if len(op.outputs) != 1:
                 raise ModelError(f"has {len(op.outputs)} outputs, expected 1")
+            cls = BY_TFLITE[op.kind]
+            fewest, most = _OPTIONS[op.kind][3]
+            n = len(op.inputs)
+            if n < fewest or (most is not None and n > most):
+                want = f"{fewest}" if fewest == most else f"{fewest} to {most}" if most else f"at least {fewest}"
+                raise ModelError(f"has {n} inputs, a {op.kind} takes {want}")
+            for k, i in enumerate(op.inputs):
+                if i in shape_tensors and not (op.kind == "RESHAPE" and k == 1):
+                    raise ModelError(f"reads the shape computation '{g.tensors[i].name}' as data")
             out = g.tensors[op.outputs[0]]
-            out_q = _act_q(out)
-            _check_batch(out, "output")
-            layer = _layer(g, op, out.name or f"{op.kind.lower()}_{op.index}", shape, q, out_q)
-            if out.shape != (1, *layer.output_shape):
+            if cls.__name__ != "Quantize":
+                first = g.tensors[op.inputs[0]] if op.inputs[0] != -1 else out
+                for t in (first, out):
+                    if t.type != _TYPES["int8"] and (t.data is None or t is out):
+                        _act_type(t)
+                        raise ModelError(f"tensor '{t.name}' is {t.type_name}; only int8 bodies are supported "
+                                         "(UINT8 and FLOAT32 only at the model's input and output, through "
+                                         "QUANTIZE/DEQUANTIZE)")
+            reader = _Reader(g, op, produced, unique(out.name, f"{op.kind.lower()}_{op.index}"))
+            layer = cls.from_tflite(reader)
+            if reader.output.shape != tuple(layer.output_shape):
                 raise ModelError(f"output tensor '{out.name}' has shape {list(out.shape)}, expected "
                                  f"{[1, *layer.output_shape]}")
         except ModelError as e:
             raise ModelError(f"{op}: {e}") from None
         layers.append(layer)
         indices.append(op.outputs[0])
-        cur, shape, q = op.outputs[0], layer.output_shape, layer.output_q
-    if cur != g.outputs[0]:
-        raise ModelError(f"the model output '{g.tensors[g.outputs[0]].name}' is not the end of the op chain "
-                         f"('{g.tensors[cur].name}')")
-    check_readers(cur, [])
-    return Model(name, x.shape[1:], input_q, layers), tuple(indices)
+        produced[op.outputs[0]] = reader.output
+    if g.outputs[0] not in produced or g.outputs[0] == g.inputs[0]:
+        raise ModelError(f"the model output '{g.tensors[g.outputs[0]].name}' is not written by any op")
+    if not layers:
+        raise ModelError("has no ops")
+    model = Model(name, input_shape, input_q, layers, input_name=produced[g.inputs[0]].name,
+                  output_name=produced[g.outputs[0]].name)
+    return model, tuple(indices)
 
 
 def parse_tflite(data, source="<bytes>"):
@@ -356,7 +369,7 @@ def parse_tflite(data, source="<bytes>"):
 
 
 def load_tflite(path):
-    """Import a full-integer int8 .tflite file as a Model."""
+    """Import a .tflite file as a Model."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -376,23 +389,32 @@ class _Writer:
         self.kinds = []
         self.ops = []          # (opcode index, inputs, outputs, (options type, builder fn) or None)
 
-    def tensor(self, name, ttype, shape, data=None, scales=None, zero_points=None):
+    def tensor(self, name, dtype, shape, data=None, scales=None, zero_points=None, qdim=0):
+        """A tensor of type ``dtype`` ("int8", "int32", ...); returns its index."""
         buffer = 0
         if data is not None:
             self.buffers.append(bytes(data))
             buffer = len(self.buffers) - 1
         q = None if scales is None else (np.asarray(scales, np.float32).reshape(-1),
-                                         np.asarray(zero_points, np.int64).reshape(-1))
-        self.tensors.append((name, ttype, tuple(shape), buffer, q))
+                                         np.asarray(zero_points, np.int64).reshape(-1), int(qdim))
+        self.tensors.append((name, _TYPES[dtype], tuple(shape), buffer, q))
         return len(self.tensors) - 1
 
-    def const(self, name, values, ttype=_INT32, scales=None):
+    def activation(self, name, shape, q):
+        """A computed tensor of batch 1 and type ``q`` (QParams, or None for float32)."""
+        if q is None:
+            return self.tensor(name, "float32", (1, *shape))
+        return self.tensor(name, q.dtype, (1, *shape), scales=[q.scale], zero_points=[q.zero_point])
+
+    def const(self, name, values, dtype, scales=None, zero_points=None, qdim=0):
         values = np.asarray(values)
-        dtype = "<i1" if ttype == _INT8 else "<i4"
-        zero_points = None if scales is None else np.zeros(np.size(scales), np.int64)
-        return self.tensor(name, ttype, values.shape, values.astype(dtype).tobytes(), scales, zero_points)
+        if scales is not None and zero_points is None:
+            zero_points = np.zeros(np.size(scales), np.int64)
+        return self.tensor(name, dtype, values.shape, values.astype(_NUMPY[dtype]).tobytes(), scales, zero_points,
+                           qdim)
 
     def op(self, kind, inputs, outputs, options=None):
+        """``options``: (options table name, {field: value}) or None."""
         if kind not in self.kinds:
             self.kinds.append(kind)
         self.ops.append((self.kinds.index(kind), inputs, outputs, options))
@@ -426,7 +448,7 @@ class _Writer:
                 tflite.QuantizationParametersStart(b)
                 tflite.QuantizationParametersAddScale(b, scales)
                 tflite.QuantizationParametersAddZeroPoint(b, zero_points)
-                tflite.QuantizationParametersAddQuantizedDimension(b, 0)
+                tflite.QuantizationParametersAddQuantizedDimension(b, q[2])
                 q_off = tflite.QuantizationParametersEnd(b)
             tflite.TensorStart(b)
             tflite.TensorAddShape(b, shape_off)
@@ -440,13 +462,13 @@ class _Writer:
         ops = []
         for opcode, inputs, outputs, options in self.ops:
             in_off, out_off = ints(inputs), ints(outputs)
-            opt_off = options[1](b) if options else None
+            opt_off = _build_options(b, *options) if options else None
             tflite.OperatorStart(b)
             tflite.OperatorAddOpcodeIndex(b, opcode)
             tflite.OperatorAddInputs(b, in_off)
             tflite.OperatorAddOutputs(b, out_off)
             if options:
-                tflite.OperatorAddBuiltinOptionsType(b, options[0])
+                tflite.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, options[0]))
                 tflite.OperatorAddBuiltinOptions(b, opt_off)
             ops.append(tflite.OperatorEnd(b))
 
@@ -456,7 +478,7 @@ class _Writer:
             tflite.OperatorCodeStart(b)
             tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, tflite.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES))
             tflite.OperatorCodeAddBuiltinCode(b, code)
-            tflite.OperatorCodeAddVersion(b, _OP_VERSIONS[kind])
+            tflite.OperatorCodeAddVersion(b, (_OPTIONS.get(kind) or _SHAPE_OPS[kind])[2])
             codes.append(tflite.OperatorCodeEnd(b))
 
         tensors_off = vector(tflite.SubGraphStartTensorsVector, tensors)
@@ -482,95 +504,34 @@ class _Writer:
         return bytes(b.Output())
 
 
-def _options_builder(table_name, **fields):
-    """(BuiltinOptions type, fn building the table) for ``fields`` named like the schema's Add* calls."""
-    def build(b):
-        getattr(tflite, f"{table_name}Start")(b)
-        for field, value in fields.items():
-            getattr(tflite, f"{table_name}Add{field}")(b, value)
-        return getattr(tflite, f"{table_name}End")(b)
-    return getattr(tflite.BuiltinOptions, table_name), build
-
-
-_ACTIVATION_CODES = {v: k for k, v in _ACTIVATION_NAMES.items()}
-_PADDING_CODES = {v: k for k, v in _PADDING_NAMES.items()}
-
-
-def _export_weighted(w, layer, x, out, kind, options):
-    scales = layer.weight_scales
-    weights = w.const(f"{layer.name}/weights", layer.weights, _INT8, scales=scales)
-    # Always written: LiteRT's int8 CONV_2D refuses to run without one.
-    bias = w.const(f"{layer.name}/bias", layer.bias, scales=np.float32(layer.input_q.scale) * scales)
-    w.op(kind, [x, weights, bias], [out], options)
-
-
-def _export_reshape(w, layer, x, out, flatten_chain):
-    dims = (1, *layer.new_shape)
-    if not flatten_chain:
-        w.op("RESHAPE", [x, w.const(f"{layer.name}/shape", dims)], [out])
-        return
-    # What TF emits for reshape(x, [shape(x)[0], ...]): the batch size is read back at run time.
-    shape = w.tensor(f"{layer.name}/Shape", _INT32, (1 + len(layer.input_shape),))
-    w.op("SHAPE", [x], [shape], _options_builder("ShapeOptions", OutType=_INT32))
-    batch = w.tensor(f"{layer.name}/strided_slice", _INT32, ())
-    w.op("STRIDED_SLICE", [shape, w.const(f"{layer.name}/strided_slice/begin", [0]),
-                           w.const(f"{layer.name}/strided_slice/end", [1]),
-                           w.const(f"{layer.name}/strided_slice/strides", [1])],
-         [batch], _options_builder("StridedSliceOptions", ShrinkAxisMask=1))
-    rest = [w.const(f"{layer.name}/Reshape/shape/{i}", d) for i, d in enumerate(dims[1:], 1)]
-    packed = w.tensor(f"{layer.name}/Reshape/shape", _INT32, (len(dims),))
-    w.op("PACK", [batch, *rest], [packed], _options_builder("PackOptions", ValuesCount=len(dims), Axis=0))
-    w.op("RESHAPE", [x, packed], [out])
+def _build_options(b, table, fields):
+    """An options table from {field: value}, field names as the schema's Add* calls; lists become vectors."""
+    vectors = {f: b.CreateNumpyVector(np.asarray(v, np.int32)) for f, v in fields.items() if isinstance(v, list)}
+    getattr(tflite, f"{table}Start")(b)
+    for field, value in fields.items():
+        getattr(tflite, f"{table}Add{field}")(b, vectors.get(field, value))
+    return getattr(tflite, f"{table}End")(b)
 
 
 def to_tflite_bytes(model, *, flatten_chain=False):
     """Serialise a Model as a schema-3 .tflite that LiteRT runs.
 
-    With ``flatten_chain`` each Reshape is written as TF's SHAPE -> STRIDED_SLICE -> PACK ->
+    With ``flatten_chain`` each RESHAPE is written as TF's SHAPE -> STRIDED_SLICE -> PACK ->
     RESHAPE chain, to prove the importer folds it.
     """
     w = _Writer()
-
-    def activation_tensor(name, shape, q):
-        return w.tensor(name, _INT8, (1, *shape), scales=[q.scale], zero_points=[q.zero_point])
-
-    first = x = activation_tensor("input", model.input_shape, model.input_q)
+    ids = {model.input_name: w.activation(model.input_name, model.input_shape, model.input_q)}
     for layer in model.layers:
-        out = activation_tensor(layer.name, layer.output_shape, layer.output_q)
-        if isinstance(layer, Conv2D):
-            _export_weighted(w, layer, x, out, "CONV_2D", _options_builder(
-                "Conv2DOptions", Padding=_PADDING_CODES[layer.padding], StrideW=layer.stride[1],
-                StrideH=layer.stride[0], FusedActivationFunction=_ACTIVATION_CODES[layer.activation]))
-        elif isinstance(layer, FullyConnected):
-            _export_weighted(w, layer, x, out, "FULLY_CONNECTED", _options_builder(
-                "FullyConnectedOptions", FusedActivationFunction=_ACTIVATION_CODES[layer.activation]))
-        elif isinstance(layer, Pool2D):
-            w.op(f"{layer.kind}_POOL_2D", [x], [out], _options_builder(
-                "Pool2DOptions", Padding=_PADDING_CODES[layer.padding], StrideW=layer.stride[1],
-                StrideH=layer.stride[0], FilterWidth=layer.filter[1], FilterHeight=layer.filter[0],
-                FusedActivationFunction=_ACTIVATION_CODES[layer.activation]))
-        elif isinstance(layer, Reshape):
-            _export_reshape(w, layer, x, out, flatten_chain)
-        elif isinstance(layer, Lookup):
-            w.op(layer.kind, [x], [out])
-        elif isinstance(layer, Softmax):
-            w.op("SOFTMAX", [x], [out], _options_builder("SoftmaxOptions", Beta=layer.beta))
+        out = w.activation(layer.name, layer.output_shape, layer.output_q)
+        ins = [ids[src] for src in model.inputs_of(layer)]
+        if isinstance(layer, Reshape):
+            layer.to_tflite(w, ins, out, flatten_chain=flatten_chain)
         else:
-            raise ModelError(f"{layer.name}: cannot export a {type(layer).__name__} layer")
-        x = out
-    return w.serialise([first], [x])
+            layer.to_tflite(w, ins, out)
+        ids[layer.name] = out
+    return w.serialise([ids[model.input_name]], [ids[model.output_name]])
 
 
 def save_tflite(model, path, *, flatten_chain=False):
-    """Write ``model`` to ``path`` atomically: a temp file beside it, renamed only once complete."""
-    data = to_tflite_bytes(model, flatten_chain=flatten_chain)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``model`` to ``path`` atomically (nothing half-written)."""
+    write_atomic(path, to_tflite_bytes(model, flatten_chain=flatten_chain))

@@ -21,7 +21,8 @@ from .mnist import DEFAULT_DIR as DATA_DIR
 from .mnist import load_test_set as load_mnist_idx
 from .mnist import load_train_csv as load_mnist_csv
 from .mnist import quantize_images
-from .model import Conv2D, FullyConnected, Model, Pool2D, QParams, Reshape, Softmax
+from .model import Model, QParams
+from .ops import Conv2D, FullyConnected, Pool2D, Reshape, Softmax
 from .quant import tflite_round
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "mnist_cnn_int8.tflite"

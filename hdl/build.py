@@ -31,6 +31,7 @@ import numpy as np
 
 from boards import BOARDS, BoardError, get_board
 from compiler.program import CompileError, compile_model
+from golden.files import write_atomic
 from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
@@ -102,25 +103,13 @@ def make_soc(program, tflite_bytes, f_clk_hz, baud, weights_offset=protocol.WEIG
                wake_cycles=-(-int(f_clk_hz * 3e-6) // 1) + 8, weights_offset=weights_offset)
 
 
-def _atomic_write(path, data):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_verilog(program, tflite_bytes, path, board, clock_mhz, baud):
     """The board's SoC with portable primitives (inferred multipliers and memories, no PLL):
     one self-contained Verilog file, memory contents inline."""
     from sim.tools import amaranth_verilog
     soc = make_soc(program, tflite_bytes, clock_mhz * 1e6, baud, board.weights_offset)
     text = amaranth_verilog(soc, "cnn_soc")
-    _atomic_write(path, text)
+    write_atomic(path, text)
     return soc
 
 
@@ -330,12 +319,12 @@ def build(args):
     if not problem:
         bitstream = pack(workdir, board, tools)
         image = flash_image(bitstream, weights, board)
-        _atomic_write(out / BITSTREAM[board.family], bitstream)
-        _atomic_write(out / "flash.bin", image)
-        _atomic_write(out / "weights.bin", weights)
+        write_atomic(out / BITSTREAM[board.family], bitstream)
+        write_atomic(out / "flash.bin", image)
+        write_atomic(out / "weights.bin", weights)
     report["build_seconds"] = round(time.monotonic() - t0, 1)
-    _atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
-    _atomic_write(out / "report.md", render_md(report))
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "report.md", render_md(report))
     u = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in util.items())
     log(f"{board.name}: {u}; Fmax {fmax} MHz for {pll.f_out_mhz:.3f} MHz (seed {args.seed})")
     if perf.get("cycles_per_inference"):

@@ -22,8 +22,8 @@ import numpy as np
 from compiler.program import CompileError, compile_model
 from golden.config import ICEBREAKER
 from golden.mnist import DEFAULT_DIR
-from golden.model import ModelError, Softmax
-from golden.ops import apply_layer
+from golden.model import ModelError
+from golden.ops import Softmax
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import parse_tflite
 from host.inputs import InputError, load_image, mnist_input
@@ -64,17 +64,6 @@ def _parser():
 def weight_image(program):
     """The weight image WEIGHTS sends and the flash holds: the program's weight words, as bytes."""
     return program.weights.astype(np.uint8).tobytes()
-
-
-def finish_on_host(program, output):
-    """The accelerator's flat output -> (finished model output, its layer's output quantisation)."""
-    layers = program.model.layers
-    names = [layer.name for layer in layers]
-    at = names.index(program.output_name)
-    y = np.asarray(output, np.int8).reshape((1,) + tuple(layers[at].output_shape))
-    for layer in layers[at + 1:]:
-        y = apply_layer(y.reshape((1,) + tuple(layer.input_shape)), layer)
-    return y.reshape(tuple(program.model.output_shape)), program.model.output_q
 
 
 def _hex(v):
@@ -144,7 +133,7 @@ def _run(args, port):
         if opened:
             port.close()
 
-    finished, out_q = finish_on_host(program, result.output)
+    finished, out_q = program.finish_on_host(np.asarray(result.output)[None])[0], program.model.output_q
     flat = finished.ravel()
     predicted = int(np.argmax(flat))
     real = (flat.astype(np.float64) - out_q.zero_point) * out_q.scale

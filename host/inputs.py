@@ -23,10 +23,6 @@ class InputError(Exception):
     """An input that cannot be read or does not fit the model; the message is one line."""
 
 
-def _one_line(e):
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def _image_shape(input_shape):
     shape = tuple(int(v) for v in input_shape)
     if len(shape) == 2:
@@ -58,7 +54,7 @@ def image_pixels(path, input_shape, invert=False):
                 img = img.resize((w, h), Image.Resampling.LANCZOS)
             px = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"{path}: cannot read the image ({_one_line(e)})") from None
+        raise InputError(f"{path}: cannot read the image ({one_line(e)})") from None
     if invert:
         px = 255 - px
     return px
@@ -75,7 +71,7 @@ def mnist_input(index, directory=DEFAULT_DIR, *, qparams):
     try:
         images, labels = load_test_set(directory)
     except (FileNotFoundError, ValueError, OSError, EOFError) as e:
-        raise InputError(_one_line(e)) from None
+        raise InputError(one_line(e)) from None
     if not 0 <= index < len(images):
         raise InputError(f"MNIST index {index} out of range: the test set has {len(images)} images (0..{len(images) - 1})")
     return quantize_images(images[index:index + 1], qparams)[0], int(labels[index])

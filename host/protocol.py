@@ -291,10 +291,6 @@ class Client:
             self.last_info = Info(i.input_bytes, i.output_bytes, i.weight_bytes, i.model_id, True)
 
 
-def _one_line(e):
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def open_serial(port, baud=DEFAULT_BAUD, timeout=DEFAULT_TIMEOUT_S):
     """Open a serial port (8N1) with pyserial; a device path or a pyserial URL (``loop://``,
     ``socket://host:port``).  PortError, one line, if pyserial is missing or it cannot be opened."""
@@ -306,4 +302,4 @@ def open_serial(port, baud=DEFAULT_BAUD, timeout=DEFAULT_TIMEOUT_S):
         return serial.serial_for_url(port, baudrate=baud, timeout=timeout, bytesize=8, parity="N",
                                      stopbits=1)
     except (serial.SerialException, OSError, ValueError) as e:
-        raise PortError(f"cannot open serial port {port}: {_one_line(e)}") from None
+        raise PortError(f"cannot open serial port {port}: {one_line(e)}") from None

@@ -21,10 +21,11 @@ import numpy as np
 
 from compiler.program import CompileError, compile_model
 from golden.config import ICEBREAKER
-from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
+from golden.files import save_npy
+from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
-from golden.ops import apply_layer, run_model
-from golden.run import DEFAULT_MODEL, UsageError, _load_input, _save_npy
+from golden.ops import run_model
+from golden.run import DEFAULT_MODEL, UsageError, load_input, mnist_set
 from golden.tflite_io import load_tflite
 
 from hdl.accelerator import Accelerator
@@ -40,19 +41,6 @@ class Mismatch(Exception):
 def sim_config(config=ICEBREAKER):
     """The configuration simulated: the board's, with behavioural DSPs and memories."""
     return config.with_(target="generic")
-
-
-def finish_on_host(program, hw):
-    """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
-    n = len(hw)
-    names = [layer.name for layer in program.model.layers]
-    out_layer = program.model.layers[names.index(program.output_name)]
-    after = program.model.layers[names.index(program.output_name) + 1:]
-    y = hw.reshape((n,) + tuple(out_layer.output_shape))
-    for layer in after:
-        y = y.reshape((n,) + tuple(layer.input_shape))
-        y = apply_layer(y, layer)
-    return y.reshape((n,) + tuple(program.model.output_shape))
 
 
 class Engine:
@@ -116,7 +104,7 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
     t1 = time.perf_counter()
     r = eng.run(x, progress=progress)
     sim_s = time.perf_counter() - t1
-    y = finish_on_host(program, r["outputs"])
+    y = program.finish_on_host(r["outputs"])
     cycles = int(r["cycles"][0])
     lanes = program.config.lanes
     report = {
@@ -125,7 +113,7 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
         "cycles_per_layer": eng.layer_cycles(x[0]),
         "macs": int(model.macs), "lanes": lanes,
         "utilisation": round(model.macs / (cycles * lanes), 4),
-        "host_ops": [type(layer).__name__.upper() for layer in program.host_tail],
+        "host_ops": [layer.op for layer in program.host_tail],
         "memory_map": program.memory_map,
         "inferences_per_second_simulated": round(len(x) / sim_s, 2),
         "simulator_build_seconds": round(build_s, 2),
@@ -144,8 +132,8 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m sim.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
-    p.add_argument("--input", help="int8 .npy of shape (N, H, W, C)")
-    p.add_argument("--output", help="where to write the model's int8 output for every input (.npy)")
+    p.add_argument("--input", help=".npy of shape (N, *input shape) in the model's input type")
+    p.add_argument("--output", help="where to write the model's output for every input (.npy)")
     p.add_argument("--mnist", metavar="DIR", nargs="?", const=str(DEFAULT_DIR),
                    help="run the t10k images in DIR and print the hardware's accuracy")
     p.add_argument("--count", type=int, help="with --mnist: only the first N test images")
@@ -161,18 +149,16 @@ def main(argv=None):
             raise UsageError("nothing to do: give --input X.npy or --mnist DIR")
         labels = None
         if args.input is not None:
-            x = _load_input(args.input, model)
+            x = load_input(args.input, model)
         else:
-            images, labels = load_test_set(args.mnist)
-            images, labels = images[:args.count], labels[:args.count]
-            x = quantize_images(images, model.input_q)
+            x, labels = mnist_set(model, args.mnist, args.count)
         y, report = simulate(model, x, args.engine, args.jobs, args.check, args.vcd)
         if labels is not None:
             acc = float((y.reshape(len(y), -1).argmax(1) == labels).mean())
             report["accuracy"] = acc
             print(f"hardware accuracy {acc * 100:.2f} % on {len(labels)} MNIST test images")
         if args.output:
-            _save_npy(args.output, y)
+            save_npy(args.output, y)
             print(f"wrote {args.output}: {y.shape} int8")
         if args.report:
             Path(args.report).write_text(json.dumps(report, indent=2) + "\n")

@@ -13,13 +13,14 @@ from compiler.program import compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.mnist import quantize_images
-from golden.model import FullyConnected, Model, QParams
+from golden.model import Model, QParams
+from golden.ops import FullyConnected
 from golden.ops import run_model
 from golden.quant import requantize
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from sim import pysim
-from sim.run import finish_on_host, simulate
+from sim.run import simulate
 
 N_RANDOM = 40
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def test_random_model_in_amaranth_simulator(seed):
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(rng, model, 3)
     out, cycles = pysim.run(program, x, max_cycles=100_000)
-    np.testing.assert_array_equal(finish_on_host(program, out), run_model(model, x))
+    np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
     # The first run also loads activation tables; after that only the model sets the count.
     assert cycles[1] == cycles[2], "cycle count must not depend on the data"
 
@@ -93,6 +94,6 @@ def test_fully_connected_rounds_once_in_hardware():
     model, x, double = _fc_model_where_roundings_differ()
     program = compile_model(model, AcceleratorConfig())
     out, _ = pysim.run(program, x)
-    got = finish_on_host(program, out)
+    got = program.finish_on_host(out)
     np.testing.assert_array_equal(got, run_model(model, x))
     assert (got != double).any()

@@ -7,7 +7,8 @@ from compiler.emulate import cycles, run_program
 from compiler.program import CompileError, compile_model
 from golden.config import ICEBREAKER, AcceleratorConfig
 from golden.generate import random_inputs, random_model
-from golden.model import Conv2D, Model, QParams, Reshape
+from golden.model import Model, QParams
+from golden.ops import Conv2D, Reshape
 from golden.ops import run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite

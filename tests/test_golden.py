@@ -6,7 +6,7 @@ import pytest
 from golden.generate import random_inputs, random_model
 from golden.litert import run_litert
 from golden.mnist import quantize_images
-from golden.model import Conv2D, FullyConnected, Lookup, Pool2D
+from golden.ops import Conv2D, FullyConnected, Lookup, Pool2D
 from golden.ops import run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite, to_tflite_bytes

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from golden.litert import run_litert
-from golden.model import Lookup, Model, QParams, Softmax
+from golden.model import Model, QParams
+from golden.ops import Lookup, Softmax
 from golden.nonlinear import (LOOKUP_OUTPUT, exp_on_negative_values_q5, lookup_table,
                               one_over_one_plus_x_for_x_in_0_1, softmax, softmax_params)
 from golden.tflite_io import to_tflite_bytes

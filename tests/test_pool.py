@@ -1,4 +1,4 @@
-"""Pool against golden.ops.pool2d, in the Amaranth simulator and (cocotb) on its Verilog.
+"""Pool against golden Pool2D.run, in the Amaranth simulator and (cocotb) on its Verilog.
 
 Windows are delivered the way the sequencer will: output pixels in raster order, each
 window's unpadded elements in (ky, kx) order, one transfer per element carrying every
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden.model import Pool2D, QParams
-from golden.ops import pool2d
+from golden.model import QParams
+from golden.ops import Pool2D
 from hdl.pool import Pool, PoolMode, RoundingDivider
 
 import cocotb_units
@@ -66,7 +66,7 @@ def simulate(dut, jobs, *, gap=0.0, stall=0.0, seed=0):
 
 
 def check_against_golden(dut, layers, xs, **kw):
-    """Each HWC image through ``dut`` as the sequencer would deliver it, vs golden pool2d."""
+    """Each HWC image through ``dut`` as the sequencer would deliver it, vs golden Pool2D.run."""
     jobs = []
     for layer, x in zip(layers, xs):
         lo, hi = layer.act_range
@@ -74,7 +74,7 @@ def check_against_golden(dut, layers, xs, **kw):
         stream = [{"data": v, "first": f, "last": last} for v, f, last in window_stream(x, layer)]
         jobs.append((settings, stream, len(window_positions(layer))))
     for layer, x, got in zip(layers, xs, simulate(dut, jobs, **kw)):
-        want = pool2d(x[None], layer)[0].reshape(-1, x.shape[-1])
+        want = layer.run(x[None])[0].reshape(-1, x.shape[-1])
         np.testing.assert_array_equal(got, want, err_msg=f"{layer.kind} {layer.filter} "
                                       f"{layer.stride} {layer.padding} {layer.activation}")
 
@@ -88,7 +88,7 @@ def golden_windows(kind, windows):
     out = []
     for window in windows:
         x = np.array(window, dtype=np.int8).reshape(1, 1, len(window), -1)
-        out.append(pool2d(x, pool_layer(x.shape[1:], kind, (1, len(window)), (1, 1), "VALID"))[0, 0, 0])
+        out.append(pool_layer(x.shape[1:], kind, (1, len(window)), (1, 1), "VALID").run(x)[0, 0, 0])
     return np.array(out)
 
 
@@ -156,7 +156,7 @@ def test_divider_is_exact_for_every_sum_and_window_size():
         elems = base[:, None, :] + (np.arange(n)[None, :, None] < extra[:, None, :])
         x = elems.reshape(1, -1, lanes).astype(np.int8)  # the windows side by side in a row
         layer = pool_layer(x.shape, "AVERAGE", (1, n), (1, n), "VALID")
-        want.append(pool2d(x[None], layer)[0, 0])
+        want.append(layer.run(x[None])[0, 0])
         # The divider's input: offset sums with the bias the accumulator adds, (n - 1) // 2.
         stream += [{"sums": list(row + 128 * n + (n - 1) // 2), "count": n} for row in sums]
     settings = [(dut.act_min, -128), (dut.act_max, 127)]

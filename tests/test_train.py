@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from golden import train as T
-from golden.model import Conv2D, FullyConnected, Model, Pool2D, QParams, Reshape, Softmax
+from golden.model import Model, QParams
+from golden.ops import Conv2D, FullyConnected, Pool2D, Reshape, Softmax
 
 
 def _random_params(seed=0):
