@@ -27,10 +27,11 @@ class RandomGraph:
     def name(self, what):
         return f"t{len(self.layers)}_{what}"
 
-    def pick(self, rank=None, min_rank=1, max_rank=None, max_size=None, max_last=None):
+    def pick(self, rank=None, min_rank=1, max_rank=None, max_size=None, max_last=None, where=None):
         """An int8 tensor meeting the limits: usually the newest, else any earlier one."""
         def ok(t):
             return (t.q is not None and t.q.dtype == "int8" and (rank is None or len(t.shape) == rank)
+                    and (where is None or where(t))
                     and len(t.shape) >= min_rank and (max_rank is None or len(t.shape) <= max_rank)
                     and (max_size is None or int(np.prod(t.shape)) <= max_size)
                     and (max_last is None or t.shape[-1] <= max_last))
@@ -79,7 +80,7 @@ def random_graph(rng, max_ops=8, io=None):
         g.add(Quantize(name=g.name("quantize"), input_shape=shape, inputs=("input",), input_q=edge_q,
                        output_q=body_q))
     entries = [cls for cls in OPS if cls is not Quantize] + [Quantize]
-    weights = np.array([{Lookup: 0.5, Softmax: 0.5, Add: 2.0}.get(cls, 1.0) for cls in entries])
+    weights = np.array([{Lookup: 0.5, Softmax: 0.5, Add: 3.0}.get(cls, 1.0) for cls in entries])
     for _ in range(int(rng.integers(1, max_ops + 1))):
         cls = entries[int(rng.choice(len(entries), p=weights / weights.sum()))]
         try:

@@ -102,15 +102,20 @@ class Add(Layer):
 
     @classmethod
     def random(cls, rng, g):
-        a = g.pick()
+        """A residual join of two same-shape tensors, or a broadcast of a (1, .., 1, C) one over a map."""
+        def vector(t):
+            return len(t.shape) > 1 and all(d == 1 for d in t.shape[:-1])
+        b = g.pick(where=vector) if rng.random() < 0.7 else None
+        a = g.pick(where=lambda t: len(t.shape) == len(b.shape) and t.shape[-1] == b.shape[-1]
+                   and t.name != b.name) if b is not None else None
         if a is None:
-            return None
-        others = [t for t in g.tensors if t.name != a.name and t.q is not None and
-                  (t.shape == a.shape or (len(t.shape) == len(a.shape) and t.shape[-1] == a.shape[-1]
-                                          and all(d == 1 for d in t.shape[:-1])))]
-        if not others:
-            return None
-        b = others[int(rng.integers(len(others)))]
+            a = g.pick()
+            if a is None:
+                return None
+            same = [t for t in g.tensors if t.name != a.name and t.q is not None and t.shape == a.shape]
+            if not same:
+                return None
+            b = same[int(rng.integers(len(same)))]
         if rng.random() < 0.5:
             a, b = b, a
         big = max(a.q.scale, b.q.scale)

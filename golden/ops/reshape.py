@@ -111,10 +111,12 @@ class Reshape(Layer):
 
     @classmethod
     def random(cls, rng, g):
-        t = g.pick(max_rank=3)
+        op = str(rng.choice(VIEW_OPS))
+        t = g.pick(min_rank=2, where=lambda t: 1 in t.shape) if op == "SQUEEZE" else None
+        t = t or g.pick(max_rank=3)
         if t is None:
             return None
-        shape, op = t.shape, str(rng.choice(VIEW_OPS))
+        shape = t.shape
         if op == "EXPAND_DIMS" and len(shape) < 3:
             axis = int(rng.integers(0, len(shape) + 1))
             new = shape[:axis] + (1,) + shape[axis:]
