@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.files import one_line
 from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from golden.files import one_line
+
 # ---------------------------------------------------------------- constants (docs/protocol.md)
 
 #: Command bytes.
