@@ -1,9 +1,10 @@
-"""Golden-model throughput on the shipped MNIST CNN, on one core.
+"""Golden-model throughput on one core: the shipped MNIST CNN, or any .tflite.
 
-    python bench/golden_speed.py [--count 2000] [--model models/mnist_cnn_int8.tflite]
+    python bench/golden_speed.py [--count 2000] [--model M.tflite ...]
 
-Pins BLAS to one thread before NumPy loads, runs the model on real test images (random
-int8 inputs when the MNIST folder is absent) and prints images per second (best of 3).
+Pins BLAS to one thread before NumPy loads, runs each model on real MNIST test images
+when it takes them (seeded random inputs of its own type otherwise) and prints one JSON
+line per model: inferences per second, best of 3.
 """
 
 import os
@@ -21,7 +22,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from golden.mnist import load_test_set, quantize_images  # noqa: E402
+from golden.generate import random_inputs  # noqa: E402
+from golden.mnist import load_test_set, mnist_inputs  # noqa: E402
 from golden.ops import run_model  # noqa: E402
 from golden.run import DEFAULT_MODEL  # noqa: E402
 from golden.tflite_io import load_tflite  # noqa: E402
@@ -30,12 +32,12 @@ from golden.tflite_io import load_tflite  # noqa: E402
 def measure(model_path=DEFAULT_MODEL, count=2000, repeats=3):
     model = load_tflite(model_path)
     try:
-        x = quantize_images(load_test_set()[0][:count], model.input_q)
-    except FileNotFoundError:
-        x = np.random.default_rng(0).integers(-128, 128, (count,) + model.input_shape).astype(np.int8)
+        x = mnist_inputs(load_test_set()[0][:count], model)
+    except (FileNotFoundError, ValueError):
+        x = random_inputs(np.random.default_rng(0), model, count)
     best = min(_timed(model, x) for _ in range(repeats))
-    return {"model": str(model_path), "images": len(x), "seconds": round(best, 3),
-            "images_per_s": round(len(x) / best, 1), "threads": 1}
+    return {"model": Path(model_path).name, "inferences": len(x), "seconds": round(best, 3),
+            "inferences_per_s": round(len(x) / best, 1), "threads": 1}
 
 
 def _timed(model, x):
@@ -46,7 +48,8 @@ def _timed(model, x):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)])
     p.add_argument("--count", type=int, default=2000)
     a = p.parse_args()
-    print(json.dumps(measure(a.model, a.count)))
+    for path in a.model:
+        print(json.dumps(measure(path, a.count)), flush=True)
