@@ -476,7 +476,8 @@ class _Writer:
         for kind in self.kinds:
             code = _OP_CODES[kind]
             tflite.OperatorCodeStart(b)
-            tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, tflite.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES))
+            tflite.OperatorCodeAddDeprecatedBuiltinCode(
+                b, min(code, tflite.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES))
             tflite.OperatorCodeAddBuiltinCode(b, code)
             tflite.OperatorCodeAddVersion(b, (_OPTIONS.get(kind) or _SHAPE_OPS[kind])[2])
             codes.append(tflite.OperatorCodeEnd(b))

@@ -15,7 +15,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
-from cocotb_support import run_icarus, verilog_text
+from cocotb_support import run_icarus
 from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
 from hdl.spram import SPRAM_DEPTH
 

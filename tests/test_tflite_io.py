@@ -14,9 +14,11 @@ import pytest
 import tflite
 from ai_edge_litert import schema_py_generated as fb
 
+from golden.generate import random_inputs
 from golden.litert import run_litert
-from golden.model import ACTIVATIONS, Model, ModelError, QParams
-from golden.ops import Conv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax, run_model
+from golden.model import ACTIVATIONS, Model, ModelError, QParams, dtype_of
+from golden.ops import (Add, Concatenation, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Mean, Pad, Pool2D,
+                        Quantize, Reshape, Softmax, run_model)
 from golden.quant import activation_range
 from golden.tflite_io import load_tflite, parse_tflite, save_tflite, to_tflite_bytes
 
@@ -92,8 +94,35 @@ def reshape_first(rng):
         lambda s, q: _fc(rng, "fc", s, 3, q, per_channel=True, activation="RELU6"))
 
 
+def graph(rng):
+    """uint8 in, float32 out around an int8 body with a residual ADD of a depthwise branch, PAD,
+    MEAN, a requantised CONCATENATION, EXPAND_DIMS and SQUEEZE; op 2 is the depthwise
+    convolution, op 3 the ADD, op 7 the CONCATENATION."""
+    edge, q = QParams(0.02, 128, "uint8"), QParams(0.02, 0)
+    conv = _conv(rng, "conv", (6, 6, 3), 4, (3, 3), q, per_channel=True, padding="SAME", activation="RELU")
+    dw = DepthwiseConv2D("dw", (6, 6, 4), weights=rng.integers(-127, 128, (1, 3, 3, 4), dtype=np.int8),
+                         bias=rng.integers(-500, 500, 4).astype(np.int32), weight_scales=rng.uniform(0.01, 0.02, 4),
+                         input_q=conv.output_q, output_q=_q(rng), padding="SAME", activation="RELU6")
+    add_q = _q(rng)
+    m_q = _q(rng)
+    layers = [
+        Quantize("quant", (6, 6, 3), input_q=edge, output_q=q), conv, dw,
+        Add("add", (6, 6, 4), inputs=("conv", "dw"), other_shape=(6, 6, 4), input_q=conv.output_q,
+            other_q=dw.output_q, output_q=add_q),
+        Pad("pad", (6, 6, 4), paddings=((1, 1), (0, 2), (0, 0)), q=add_q),
+        Mean("mean", (8, 8, 4), axes=(0, 1), keep_dims=True, input_q=add_q, output_q=m_q),
+        Quantize("requant", (1, 1, 4), inputs=("mean",), input_q=m_q, output_q=add_q),
+        Concatenation("concat", (1, 1, 4), inputs=("requant", "requant"), others=((1, 1, 4),), q=add_q),
+        Reshape("squeeze", (1, 1, 8), new_shape=(1, 8), q=add_q, op="SQUEEZE"),
+        Reshape("expand", (1, 8), new_shape=(1, 1, 8), q=add_q, op="EXPAND_DIMS"),
+        _fc(rng, "fc", (1, 1, 8), 5, add_q, per_channel=True),
+    ]
+    layers.append(Quantize("dequant", (5,), input_q=layers[-1].output_q, output_q=None))
+    return Model("graph", (6, 6, 3), edge, layers)
+
+
 MODELS = {f"convnet{v}": (lambda rng, v=v: convnet(rng, v)) for v in range(4)}
-MODELS.update(lookups=lookups, reshape_first=reshape_first)
+MODELS.update(lookups=lookups, reshape_first=reshape_first, graph=graph)
 
 
 def make(name, seed=0):
@@ -117,7 +146,7 @@ def assert_same_model(a, b):
 
 
 def inputs(model, n=6, seed=1):
-    return np.random.default_rng(seed).integers(-128, 128, (n, *model.input_shape), dtype=np.int8)
+    return random_inputs(np.random.default_rng(seed), model, n)
 
 
 # ---------------------------------------------------------------- editing exported files
@@ -185,8 +214,9 @@ def test_round_trip_is_exact_and_runs_the_same(name, tmp_path):
     x = inputs(model)
     y, layers = run_litert(path, x, intermediates=True)
     y2, layers2 = run_litert(to_tflite_bytes(back), x, intermediates=True)
-    assert y.dtype == np.int8 and y.shape == (len(x), *model.output_shape)
+    assert y.dtype == dtype_of(model.output_q) and y.shape == (len(x), *model.output_shape)
     assert np.array_equal(y, y2)
+    np.testing.assert_array_equal(run_model(back, x), y)
     assert list(layers) == [layer.name for layer in model.layers]
     for layer in model.layers:
         assert layers[layer.name].shape == (len(x), *layer.output_shape)
@@ -302,7 +332,8 @@ BAD = {
     "extended opcode": ("lookups", lambda m: _set_opcode(m, 1, fb.BuiltinOperator.GELU), ["op 1", "GELU"]),
     "custom op": ("lookups", lambda m: _set_opcode(m, 1, fb.BuiltinOperator.CUSTOM, "MySigmoid"),
                   ["op 1", "CUSTOM 'MySigmoid'"]),
-    "quantize": ("convnet0", lambda m: _set_opcode(m, 0, fb.BuiltinOperator.QUANTIZE), ["op 0", "QUANTIZE", "3 inputs", "takes 1"]),
+    "quantize": ("convnet0", lambda m: _set_opcode(m, 0, fb.BuiltinOperator.QUANTIZE),
+                 ["op 0", "QUANTIZE", "3 inputs", "takes 1"]),
     "dequantize": ("lookups", lambda m: _set_opcode(m, 5, fb.BuiltinOperator.DEQUANTIZE), ["op 5", "DEQUANTIZE"]),
     "dilation": ("convnet0", lambda m: _set(_ops(m)[0].builtinOptions, dilationHFactor=2),
                  ["op 0 (CONV_2D)", "dilation 2x1"]),
@@ -339,6 +370,18 @@ BAD = {
                         ["op 0", "missing Conv2DOptions"]),
     "wrong output shape": ("convnet0", lambda m: _set(_tensor(m, "conv1"), shape=[1, 6, 9, 7]),
                            ["op 0", "'conv1'", "[1, 6, 9, 7]", "expected"]),
+    "depthwise dilation": ("graph", lambda m: _set(_ops(m)[2].builtinOptions, dilationWFactor=2),
+                           ["op 2 (DEPTHWISE_CONV_2D)", "dilation 1x2"]),
+    "depthwise channel axis": ("graph", lambda m: _set(_tensor(m, "dw/weights").quantization, quantizedDimension=0),
+                               ["op 2", "'dw/weights'", "dimension 0", "along dimension 3"]),
+    "add constant": ("graph", lambda m: _set(_ops(m)[3], inputs=[_ops(m)[3].inputs[0], _tensor_index(m, "dw/weights")]),
+                     ["op 3 (ADD)", "constant", "'dw/weights'"]),
+    "add output scale": ("graph", lambda m: _set(_tensor(m, "add").quantization, scale=[1e-9]),
+                         ["op 3 (ADD)", "too small"]),
+    "concat requantises": ("graph", lambda m: _set(_tensor(m, "concat").quantization, zeroPoint=[7]),
+                           ["op 7 (CONCATENATION)", "quantised unlike the output", "QUANTIZE"]),
+    "int16 body": ("graph", lambda m: _set(_tensor(m, "add"), type=fb.TensorType.INT16),
+                   ["op 3 (ADD)", "'add'", "int16 activations are unsupported"]),
     "bad sigmoid scale": ("lookups", lambda m: _set(_tensor(m, "sigmoid").quantization, scale=[0.01]),
                           ["op 1", "sigmoid", "LOGISTIC"]),
 }

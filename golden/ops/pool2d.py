@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import PADDINGS, Layer, QParams, check, conv_output_size, conv_padding, pair, shape_of
+from ..model import PADDINGS, Layer, QParams, check, is_int8, conv_output_size, conv_padding, pair, shape_of
 from ..quant import activation_range
 from .common import (ACTIVATION_CODES, PADDING_CODES, activation_name, check_activation, padding_name,
                      rand_activation, same_q, windows)
@@ -21,7 +21,8 @@ class Pool2D(Layer):
     activation: str = "NONE"
     q: QParams = None
 
-    TFLITE = {"MAX_POOL_2D": ("Pool2DOptions", _FIELDS, 2, (1, 1)), "AVERAGE_POOL_2D": ("Pool2DOptions", _FIELDS, 2, (1, 1))}
+    TFLITE = {"MAX_POOL_2D": ("Pool2DOptions", _FIELDS, 2, (1, 1)),
+              "AVERAGE_POOL_2D": ("Pool2DOptions", _FIELDS, 2, (1, 1))}
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", shape_of(self.input_shape, self.name))
@@ -30,7 +31,7 @@ class Pool2D(Layer):
         object.__setattr__(self, "stride", pair(self.stride, "stride", self.name))
         check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
         check_activation(self)
-        check(isinstance(self.q, QParams) and self.q.dtype == "int8", f"{self.name}: needs int8 quantisation parameters")
+        check(is_int8(self.q), f"{self.name}: needs int8 quantisation parameters")
         check(len(self.input_shape) == 3, f"{self.name}: pooling input must be HWC, got {self.input_shape}")
         h, w = self.output_shape[:2]
         check(h >= 1 and w >= 1, f"{self.name}: filter larger than the {self.input_shape} input")
