@@ -48,7 +48,7 @@ def measure(path, count):
             "output": f"{type_name(model.output_q)} {model.output_shape}",
             "ops": dict(sorted(ops.items())), "graph": "chain" if model.is_chain else "branching",
             "views": sum(isinstance(layer, Reshape) for layer in model.layers),
-            "weight_bytes": weights, "bias_bytes": model.weight_bytes - weights, "macs": model.macs,
+            "weight_bytes": weights, "bias_bytes": model.constant_bytes - weights, "macs": model.macs,
             "inputs_compared": len(x), "golden_equals_litert": bool(same),
             "golden_inferences_per_s": round(rate, 1)}
 

@@ -110,9 +110,6 @@ class Layer:
     input_shape: tuple
     inputs: tuple = ()
 
-    #: Data inputs the op reads (ADD 2, CONCATENATION any number).
-    arity = 1
-
     @property
     def input_specs(self):
         """(shape, QParams or None) each input tensor must have, in order."""
@@ -127,8 +124,8 @@ class Layer:
         return 0
 
     @property
-    def weight_bytes(self):
-        """Constant bytes the op holds (weights, biases)."""
+    def constant_bytes(self):
+        """Bytes of constants the op holds (int8 weights, int32 biases)."""
         return 0
 
     #: The TFLite operator (a field where one class covers several).
@@ -144,10 +141,6 @@ class Tensor:
     name: str
     shape: tuple
     q: object            #: QParams, or None for float32
-
-    @property
-    def dtype(self):
-        return dtype_of(self.q)
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,8 +219,8 @@ class Model:
         return sum(layer.macs for layer in self.layers)
 
     @property
-    def weight_bytes(self):
-        return sum(layer.weight_bytes for layer in self.layers)
+    def constant_bytes(self):
+        return sum(layer.constant_bytes for layer in self.layers)
 
     def summary(self):
         lines = [f"{self.name}: input {self.input_shape} {type_name(self.input_q)}"
@@ -236,7 +229,7 @@ class Model:
             reads = self.edges[layer.name]
             src = "" if len(self.layers) and reads == (self.predecessor(layer),) else f" <- {', '.join(reads)}"
             lines.append(f"  {layer.name:<24} {layer.op:<18} -> {layer.output_shape}  MACs {layer.macs}{src}")
-        lines.append(f"  total MACs {self.macs}, weights {self.weight_bytes} B, output '{self.output_name}'")
+        lines.append(f"  total MACs {self.macs}, constants {self.constant_bytes} B, output '{self.output_name}'")
         return "\n".join(lines)
 
     def predecessor(self, layer):

@@ -3,8 +3,9 @@ runs a :class:`~golden.model.Model` with them, bit-exact with TFLite's int8 refe
 
 An op module holds its IR class (validation in ``__post_init__``), its batched golden
 kernel ``run``, its TFLite import ``from_tflite`` and export ``to_tflite`` (the operators
-it covers in ``TFLITE``: opcode -> (options table, fields read, version)), and its
-random-generator entry ``random``.  Adding an op means adding a module and listing it here.
+it covers in ``TFLITE``: opcode -> (options table, fields read, version, (fewest, most
+inputs))), its random-generator entry ``random`` and the option names it exercises,
+``features``, for the coverage test.  Adding an op means adding a module and listing it here.
 """
 
 import numpy as np

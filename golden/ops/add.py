@@ -48,7 +48,6 @@ class Add(Layer):
     activation: str = "NONE"
 
     op = "ADD"
-    arity = 2
     TFLITE = {"ADD": ("AddOptions", ("FusedActivationFunction",), 1, (2, 2))}
 
     def __post_init__(self):

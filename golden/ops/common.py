@@ -89,7 +89,7 @@ class Weighted(Layer):
         return self.weight_scales.size > 1
 
     @property
-    def weight_bytes(self):
+    def constant_bytes(self):
         return int(self.weights.size + 4 * self.bias.size)
 
     @property

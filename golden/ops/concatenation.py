@@ -31,10 +31,6 @@ class Concatenation(Layer):
                   f"{self.name}: cannot concatenate {self.input_shape} and {s} along axis {self.axis}")
 
     @property
-    def arity(self):
-        return 1 + len(self.others)
-
-    @property
     def input_specs(self):
         return tuple((s, self.q) for s in (self.input_shape,) + self.others)
 
@@ -57,7 +53,7 @@ class Concatenation(Layer):
 
     def features(self):
         return {self.op, ("CONCATENATION", "channels" if self.axis == len(self.input_shape) - 1 else "other axis"),
-                ("CONCATENATION", f"{self.arity} inputs" if self.arity <= 3 else "many inputs")}
+                ("CONCATENATION", f"{1 + len(self.others)} inputs" if len(self.others) < 3 else "many inputs")}
 
     @classmethod
     def from_tflite(cls, r):
