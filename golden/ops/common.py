@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..model import ACTIVATIONS, Layer, ModelError, QParams, check, int_array
+from ..model import (ACTIVATIONS, PADDINGS, Layer, ModelError, QParams, check, conv_output_size, conv_padding,
+                     int_array, pair)
 from ..quant import activation_range, quantize_multiplier, requantize
 
 #: TFLite's ActivationFunctionType and Padding enum values (schema.fbs).
@@ -121,6 +122,51 @@ class Weighted(Layer):
         bias = w.const(f"{self.name}/bias", self.bias, "int32",
                        scales=np.float32(self.input_q.scale) * self.weight_scales)
         return wt, bias
+
+
+@dataclass(frozen=True, eq=False)
+class Convolution(Weighted):
+    """CONV_2D and DEPTHWISE_CONV_2D: a (1 or O, KH, KW, I) kernel slid over an HWC map."""
+    stride: tuple = (1, 1)
+    padding: str = "VALID"
+
+    def _validate_spatial(self):
+        object.__setattr__(self, "stride", pair(self.stride, "stride", self.name))
+        check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
+        check(len(self.input_shape) == 3, f"{self.name}: {self.op} input must be HWC, got {self.input_shape}")
+        h, w = self.output_shape[:2]
+        check(h >= 1 and w >= 1, f"{self.name}: kernel larger than the {self.input_shape} input")
+
+    @property
+    def kernel(self):
+        return self.weights.shape[1:3]
+
+    @property
+    def output_shape(self):
+        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
+        return (conv_output_size(h, kh, sh, self.padding), conv_output_size(w, kw, sw, self.padding),
+                self.out_channels)
+
+    @property
+    def pads(self):
+        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
+        return conv_padding(h, kh, sh, self.padding), conv_padding(w, kw, sw, self.padding)
+
+    def features(self):
+        return super().features() | {(self.op, self.padding),
+                                     (self.op, "strided" if max(self.stride) > 1 else "unit stride")}
+
+
+class KeepsQuantisation:
+    """Ops whose output is quantised like their input (field ``q``): pools, views, PAD, CONCATENATION."""
+
+    @property
+    def input_q(self):
+        return self.q
+
+    @property
+    def output_q(self):
+        return self.q
 
 
 # ---------------------------------------------------------------- random choices

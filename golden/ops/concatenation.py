@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Layer, ModelError, QParams, check, is_int8, shape_of
-from .common import activation_name
+from .common import KeepsQuantisation, activation_name
 
 
 @dataclass(frozen=True, eq=False)
-class Concatenation(Layer):
+class Concatenation(KeepsQuantisation, Layer):
     others: tuple = ()        #: shapes of the inputs after the first
     axis: int = -1            #: batchless axis (negative counts from the end)
     q: QParams = None
@@ -33,14 +33,6 @@ class Concatenation(Layer):
     @property
     def input_specs(self):
         return tuple((s, self.q) for s in (self.input_shape,) + self.others)
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
 
     @property
     def output_shape(self):

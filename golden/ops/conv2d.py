@@ -4,18 +4,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import PADDINGS, check, conv_output_size, conv_padding, pair, shape_of
-from .common import (PADDING_CODES, ACTIVATION_CODES, Weighted, activation_name, check_no_dilation, padding_name,
+from ..model import PADDINGS, check, shape_of
+from .common import (ACTIVATION_CODES, PADDING_CODES, Convolution, activation_name, check_no_dilation, padding_name,
                      rand_weighted, rand_weights, windows)
 
 _FIELDS = ("Padding", "StrideW", "StrideH", "FusedActivationFunction", "DilationWFactor", "DilationHFactor")
 
 
 @dataclass(frozen=True, eq=False)
-class Conv2D(Weighted):
+class Conv2D(Convolution):
     """Weights OHWI."""
-    stride: tuple = (1, 1)
-    padding: str = "VALID"
 
     op = "CONV_2D"
     TFLITE = {"CONV_2D": ("Conv2DOptions", _FIELDS, 3, (2, 3))}
@@ -24,32 +22,14 @@ class Conv2D(Weighted):
         object.__setattr__(self, "input_shape", shape_of(self.input_shape, self.name))
         check(np.ndim(self.weights) == 4, f"{self.name}: conv weights must be OHWI, got shape {np.shape(self.weights)}")
         self._validate_weighted(np.shape(self.weights)[0])
-        object.__setattr__(self, "stride", pair(self.stride, "stride", self.name))
-        check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
         check(len(self.input_shape) == 3, f"{self.name}: conv input must be HWC, got {self.input_shape}")
         check(self.weights.shape[3] == self.input_shape[2],
               f"{self.name}: weights have {self.weights.shape[3]} input channels, input has {self.input_shape[2]}")
-        h, w = self.output_shape[:2]
-        check(h >= 1 and w >= 1, f"{self.name}: kernel larger than the {self.input_shape} input")
+        self._validate_spatial()
 
     @property
     def out_channels(self):
         return self.weights.shape[0]
-
-    @property
-    def kernel(self):
-        return self.weights.shape[1:3]
-
-    @property
-    def output_shape(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return (conv_output_size(h, kh, sh, self.padding), conv_output_size(w, kw, sw, self.padding),
-                self.out_channels)
-
-    @property
-    def pads(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return conv_padding(h, kh, sh, self.padding), conv_padding(w, kw, sw, self.padding)
 
     @property
     def macs(self):
@@ -64,10 +44,6 @@ class Conv2D(Weighted):
         cols = win.reshape(x.shape[0] * oh * ow, -1).astype(np.float64) - zp
         acc = cols @ self.weights.reshape(oc, -1).T.astype(np.float64)
         return self.requantize(np.rint(acc).astype(np.int64)).reshape(x.shape[0], oh, ow, oc)
-
-    def features(self):
-        return super().features() | {(self.op, self.padding),
-                                     (self.op, "strided" if max(self.stride) > 1 else "unit stride")}
 
     @classmethod
     def from_tflite(cls, r):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import PADDINGS, ModelError, check, conv_output_size, conv_padding, pair, shape_of
-from .common import (ACTIVATION_CODES, PADDING_CODES, Weighted, activation_name, check_no_dilation, padding_name,
+from ..model import PADDINGS, ModelError, check, shape_of
+from .common import (ACTIVATION_CODES, PADDING_CODES, Convolution, activation_name, check_no_dilation, padding_name,
                      rand_weighted, rand_weights, windows)
 
 _FIELDS = ("Padding", "StrideW", "StrideH", "DepthMultiplier", "FusedActivationFunction", "DilationWFactor",
@@ -16,10 +16,8 @@ _FIELDS = ("Padding", "StrideW", "StrideH", "DepthMultiplier", "FusedActivationF
 
 
 @dataclass(frozen=True, eq=False)
-class DepthwiseConv2D(Weighted):
+class DepthwiseConv2D(Convolution):
     """Weights (1, KH, KW, C * depth_multiplier), TFLite's layout."""
-    stride: tuple = (1, 1)
-    padding: str = "VALID"
 
     op = "DEPTHWISE_CONV_2D"
     TFLITE = {"DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions", _FIELDS, 6, (2, 3))}
@@ -29,14 +27,11 @@ class DepthwiseConv2D(Weighted):
         check(np.ndim(self.weights) == 4 and np.shape(self.weights)[0] == 1,
               f"{self.name}: depthwise weights must be (1, KH, KW, C), got shape {np.shape(self.weights)}")
         self._validate_weighted(np.shape(self.weights)[3])
-        object.__setattr__(self, "stride", pair(self.stride, "stride", self.name))
-        check(self.padding in PADDINGS, f"{self.name}: unsupported padding {self.padding}")
         check(len(self.input_shape) == 3, f"{self.name}: depthwise input must be HWC, got {self.input_shape}")
         c = self.input_shape[2]
         check(self.out_channels % c == 0,
               f"{self.name}: {self.out_channels} output channels is not a multiple of the {c} input channels")
-        h, w = self.output_shape[:2]
-        check(h >= 1 and w >= 1, f"{self.name}: kernel larger than the {self.input_shape} input")
+        self._validate_spatial()
 
     @property
     def out_channels(self):
@@ -45,21 +40,6 @@ class DepthwiseConv2D(Weighted):
     @property
     def depth_multiplier(self):
         return self.out_channels // self.input_shape[2]
-
-    @property
-    def kernel(self):
-        return self.weights.shape[1:3]
-
-    @property
-    def output_shape(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return (conv_output_size(h, kh, sh, self.padding), conv_output_size(w, kw, sw, self.padding),
-                self.out_channels)
-
-    @property
-    def pads(self):
-        (h, w, _), (kh, kw), (sh, sw) = self.input_shape, self.kernel, self.stride
-        return conv_padding(h, kh, sh, self.padding), conv_padding(w, kw, sw, self.padding)
 
     @property
     def macs(self):
@@ -77,9 +57,7 @@ class DepthwiseConv2D(Weighted):
         return self.requantize(np.rint(acc).astype(np.int64))
 
     def features(self):
-        return super().features() | {(self.op, self.padding),
-                                     (self.op, "strided" if max(self.stride) > 1 else "unit stride"),
-                                     (self.op, "multiplier > 1" if self.depth_multiplier > 1 else "multiplier 1")}
+        return super().features() | {(self.op, "multiplier > 1" if self.depth_multiplier > 1 else "multiplier 1")}
 
     @classmethod
     def from_tflite(cls, r):

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Layer, ModelError, QParams, check, is_int8, shape_of
+from .common import KeepsQuantisation
 
 
 @dataclass(frozen=True, eq=False)
-class Pad(Layer):
+class Pad(KeepsQuantisation, Layer):
     paddings: tuple = ()      #: ((before, after), ...) per axis, batch excluded
     value: int = None         #: PADV2's constant; None for PAD (the zero point)
     q: QParams = None
@@ -29,14 +30,6 @@ class Pad(Layer):
     @property
     def op(self):
         return "PAD" if self.value is None else "PADV2"
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
 
     @property
     def fill(self):

@@ -4,16 +4,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import PADDINGS, Layer, QParams, check, is_int8, conv_output_size, conv_padding, pair, shape_of
+from ..model import PADDINGS, Layer, QParams, check, conv_output_size, conv_padding, is_int8, pair, shape_of
 from ..quant import activation_range
-from .common import (ACTIVATION_CODES, PADDING_CODES, activation_name, check_activation, padding_name,
-                     rand_activation, same_q, windows)
+from .common import (ACTIVATION_CODES, PADDING_CODES, KeepsQuantisation, activation_name, check_activation,
+                     padding_name, rand_activation, same_q, windows)
 
 _FIELDS = ("Padding", "StrideW", "StrideH", "FilterWidth", "FilterHeight", "FusedActivationFunction")
 
 
 @dataclass(frozen=True, eq=False)
-class Pool2D(Layer):
+class Pool2D(KeepsQuantisation, Layer):
     kind: str = "MAX"
     filter: tuple = (2, 2)
     stride: tuple = (2, 2)
@@ -39,14 +39,6 @@ class Pool2D(Layer):
     @property
     def op(self):
         return f"{self.kind}_POOL_2D"
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
 
     @property
     def output_shape(self):

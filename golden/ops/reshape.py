@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Layer, QParams, check, shape_of
-from .common import same_q
+from .common import KeepsQuantisation, same_q
 
 VIEW_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
 
@@ -37,7 +37,7 @@ def _squeeze_dims(before, after):
 
 
 @dataclass(frozen=True, eq=False)
-class Reshape(Layer):
+class Reshape(KeepsQuantisation, Layer):
     new_shape: tuple = ()
     q: QParams = None
     op: str = "RESHAPE"
@@ -56,14 +56,6 @@ class Reshape(Layer):
               f"{self.name}: EXPAND_DIMS cannot turn {self.input_shape} into {self.new_shape}")
         check(self.op != "SQUEEZE" or _squeeze_dims(*full) is not None,
               f"{self.name}: SQUEEZE cannot turn {self.input_shape} into {self.new_shape}")
-
-    @property
-    def input_q(self):
-        return self.q
-
-    @property
-    def output_q(self):
-        return self.q
 
     @property
     def output_shape(self):
