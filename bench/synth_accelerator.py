@@ -34,8 +34,8 @@ from amaranth.back import rtlil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from boards import ICEBREAKER  # noqa: E402
 from compiler.program import compile_model  # noqa: E402
-from golden.config import ICEBREAKER  # noqa: E402
 from golden.run import DEFAULT_MODEL  # noqa: E402
 from golden.tflite_io import load_tflite  # noqa: E402
 from hdl.accelerator import Accelerator  # noqa: E402

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from golden.config import ICEBREAKER
+from boards import ICEBREAKER
 from golden.model import QParams
 from golden.nonlinear import lookup_table
 from hdl.act_table import ActivationTable

@@ -10,14 +10,14 @@ import numpy as np
 
 from golden.quant import requantize
 
-from .program import BANKS, CONV, LOOKUP, POOL, bank_address
+from .program import CONV, LOOKUP, POOL, bank_address
 
 
 class BankedMemory:
     """The four activation banks as byte arrays."""
 
     def __init__(self, config):
-        self.banks = np.zeros((BANKS, config.act_bank_bytes), np.int8)
+        self.banks = np.zeros((config.banks, config.act_bank_bytes), np.int8)
 
     def _index(self, shape, base):
         h, w, c = shape
@@ -69,7 +69,7 @@ def run_program(program, x):
     outs = []
     for row in np.asarray(x):
         mem = BankedMemory(program.config)
-        mem.store(program.input_shape, program.input_base, row)
+        mem.store(program.input_shape, 0, row)
         for d in program.layers:
             if d.kind == CONV:
                 _conv(mem, d, program)

@@ -22,23 +22,26 @@ from golden.nonlinear import lookup_table
 from golden.quant import INT32_MAX
 
 CONV, POOL, LOOKUP = "CONV", "POOL", "LOOKUP"
-BANKS = 4
 
 
 class CompileError(ValueError):
     """The model does not fit this hardware configuration; the message is one line."""
 
 
-def bank_bytes(shape):
-    """Bytes per parity bank of an (H, W, C) map: pixel (y, x) lives in bank 2*(y%2) + x%2."""
-    h, w, c = shape
-    return ((h + 1) // 2) * ((w + 1) // 2) * c
-
-
 def bank_address(shape, base, y, x, c):
-    """(bank, byte address) of element (y, x, c) of a map stored at ``base`` in every bank."""
+    """(bank, byte address) of element (y, x, c) of an (H, W, C) map stored at ``base`` in
+    every bank: pixel (y, x) lives in bank 2*(y%2) + x%2, and each bank holds its pixels in
+    raster order.  The one statement of the layout: the bank sizes, the hardware's pointer
+    steps and the host's addresses are all read off it."""
     h, w, ch = shape
     return 2 * (y % 2) + (x % 2), base + ((y // 2) * ((w + 1) // 2) + x // 2) * ch + c
+
+
+def bank_bytes(shape):
+    """Bytes per parity bank of an (H, W, C) map: bank 0 (even rows, even columns) is the
+    fullest, so one past the address of its last element."""
+    h, w, c = shape
+    return bank_address(shape, 0, (h - 1) // 2 * 2, (w - 1) // 2 * 2, c - 1)[1] + 1
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,19 @@ class Program:
     params: ChannelParams
     tables: np.ndarray                   #: int8 (slots_used, 256)
     host_tail: tuple = ()                #: model layers the host finishes (golden), e.g. SOFTMAX
-    input_base: int = 0
-    input_shape: tuple = ()              #: (H, W, C) of the stored model input
+    input_shape: tuple = ()              #: (H, W, C) of the stored model input, at byte 0 of every bank
     output_name: str = ""                #: model layer whose output the hardware delivers
     memory_map: dict = field(default_factory=dict)
 
     @property
     def output_desc(self):
         return self.layers[-1]
+
+    @property
+    def weight_image(self):
+        """The weight words as bytes, lowest lane first: what the load port, the flash and
+        the WEIGHTS command carry."""
+        return self.weights.astype(np.uint8).tobytes()
 
     def finish_on_host(self, hw):
         """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
@@ -133,7 +141,6 @@ class _Builder:
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
         self.shape = _hwc(model.input_shape)
         self.base = 0
-        self.input_base = 0
         self.high_water = bank_bytes(self.shape)
 
     def _out_base(self, out_shape):
@@ -241,8 +248,8 @@ def _fusable_pool(conv, nxt):
 
 def compile_model(model, config):
     """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
-    if config.rows != BANKS:
-        _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {BANKS}, got {config.rows}")
+    if config.rows != config.banks:
+        _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
     if not model.is_chain:
         branch = next(layer for layer in model.layers if model.inputs_of(layer) != (model.predecessor(layer),))
         _fail(f"{branch.name}: {branch.op} reads {', '.join(model.inputs_of(branch))}; the accelerator runs "
@@ -283,6 +290,8 @@ def compile_model(model, config):
         i += 1
     if not b.descs:
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
+    if len(b.descs) > config.desc_depth:
+        _fail(f"{model.name}: needs {len(b.descs)} layer descriptors, config has {config.desc_depth}")
     weights = (np.concatenate(b.weight_rows) if b.weight_rows else np.zeros((0, config.cols), np.int8))
     cols = list(zip(*b.params)) if b.params else [[]] * 3
     params = ChannelParams(*[np.concatenate(c).astype(np.int64) if len(c) else np.zeros(0, np.int64)
@@ -290,7 +299,7 @@ def compile_model(model, config):
     tables = np.array(b.tables, np.int8).reshape(-1, 256)
     memory_map = {
         "weights": {"bytes": int(weights.size), "capacity": config.weight_mem_bytes},
-        "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": BANKS},
+        "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": config.banks},
         "params": {"channels": int(params.bias.size), "capacity": config.param_depth},
         "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
         "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "out_base": d.out_base,
@@ -300,5 +309,5 @@ def compile_model(model, config):
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
-                   tables=tables, host_tail=tuple(layers[tail_start:]), input_base=0,
+                   tables=tables, host_tail=tuple(layers[tail_start:]),
                    input_shape=_hwc(model.input_shape), output_name=b.descs[-1].name, memory_map=memory_map)

@@ -12,9 +12,9 @@ class ConfigError(ValueError):
     """An inconsistent hardware configuration; the message names the field and its limit."""
 
 
-def signed_bits(magnitude):
-    """Bits of a two's-complement integer holding every value in [-magnitude, magnitude]."""
-    return int(magnitude).bit_length() + 1
+def _index_bits(count):
+    """Bits of an index into ``count`` items (at least one, so that no port is empty)."""
+    return max(1, (count - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -27,38 +27,96 @@ class AcceleratorConfig:
     """
     rows: int = 4                 #: activations entering the array per cycle
     cols: int = 4                 #: weights entering the array per cycle
-    operand_width: int = 8
     acc_width: int = 25           #: array accumulator; the bias is added in 32 bits later
     requant_lanes: int = 2        #: one-lane requantisers the drain takes in turn
     requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: 32/k + 1 cycles an element)
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
     param_depth: int = 256                #: output channels of all layers together
+    desc_depth: int = 256                 #: layer descriptors a program may hold
     table_slots: int = 2                  #: 256-entry activation tables the program may hold
     pool_window: int = 16                 #: largest pooling window (elements) the pool unit reduces
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
 
     def __post_init__(self):
         for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_bank_bytes", "param_depth",
-                     "table_slots", "pool_window"):
+                     "desc_depth", "table_slots", "pool_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")
         if self.requant_digit_bits not in (2, 4, 8):
             raise ConfigError(f"config: requant_digit_bits must be 2, 4 or 8, got {self.requant_digit_bits!r}")
-        if self.operand_width != 8:
-            raise ConfigError(f"config: operand_width must be 8 (int8 models), got {self.operand_width}")
         if not 17 <= self.acc_width <= 32:
             raise ConfigError(f"config: acc_width must be in [17, 32], got {self.acc_width}")
         if self.target not in ("generic", "ice40"):
             raise ConfigError(f"config: target must be 'generic' or 'ice40', got {self.target!r}")
         if self.target == "ice40" and (self.rows * self.cols) % 2:
             raise ConfigError("config: ice40 packs two 8x8 products per SB_MAC16, so rows*cols must be even")
+        if self.weight_words < 1:
+            raise ConfigError(f"config: weight_mem_bytes must hold one word of cols weights, at least "
+                              f"{self.cols}, got {self.weight_mem_bytes}")
 
     @property
     def weight_words(self):
         """Depth of the weight memory in words of ``cols`` int8 weights."""
         return self.weight_mem_bytes // self.cols
+
+    # Widths: every address, index and descriptor field width the compiler and the hardware
+    # use is stated here, the addresses' sized from the memories above, so any size fits.
+
+    @property
+    def banks(self):
+        """Activation banks: one per (row parity, column parity), so that the four pixels of
+        a 2x2 block are read in one cycle."""
+        return 4
+
+    @property
+    def bank_addr_bits(self):
+        """Byte address inside one activation bank."""
+        return _index_bits(self.act_bank_bytes)
+
+    @property
+    def host_addr_bits(self):
+        """The host port's address: the bank number above the byte address."""
+        return self.bank_addr_bits + _index_bits(self.banks)
+
+    @property
+    def ptr_bits(self):
+        """Signed bank pointers of the address trackers: two bits more than a byte address,
+        for the sign (padding puts a pointer before its map) and a step beyond the map's end."""
+        return self.bank_addr_bits + 2
+
+    @property
+    def weight_addr_bits(self):
+        """Word address of the weight memory."""
+        return _index_bits(self.weight_words)
+
+    @property
+    def taps_bits(self):
+        """A pass's reduction length: at most one weight word per tap, so at most weight_words."""
+        return self.weight_words.bit_length()
+
+    @property
+    def param_addr_bits(self):
+        """Entry address of the per-channel parameter memory."""
+        return _index_bits(self.param_depth)
+
+    @property
+    def desc_index_bits(self):
+        """Index of the running layer descriptor."""
+        return _index_bits(self.desc_depth)
+
+    @property
+    def table_slot_bits(self):
+        """Activation table slot of a descriptor."""
+        return _index_bits(self.table_slots)
+
+    @property
+    def dim_bits(self):
+        """Descriptor map sides, channel and loop counts (unsigned, below 1024) and the
+        trackers' coordinates (signed: padding makes them negative).  Not a memory size: it
+        bounds the layer shapes, which the compiler checks field by field."""
+        return 10
 
     @property
     def lanes(self):
@@ -76,9 +134,3 @@ class AcceleratorConfig:
 
     def with_(self, **changes):
         return replace(self, **changes)
-
-
-#: One requantiser of 8-bit digits (0.2 elements a cycle) rather than two of 4-bit digits
-#: (0.22): nearly the same rate for about 150 logic cells less, which the UP5K needs for
-#: the UART and flash logic next to the core.
-ICEBREAKER = AcceleratorConfig(target="ice40", requant_lanes=1, requant_digit_bits=8)

@@ -16,28 +16,26 @@ from compiler.program import CONV
 
 from .drain import Drain, param_layout
 from .feeder import Feeder
-from .layer_desc import ADDR, desc_layout, encode
+from .layer_desc import desc_layout, encode
 from .mac_array import MacArray
 from .pool_engine import PoolEngine
 from .spram import WeightMemory
 
-HOST_ADDR_BITS = ADDR + 2
-
 
 class ActivationBank(wiring.Component):
-    """One activation bank of ``depth`` bytes, one read and one write port; the read data
-    arrives the cycle after the address and holds while ``rd_en`` is low.
+    """One activation bank of ``config.act_bank_bytes`` bytes, one read and one write port;
+    the read data arrives the cycle after the address and holds while ``rd_en`` is low.
 
     It is built from memories whose depths are powers of two (2560 = 2048 + 512): yosys
     maps a 2048-byte memory to four 2048 x 2 block RAMs side by side, where a 2560-byte one
     would become five 512 x 8 ones behind a five-way read multiplexer.
     """
 
-    def __init__(self, depth):
-        self.depth = depth
+    def __init__(self, config):
+        self.depth = config.act_bank_bytes
         super().__init__({
-            "rd_addr": In(ADDR), "rd_en": In(1), "rd_data": Out(8),
-            "wr_addr": In(ADDR), "wr_data": In(8), "wr_en": In(1),
+            "rd_addr": In(config.bank_addr_bits), "rd_en": In(1), "rd_data": Out(8),
+            "wr_addr": In(config.bank_addr_bits), "wr_data": In(8), "wr_en": In(1),
         })
 
     def elaborate(self, platform):
@@ -63,9 +61,9 @@ class ActivationBank(wiring.Component):
         return m
 
 
-def host_address(bank, offset):
+def host_address(config, bank, offset):
     """Host port address of byte ``offset`` of activation bank ``bank``."""
-    return (int(bank) << ADDR) | int(offset)
+    return (int(bank) << config.bank_addr_bits) | int(offset)
 
 
 class Accelerator(wiring.Component):
@@ -78,9 +76,9 @@ class Accelerator(wiring.Component):
         self.descs = [encode(d, cfg, i == len(program.layers) - 1) for i, d in enumerate(program.layers)]
         super().__init__({
             "start": In(1), "step": In(1),
-            "busy": Out(1), "done": Out(1), "last": Out(1), "layer": Out(8), "cycles": Out(32),
-            "host_addr": In(HOST_ADDR_BITS), "host_wdata": In(8), "host_we": In(1), "host_rdata": Out(8),
-            "wload_addr": In(16), "wload_data": In(8 * cfg.cols), "wload_we": In(1),
+            "busy": Out(1), "done": Out(1), "last": Out(1), "layer": Out(cfg.desc_index_bits), "cycles": Out(32),
+            "host_addr": In(cfg.host_addr_bits), "host_wdata": In(8), "host_we": In(1), "host_rdata": Out(8),
+            "wload_addr": In(cfg.weight_addr_bits), "wload_data": In(8 * cfg.cols), "wload_we": In(1),
         })
 
     def elaborate(self, platform):
@@ -95,7 +93,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
         if needs_pool:
-            m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=cfg.pool_window)
+            m.submodules.pool_engine = engine = PoolEngine(cfg)
             wiring.connect(m, engine.o, drain.aux)
         else:
             engine = None
@@ -116,12 +114,12 @@ class Accelerator(wiring.Component):
         m.d.comb += [prd.addr.eq(drain.param_addr), prd.en.eq(drain.param_en), drain.param_data.eq(prd.data)]
 
         busy = Signal()
-        host_bank = self.host_addr[ADDR:]
-        host_offset = self.host_addr[:ADDR]
-        rd_bank = Signal(2)
+        host_bank = self.host_addr[cfg.bank_addr_bits:]
+        host_offset = self.host_addr[:cfg.bank_addr_bits]
+        rd_bank = Signal(range(cfg.banks))
         m.d.sync += rd_bank.eq(host_bank)
-        for b in range(4):
-            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg.act_bank_bytes)
+        for b in range(cfg.banks):
+            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg)
             with m.If(busy):
                 m.d.comb += [bank.rd_addr.eq(feeder.bank_addr[b]), bank.rd_en.eq(feeder.mem_en),
                              bank.wr_addr.eq(drain.wr_addr), bank.wr_data.eq(drain.wr_data),
@@ -160,7 +158,7 @@ class Accelerator(wiring.Component):
                 drain.table_write.data.eq(trd.data),
             ]
 
-        layer = Signal(8)
+        layer = Signal(cfg.desc_index_bits)
         stepping = Signal()
         # The units' start pulses are registers (high in the KICK state), as is the units'
         # combined ``done``: both fan out or come from far across the chip.

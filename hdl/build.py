@@ -197,7 +197,7 @@ def measure_cycles(program, log=log):
     """Cycles per inference of the generated core, from one cycle-accurate inference
     (they do not depend on the data); checked bit-exact against golden on the way."""
     from golden.ops import run_model
-    from sim.run import Engine, finish_on_host, sim_config
+    from sim.run import Engine, sim_config
     from sim.verilator import SimulatorError
     sim_program = compile_model(program.model, sim_config(program.config))
     rng = np.random.default_rng(0)
@@ -212,7 +212,7 @@ def measure_cycles(program, log=log):
         engine = "amaranth"
         eng = Engine(sim_program, engine, jobs=1, log=log)
     r = eng.run(x)
-    y = finish_on_host(sim_program, r["outputs"])
+    y = sim_program.finish_on_host(r["outputs"])
     exact = bool(np.array_equal(y, run_model(program.model, x)))
     return {"cycles_per_inference": int(r["cycles"][0]), "bit_exact_vs_golden": exact, "engine": engine}
 
@@ -299,7 +299,7 @@ def build(args):
     perf = measure_cycles(program) if not args.no_sim else {"cycles_per_inference": None, "note": "--no-sim"}
     if perf.get("cycles_per_inference"):
         perf["inferences_per_second"] = round(pll.f_out_hz / perf["cycles_per_inference"], 1)
-    weights = program.weights.astype(np.uint8).tobytes()
+    weights = program.weight_image
     report = {
         "status": "failed" if problem else "built", "problem": problem,
         "board": {"name": board.name, "title": board.title},

@@ -18,9 +18,9 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .act_table import ActivationTable, TableWriteSignature
-from .layer_desc import ADDR, COUNT, Loop, desc_layout
+from .layer_desc import Loop, desc_layout, write_layout
 from .mac_array import result_shape
-from .pool_engine import RESULT
+from .pool_engine import result_layout
 from .requant import Requantizer
 
 
@@ -29,14 +29,10 @@ def param_layout():
     return data.StructLayout({"bias": signed(32), "multiplier": 31, "shift": signed(6)})
 
 
-WRITE = data.StructLayout({"bank": 2, "addr": ADDR})
-
-
 class Drain(wiring.Component):
     """Consumes every pass of one CONV descriptor after ``start``; ``done`` once all its
     elements are written."""
 
-    param_latency = 1
     fifo_depth = 16
 
     def __init__(self, config, tables=True, aux=True):
@@ -49,14 +45,14 @@ class Drain(wiring.Component):
             "start": In(1),
             "done": Out(1),
             "i": In(stream.Signature(result_shape(config))),
-            "aux": In(stream.Signature(RESULT)),
+            "aux": In(stream.Signature(result_layout(config))),
             "table_write": In(TableWriteSignature),
-            "param_addr": Out(10),
+            "param_addr": Out(config.param_addr_bits),
             "param_en": Out(1),
             "param_data": In(param_layout()),
             "wr_en": Out(1),
-            "wr_bank": Out(2),
-            "wr_addr": Out(ADDR),
+            "wr_bank": Out(range(config.banks)),
+            "wr_addr": Out(config.bank_addr_bits),
             "wr_data": Out(signed(8)),
         })
 
@@ -64,7 +60,8 @@ class Drain(wiring.Component):
         m = Module()
         cfg, d = self.config, self.desc
         rows, cols = cfg.rows, cfg.cols
-        assert rows == 4, "a pass is one 2x2 pixel block"
+        assert rows == cfg.banks, "a pass is one 2x2 pixel block"
+        write_shape = write_layout(cfg)
 
         # Independent one-lane requantisers taken in turn.  Their latency is fixed and the
         # writer below never stalls, so their results leave one at a time, in order, and
@@ -84,7 +81,7 @@ class Drain(wiring.Component):
             t_in, t_out = vector.flip().create(), vector.create()
             m.d.comb += t_in.ready.eq(1)
             m.d.sync += [t_out.valid.eq(t_in.valid), t_out.p.eq(t_in.p)]
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=WRITE.size, depth=self.fifo_depth)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=write_shape.size, depth=self.fifo_depth)
 
         # ---- the pass nest, as registers: slot of the pass, block column/row, channel group.
         running = Signal()
@@ -94,10 +91,11 @@ class Drain(wiring.Component):
         row, col = slot[:2], slot[2:]
         pass_end = Signal()                         # slot is the pass's last
         needs_x = Signal()                          # slot may hold an element
-        bx, by, g = Loop("bx"), Loop("by"), Loop("g")
-        pass_base, row_base, group_base = Signal(ADDR), Signal(ADDR), Signal(ADDR)
-        param_group = Signal(10)                    # param_base + first channel of the group
-        ch_left = Signal(COUNT)                     # out_c - first channel of the group
+        bx, by, g = (Loop(name, cfg.dim_bits) for name in ("bx", "by", "g"))
+        addr = cfg.bank_addr_bits
+        pass_base, row_base, group_base = Signal(addr), Signal(addr), Signal(addr)
+        param_group = Signal(cfg.param_addr_bits)   # param_base + first channel of the group
+        ch_left = Signal(cfg.dim_bits)              # out_c - first channel of the group
 
         pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
         element = needs_x & (half | pixel_ok) & (col < ch_left)
@@ -107,8 +105,8 @@ class Drain(wiring.Component):
         # three values of a column only update the running max).
         x_valid = Signal()
         x_val = Signal(signed(cfg.acc_width))
-        x_param = Signal(10)
-        x_write = Signal(WRITE)
+        x_param = Signal(cfg.param_addr_bits)
+        x_write = Signal(write_shape)
         run_max = Signal(signed(cfg.acc_width))
         value = self.i.payload
         # The sign of a subtraction one bit wider than the operands: a plain carry chain,
@@ -175,7 +173,7 @@ class Drain(wiring.Component):
         for rq in rqs:
             with m.If(rq.o.valid):
                 m.d.comb += t_in.p[0].eq(rq.o.p[0])
-        write = Signal(WRITE)
+        write = Signal(write_shape)
         m.d.comb += [
             write.eq(fifo.r_data),
             t_out.ready.eq(1),
@@ -184,7 +182,7 @@ class Drain(wiring.Component):
         if self.has_aux:
             # POOL descriptors bring finished values and their addresses on ``aux`` instead;
             # the address waits beside the table for its value.
-            aux_write = Signal(WRITE)
+            aux_write = Signal(write_shape)
             with m.If(d.pool):
                 m.d.sync += [aux_write.bank.eq(self.aux.p.bank), aux_write.addr.eq(self.aux.p.addr)]
                 m.d.comb += [

@@ -24,31 +24,30 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layer_desc import ADDR, COORD, COUNT, PTR, Loop, engine_members
+from .layer_desc import Loop, coord_shape, engine_members, ptr_shape
 from .mac_array import term_layout
 
 
 class Feeder(wiring.Component):
     """Generates every term of one CONV descriptor after ``start``; ``done`` when all issued.
 
-    Both memories answer one cycle after their address (``mem_latency``) and hold their data
-    while ``mem_en`` is low, which is how array back-pressure stalls the read stage.
+    Both memories answer one cycle after their address and hold their data while ``mem_en``
+    is low, which is how array back-pressure stalls the read stage.
     """
-
-    mem_latency = 1
 
     def __init__(self, config):
         self.config = config
         super().__init__({
             **engine_members(config),
-            "weight_addr": Out(16),
+            "weight_addr": Out(config.weight_addr_bits),
             "weight_data": In(data.ArrayLayout(signed(8), config.cols)),
             "o": Out(stream.Signature(term_layout(config))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        d = self.desc
+        cfg, d = self.config, self.desc
+        coord, ptr = coord_shape(cfg), ptr_shape(cfg)
 
         def pair(name, shape):
             return [Signal(shape, name=f"{name}{k}") for k in (0, 1)]
@@ -57,32 +56,34 @@ class Feeder(wiring.Component):
         # Whether the current tap ends the kx loop / the pass, kept a step ahead (the outer
         # loops' ends add only their own ``last`` flags).
         end_kx, end_pass = Signal(), Signal()
-        ci = Signal(COUNT)
-        ci_loop, kx, ky, bx, by, g = (Loop(name) for name in ("ci", "kx", "ky", "bx", "by", "g"))
-        wptr, gbase = Signal(16), Signal(16)
-        iy, ix, iy_s, ix_s = pair("iy", COORD), pair("ix", COORD), pair("iy_s", COORD), pair("ix_s", COORD)
-        rp, cp, rp_s, cp_s = pair("rp", PTR), pair("cp", PTR), pair("rp_s", PTR), pair("cp_s", PTR)
+        ci = Signal(cfg.dim_bits)
+        ci_loop, kx, ky, bx, by, g = (Loop(name, cfg.dim_bits) for name in ("ci", "kx", "ky", "bx", "by", "g"))
+        wptr, gbase = Signal(cfg.weight_addr_bits), Signal(cfg.weight_addr_bits)
+        iy, ix, iy_s, ix_s = pair("iy", coord), pair("ix", coord), pair("iy_s", coord), pair("ix_s", coord)
+        rp, cp, rp_s, cp_s = pair("rp", ptr), pair("cp", ptr), pair("rp_s", ptr), pair("cp_s", ptr)
 
         # The tap the trackers describe, the address stage (whose addresses the memories
         # read), a skid register beside it, and the read stage.  The skid lets the trackers
         # step on registers alone (``~skid.valid``) instead of on the array's ``ready``.
+        banks = cfg.banks
         tap = data.StructLayout({
-            "valid": 1, "first": 1, "last": 1, "weight_addr": 16,
-            "bank_addr": data.ArrayLayout(ADDR, 4), "bank": data.ArrayLayout(2, 4), "inside": 4,
+            "valid": 1, "first": 1, "last": 1, "weight_addr": cfg.weight_addr_bits,
+            "bank_addr": data.ArrayLayout(cfg.bank_addr_bits, banks),
+            "bank": data.ArrayLayout(range(banks), cfg.rows), "inside": cfg.rows,
         })
         t, a, skid = Signal(tap), Signal(tap), Signal(tap)
         s_valid, s_first, s_last = Signal(), Signal(), Signal()
-        s_bank = [Signal(2, name=f"s_bank{r}") for r in range(4)]
-        s_inside = Signal(4)
-        s_weight_addr = Signal(16)
+        s_bank = [Signal(range(banks), name=f"s_bank{r}") for r in range(cfg.rows)]
+        s_inside = Signal(cfg.rows)
+        s_weight_addr = Signal(cfg.weight_addr_bits)
         r_valid, r_first, r_last = Signal(), Signal(), Signal()
 
         y_in = [(iy[k] >= 0) & (iy[k] < d.h) for k in (0, 1)]
         x_in = [(ix[k] >= 0) & (ix[k] < d.w) for k in (0, 1)]
         m.d.comb += [t.valid.eq(running), t.first.eq(first), t.last.eq(end_pass), t.weight_addr.eq(wptr)]
-        for b in range(4):
+        for b in range(banks):
             m.d.comb += t.bank_addr[b].eq(rp[b >> 1] + cp[b & 1] + ci)
-        for r in range(4):
+        for r in range(cfg.rows):
             dy, dx = r >> 1, r & 1
             m.d.comb += [
                 t.bank[r].eq(Mux(block1, Cat(ix[0][0], iy[0][0]), Cat(ix[dx][0], iy[dy][0]))),
@@ -107,9 +108,9 @@ class Feeder(wiring.Component):
             m.d.sync += skid.eq(t)
         with m.If(advance):
             m.d.sync += [s_valid.eq(a.valid), s_first.eq(a.first), s_last.eq(a.last), s_inside.eq(a.inside),
-                         s_weight_addr.eq(a.weight_addr), *(s_bank[r].eq(a.bank[r]) for r in range(4)),
+                         s_weight_addr.eq(a.weight_addr), *(s_bank[r].eq(a.bank[r]) for r in range(cfg.rows)),
                          r_valid.eq(s_valid), r_first.eq(s_first), r_last.eq(s_last)]
-            for r in range(4):
+            for r in range(cfg.rows):
                 m.d.sync += self.o.p.act[r].eq(
                     Mux(s_inside[r], self.bank_data.as_value().word_select(s_bank[r], 8).as_signed(), d.pad_value))
 

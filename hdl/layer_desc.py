@@ -1,20 +1,26 @@
 """The hardware form of a compiled layer: a packed record the sequencer reads from ROM.
 
 Everything the address generators would otherwise multiply at run time (row and column
-strides of the banked maps, tracker start values) is precomputed here, so the feeder and
-the drain only ever add.
+strides of the banked maps, tracker start values) is precomputed here, read off the
+compiler's layout (:func:`compiler.program.bank_address`), so the feeder and the drain only
+ever add.  Field widths come from the configuration.
 """
 
 from amaranth.hdl import Mux, Shape, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from compiler.program import CONV, POOL, CompileError
+from compiler.program import CONV, POOL, CompileError, bank_address
 
-ADDR = 13      #: bank byte addresses (signed trackers use one bit more)
-PTR = signed(ADDR + 2)
-COORD = signed(10)
-COUNT = 10
+
+def ptr_shape(config):
+    """A tracker's bank pointer (``config.ptr_bits``, signed)."""
+    return signed(config.ptr_bits)
+
+
+def coord_shape(config):
+    """A tracker's map coordinate (``config.dim_bits``, signed: negative in the padding)."""
+    return signed(config.dim_bits)
 
 
 def engine_members(config):
@@ -25,9 +31,14 @@ def engine_members(config):
         "start": In(1),
         "done": Out(1),
         "mem_en": Out(1),
-        "bank_addr": Out(data.ArrayLayout(ADDR, 4)),
-        "bank_data": In(data.ArrayLayout(signed(8), 4)),
+        "bank_addr": Out(data.ArrayLayout(config.bank_addr_bits, config.banks)),
+        "bank_data": In(data.ArrayLayout(signed(8), config.banks)),
     }
+
+
+def write_layout(config):
+    """A byte's place in the activation memory: its bank and the address in it."""
+    return data.StructLayout({"bank": range(config.banks), "addr": config.bank_addr_bits})
 
 
 class Loop:
@@ -36,8 +47,8 @@ class Loop:
     for the iteration before it, which lets the next ``last`` be known a step ahead); the
     index parity is kept because the banked maps step their pointers every other index."""
 
-    def __init__(self, name):
-        self.left = Signal(COUNT, name=f"{name}_left")
+    def __init__(self, name, width):
+        self.left = Signal(width, name=f"{name}_left")
         self.last = Signal(name=f"{name}_last")
         self.penult = Signal(name=f"{name}_penult")     # the iteration before the last
         self.odd = Signal(name=f"{name}_odd")
@@ -64,36 +75,46 @@ class Loop:
 
 
 def desc_layout(config):
+    addr, count, ptr, coord = config.bank_addr_bits, config.dim_bits, ptr_shape(config), coord_shape(config)
     return data.StructLayout({
-        "in_base": ADDR, "out_base": ADDR,
+        "in_base": addr, "out_base": addr,
         # feeder: reduction loops and the input map
-        "c": COUNT, "kw": COUNT, "kh": COUNT, "h": COORD, "w": COORD,
-        "nbx": COUNT, "nby": COUNT, "groups": COUNT, "taps": 16,
+        "c": count, "kw": count, "kh": count, "h": coord, "w": coord,
+        "nbx": count, "nby": count, "groups": count, "taps": config.taps_bits,
         "block1": 1,                         # one pixel per pass (strided or dense layers)
         "pad_value": signed(8),
-        "row_stride": PTR,                   # ceil(W/2) * C: one step of iy >> 1
-        "ystep": COORD, "xstep": COORD,      # input rows / cols between consecutive blocks
-        "ystep_ptr": data.ArrayLayout(PTR, 2),  # pointer step per block for iy even / odd
-        "xstep_ptr": data.ArrayLayout(PTR, 2),
+        "row_stride": ptr,                   # ceil(W/2) * C: one step of iy >> 1
+        "ystep": coord, "xstep": coord,      # input rows / cols between consecutive blocks
+        "ystep_ptr": data.ArrayLayout(ptr, 2),  # pointer step per block for iy even / odd
+        "xstep_ptr": data.ArrayLayout(ptr, 2),
         # CONV: the first block's row pair (iy0, iy0 + 1) and column pair; their pointers by
         # parity, in_base included in the rows'.  POOL: the window origin, twice.
-        "iy0": data.ArrayLayout(COORD, 2), "ix0": data.ArrayLayout(COORD, 2),
-        "rowptr0": data.ArrayLayout(PTR, 2), "colptr0": data.ArrayLayout(PTR, 2),
-        "weight_base": 16,
-        "oh": COUNT, "ow": COUNT,            # computed conv pixels (rows beyond are discarded)
+        "iy0": data.ArrayLayout(coord, 2), "ix0": data.ArrayLayout(coord, 2),
+        "rowptr0": data.ArrayLayout(ptr, 2), "colptr0": data.ArrayLayout(ptr, 2),
+        "weight_base": config.weight_addr_bits,
+        "oh": count, "ow": count,            # computed conv pixels (rows beyond are discarded)
         # drain: output map, requantisation and post-processing
-        "fused_pool": 1, "out_c": COUNT, "out_row_stride": PTR,
-        "param_base": 10, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
-        "single_rounding": 1, "table": 1, "table_slot": max(1, (config.table_slots - 1).bit_length()),
+        "fused_pool": 1, "out_c": count, "out_row_stride": ptr,
+        "param_base": config.param_addr_bits, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
+        "single_rounding": 1, "table": 1, "table_slot": config.table_slot_bits,
         "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
         "last": 1,
     })
 
 
-def _step_ptr(step, unit):
-    """Pointer step when a coordinate v advances by ``step``, for v even and v odd:
-    (v + step) >> 1 - (v >> 1) is (step + (v & 1)) >> 1."""
-    return [((step + parity) >> 1) * unit for parity in (0, 1)]
+def _row_ptr(shape, y):
+    """A tracker's row pointer: the bank address of row ``y``'s first byte (map at 0)."""
+    return bank_address(shape, 0, y, 0, 0)[1]
+
+
+def _col_ptr(shape, x):
+    """A tracker's column pointer: the bank address of column ``x``'s first byte in row 0."""
+    return bank_address(shape, 0, 0, x, 0)[1]
+
+
+def _step_ptr(ptr, shape, step):
+    """Pointer step when a coordinate v advances by ``step``, for v even and v odd."""
+    return [ptr(shape, parity + step) - ptr(shape, parity) for parity in (0, 1)]
 
 
 def _by_parity(pair):
@@ -124,13 +145,13 @@ def encode(desc, config, is_last):
 
 
 def _encode(desc, config, is_last):
-    h, w, c = desc.in_shape
+    shape = desc.in_shape
+    h, w, c = shape
     (kh, kw), (sh, sw), (pt, pl) = desc.kernel, desc.stride, desc.pads
     out_h, out_w, out_c = desc.out_shape
-    row_stride = ((w + 1) // 2) * c
     common = {
         "in_base": desc.in_base, "out_base": desc.out_base, "c": c, "kw": kw, "kh": kh, "h": h, "w": w,
-        "row_stride": row_stride, "out_c": out_c, "out_row_stride": ((out_w + 1) // 2) * out_c,
+        "row_stride": _row_ptr(shape, 2), "out_c": out_c, "out_row_stride": _row_ptr(desc.out_shape, 2),
         "act_min": desc.act_min, "act_max": desc.act_max, "table": int(desc.table >= 0),
         "table_slot": max(desc.table, 0), "last": int(is_last),
     }
@@ -138,9 +159,9 @@ def _encode(desc, config, is_last):
         # POOL, and LOOKUP as a 1x1 MAX window: one output pixel per step, raster order.
         return {**common, "pool": 1, "pool_avg": int(desc.kind == POOL and desc.pool_kind == "AVERAGE"),
                 "nbx": out_w, "nby": out_h, "ystep": sh, "xstep": sw,
-                "ystep_ptr": _step_ptr(sh, row_stride), "xstep_ptr": _step_ptr(sw, c),
+                "ystep_ptr": _step_ptr(_row_ptr, shape, sh), "xstep_ptr": _step_ptr(_col_ptr, shape, sw),
                 "iy0": [-pt, -pt], "ix0": [-pl, -pl],
-                "rowptr0": [(-pt >> 1) * row_stride] * 2, "colptr0": [(-pl >> 1) * c] * 2}
+                "rowptr0": [_row_ptr(shape, -pt)] * 2, "colptr0": [_col_ptr(shape, -pl)] * 2}
     blk = desc.block
     oh, ow = (2 * out_h, 2 * out_w) if desc.fused_pool else desc.conv_shape[:2]
     ystep, xstep = blk * sh, blk * sw
@@ -150,10 +171,10 @@ def _encode(desc, config, is_last):
         "nbx": (ow + blk - 1) // blk, "nby": (oh + blk - 1) // blk, "groups": desc.groups, "taps": desc.taps,
         "block1": int(blk == 1), "pad_value": desc.pad_value,
         "ystep": ystep, "xstep": xstep,
-        "ystep_ptr": _step_ptr(ystep, row_stride), "xstep_ptr": _step_ptr(xstep, c),
+        "ystep_ptr": _step_ptr(_row_ptr, shape, ystep), "xstep_ptr": _step_ptr(_col_ptr, shape, xstep),
         "iy0": iy0, "ix0": ix0,
-        "rowptr0": [desc.in_base + (_by_parity(iy0)[q] >> 1) * row_stride for q in (0, 1)],
-        "colptr0": [(_by_parity(ix0)[q] >> 1) * c for q in (0, 1)],
+        "rowptr0": [desc.in_base + _row_ptr(shape, y) for y in _by_parity(iy0)],
+        "colptr0": [_col_ptr(shape, x) for x in _by_parity(ix0)],
         "weight_base": desc.weight_base, "oh": oh, "ow": ow,
         "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
         "single_rounding": int(desc.single_rounding),

@@ -28,10 +28,9 @@ _FLAGS = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 def term_layout(config):
     """One reduction step: ``rows`` activations, ``cols`` weights and the reduction bounds
     (``first`` starts a new sum, ``last`` ends it; a 1-term reduction sets both)."""
-    operand = signed(config.operand_width)
     return data.StructLayout({
-        "act": data.ArrayLayout(operand, config.rows),
-        "weight": data.ArrayLayout(operand, config.cols),
+        "act": data.ArrayLayout(signed(8), config.rows),
+        "weight": data.ArrayLayout(signed(8), config.cols),
         "first": 1,
         "last": 1,
     })
@@ -54,8 +53,9 @@ class MacArray(wiring.Component):
     ``o.ready`` is high), in :func:`chain_order`; lane ``r * cols + c`` is the sum over the
     reduction of ``act[r] * weight[c]``.
 
-    The accumulators never wrap because they are never asked to: the compiler splits or
-    rejects any reduction whose sum could exceed ``config.acc_limit`` in magnitude.
+    The accumulators never wrap because they are never asked to: the compiler rejects any
+    layer with an output channel whose sum could exceed ``config.acc_limit`` in magnitude
+    (``sum(|w|) * 128``, whatever the activations).
 
     Flow control: the array stalls as a whole (one enable, also the DSPs' CE, and
     ``i.ready``) only when a finished reduction would be copied into a chain still holding

@@ -12,32 +12,31 @@ from amaranth.lib.wiring import In, Out
 
 from compiler.program import bank_address
 
-from .accelerator import HOST_ADDR_BITS
-from .layer_desc import ADDR
-
 
 class MapWalker(wiring.Component):
-    """``maps`` is a list of ``((H, W, C), base)``; ``restart`` (with ``select``) goes to
-    element 0 of that map, ``next`` to the following element.  ``addr`` is combinational
-    from registers, valid the cycle after ``restart`` or ``next``."""
+    """``maps`` is a list of ``((H, W, C), base)`` in ``config``'s activation banks;
+    ``restart`` (with ``select``) goes to element 0 of that map, ``next`` to the following
+    element.  ``addr`` is combinational from registers, valid the cycle after ``restart`` or
+    ``next``."""
 
-    def __init__(self, maps):
-        self.maps = self.check(maps)
+    def __init__(self, config, maps):
+        self.config = config
+        self.maps = self.check(config, maps)
         super().__init__({
             "select": In(range(max(len(self.maps), 2))),
             "restart": In(1),
             "next": In(1),
-            "addr": Out(HOST_ADDR_BITS),
+            "addr": Out(config.host_addr_bits),
         })
 
     @staticmethod
-    def check(maps):
-        """The maps as ints; ValueError (one line) for one beyond the bank address."""
+    def check(config, maps):
+        """The maps as ints; ValueError (one line) for one beyond the bank."""
         maps = [(tuple(int(v) for v in shape), int(base)) for shape, base in maps]
         for (h, w, c), base in maps:
             last = bank_address((h, w, c), base, h - 1, w - 1, c - 1)[1]
-            if min(h, w, c) < 1 or last >= 1 << ADDR:
-                raise ValueError(f"map {h}x{w}x{c} at {base} does not fit the {ADDR}-bit bank address")
+            if min(h, w, c) < 1 or last >= config.act_bank_bytes:
+                raise ValueError(f"map {h}x{w}x{c} at {base} does not fit the {config.act_bank_bytes}-byte bank")
         return maps
 
     def elaborate(self, platform):
@@ -57,9 +56,10 @@ class MapWalker(wiring.Component):
 
         c, x = Signal(range(widest)), Signal(range(widest))
         y_odd = Signal()
-        off = Signal(ADDR)        # the element's offset in its bank
-        pix = Signal(ADDR)        # offset of channel 0 of the current pixel pair
-        row = Signal(ADDR)        # offset of channel 0, pixel 0 of the current row pair
+        addr = self.config.bank_addr_bits
+        off = Signal(addr)        # the element's offset in its bank
+        pix = Signal(addr)        # offset of channel 0 of the current pixel pair
+        row = Signal(addr)        # offset of channel 0, pixel 0 of the current row pair
         step = off + 1
         m.d.comb += self.addr.eq(Cat(off, x[0], y_odd))
 

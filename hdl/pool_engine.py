@@ -8,44 +8,48 @@ window of output element (oy, ox, c) is rows max(iy0, 0) .. min(iy0 + kh, h) - 1
 same for columns.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import Out
 
-from .layer_desc import ADDR, COORD, COUNT, PTR, engine_members
+from .layer_desc import coord_shape, engine_members, ptr_shape, write_layout
 from .pool import Pool, PoolMode
 
-#: A finished element for the drain's table and writer.
-RESULT = data.StructLayout({"value": signed(8), "bank": 2, "addr": ADDR})
+
+def result_layout(config):
+    """A finished element for the drain's table and writer."""
+    return data.StructLayout({"value": signed(8), **write_layout(config).members})
 
 
 class PoolEngine(wiring.Component):
-    mem_latency = 1
+    """Runs one POOL or LOOKUP descriptor after ``start``, windows of up to
+    ``config.pool_window`` elements; ``done`` once every result has left on ``o``."""
 
-    def __init__(self, config, max_window=16):
+    def __init__(self, config):
         self.config = config
-        self.max_window = max_window
         super().__init__({
             **engine_members(config),
-            "o": Out(stream.Signature(RESULT)),
+            "o": Out(stream.Signature(result_layout(config))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        d = self.desc
-        m.submodules.pool = pool = Pool(lanes=1, max_window=self.max_window)
-        m.submodules.addrs = addrs = SyncFIFOBuffered(width=2 + ADDR, depth=8)
+        cfg, d = self.config, self.desc
+        count, coord, ptr = cfg.dim_bits, coord_shape(cfg), ptr_shape(cfg)
+        write = write_layout(cfg)
+        m.submodules.pool = pool = Pool(lanes=1, max_window=cfg.pool_window)
+        m.submodules.addrs = addrs = SyncFIFOBuffered(width=write.size, depth=8)
         m.d.comb += [pool.mode.eq(Mux(d.pool_avg, PoolMode.AVERAGE, PoolMode.MAX)),
                      pool.act_min.eq(d.act_min), pool.act_max.eq(d.act_max)]
 
         running = Signal()
-        oy, ox, c = Signal(COUNT), Signal(COUNT), Signal(COUNT)
-        iy0, ix0 = Signal(COORD), Signal(COORD)          # window origin, may be negative (padding)
-        rp0, cp0 = Signal(PTR), Signal(PTR)              # (iy0 >> 1) * row_stride, (ix0 >> 1) * c
-        iy, ix = Signal(COORD), Signal(COORD)
-        rp, cp = Signal(PTR), Signal(PTR)
-        ypart, xpart = Signal(PTR), Signal(PTR)          # output pointer parts
+        oy, ox, c = Signal(count), Signal(count), Signal(count)
+        iy0, ix0 = Signal(coord), Signal(coord)          # window origin, may be negative (padding)
+        rp0, cp0 = Signal(ptr), Signal(ptr)              # (iy0 >> 1) * row_stride, (ix0 >> 1) * c
+        iy, ix = Signal(coord), Signal(coord)
+        rp, cp = Signal(ptr), Signal(ptr)
+        ypart, xpart = Signal(ptr), Signal(ptr)          # output pointer parts
 
         y_start = Mux(iy0 < 0, 0, iy0)
         x_start = Mux(ix0 < 0, 0, ix0)
@@ -53,20 +57,20 @@ class PoolEngine(wiring.Component):
         y_end = Mux(iy0 + d.kh > d.h, d.h, iy0 + d.kh)
         x_end = Mux(ix0 + d.kw > d.w, d.w, ix0 + d.kw)
 
-        s_valid, s_first, s_last, s_bank = Signal(), Signal(), Signal(), Signal(2)
+        s_valid, s_first, s_last, s_bank = Signal(), Signal(), Signal(), Signal(range(cfg.banks))
         advance = ~s_valid | pool.i.ready
         issue = running & advance & addrs.w_rdy
         first = (iy == y_start) & (ix == x_start)
         last = (iy == y_end - 1) & (ix == x_end - 1)
-        bank = Signal(2)
-        addr = Signal(ADDR + 1)
+        bank = Signal(range(cfg.banks))
+        addr = Signal(cfg.bank_addr_bits + 1)
         m.d.comb += [
             bank.eq((iy[0] << 1) | ix[0]),
             addr.eq(d.in_base + rp + cp + c),
             self.mem_en.eq(advance),
             self.done.eq(~running & ~s_valid & ~addrs.r_rdy & ~pool.o.valid),
         ]
-        for b in range(4):
+        for b in range(cfg.banks):
             m.d.comb += self.bank_addr[b].eq(addr)
         with m.If(advance):
             m.d.sync += [s_valid.eq(issue), s_first.eq(first), s_last.eq(last), s_bank.eq(bank)]
@@ -77,15 +81,16 @@ class PoolEngine(wiring.Component):
             pool.i.p.data[0].eq(self.bank_data.as_value().word_select(s_bank, 8).as_signed()),
         ]
 
-        out_addr = Signal(ADDR)
+        out_write, queued = Signal(write), write(addrs.r_data)
         m.d.comb += [
-            out_addr.eq(d.out_base + ypart + xpart + c),
-            addrs.w_data.eq((out_addr << 2) | (oy[0] << 1) | ox[0]),
+            out_write.bank.eq(Cat(ox[0], oy[0])),
+            out_write.addr.eq(d.out_base + ypart + xpart + c),
+            addrs.w_data.eq(out_write),
             addrs.w_en.eq(issue & last),
             self.o.valid.eq(pool.o.valid & addrs.r_rdy),
             self.o.p.value.eq(pool.o.p[0]),
-            self.o.p.bank.eq(addrs.r_data[:2]),
-            self.o.p.addr.eq(addrs.r_data[2:]),
+            self.o.p.bank.eq(queued.bank),
+            self.o.p.addr.eq(queued.addr),
             pool.o.ready.eq(self.o.ready & addrs.r_rdy),
             addrs.r_en.eq(self.o.ready & pool.o.valid),
         ]

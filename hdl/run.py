@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import ICEBREAKER
 from compiler.program import CompileError, compile_model
-from golden.config import ICEBREAKER
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
 from golden.ops import Softmax
@@ -59,11 +59,6 @@ def _parser():
                    help=f"seconds to wait for a reply (default {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p
-
-
-def weight_image(program):
-    """The weight image WEIGHTS sends and the flash holds: the program's weight words, as bytes."""
-    return program.weights.astype(np.uint8).tobytes()
 
 
 def _hex(v):
@@ -122,7 +117,7 @@ def _run(args, port):
         _check_device(info, program, expected_id, model_path)
         send = args.weights_from_model or not info.weights_loaded
         if send:
-            image = weight_image(program)
+            image = program.weight_image
             if not args.json:
                 why = "--weights-from-model" if info.weights_loaded else "the board has none"
                 print(f"sending {len(image)} weight bytes ({why}), about "

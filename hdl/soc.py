@@ -44,7 +44,7 @@ class Soc(wiring.Component):
         h, w, c = program.input_shape
         oh, ow, oc = program.output_desc.out_shape
         self.input_bytes, self.output_bytes = h * w * c, oh * ow * oc
-        self.weight_bytes = int(program.weights.size)
+        self.weight_bytes = len(program.weight_image)
         if self.input_bytes > 0xFFFF or self.output_bytes > 0xFFFF:
             raise ValueError(f"input ({self.input_bytes} B) and output ({self.output_bytes} B) must each fit "
                              "the protocol's 16-bit length")
@@ -80,8 +80,8 @@ class Soc(wiring.Component):
         m.submodules.rx = rx = UartRx(self.divisor)
         m.submodules.tx = tx = UartTx(self.divisor)
         m.submodules.flash = flash = self._flash
-        m.submodules.walker = walker = MapWalker([(prog.input_shape, prog.input_base),
-                                                  (prog.output_desc.out_shape, prog.output_desc.out_base)])
+        maps = [(prog.input_shape, 0), (prog.output_desc.out_shape, prog.output_desc.out_base)]
+        m.submodules.walker = walker = MapWalker(prog.config, maps)
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
         m.d.comb += [
@@ -125,7 +125,7 @@ class Soc(wiring.Component):
         cols = prog.config.cols
         word = Signal(8 * cols)
         lane = Signal(range(cols))
-        waddr = Signal(range(prog.config.weight_words))
+        waddr = Signal(prog.config.weight_addr_bits)
         wload_we = Signal()
         m.d.sync += wload_we.eq(0)
         with m.If(wload_we):

@@ -15,7 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.config import ConfigError
 
-SPRAM_DEPTH = 16384
+SPRAM_ADDR_BITS = 14
+SPRAM_DEPTH = 1 << SPRAM_ADDR_BITS
 SPRAM_WIDTH = 16
 #: SB_SPRAM256KA blocks on an iCE40 UP5K.
 UP5K_SPRAMS = 4
@@ -35,7 +36,7 @@ class SPRAM(wiring.Component):
     twin only, so simulations need not spend cycles loading.
     """
 
-    addr: In(14)
+    addr: In(SPRAM_ADDR_BITS)
     wdata: In(SPRAM_WIDTH)
     we: In(1)
     en: In(1)
@@ -97,7 +98,8 @@ class WeightMemory(wiring.Component):
     """``config.weight_words`` words of ``config.cols`` int8 weights, held in SPRAMs.
 
     Words are split across :attr:`sprams_wide` SPRAMs side by side (two weights in each) and
-    :attr:`banks` banks of 16K words, selected by the address bits above 13.
+    :attr:`banks` banks of :data:`SPRAM_DEPTH` words, selected by the address bits above
+    the SPRAM's.
 
     ``read`` is the sequencer's port: ``data`` is valid :attr:`latency` cycles after
     ``addr`` with ``en`` high and holds while ``en`` is low.  ``load`` fills the memory
@@ -120,7 +122,7 @@ class WeightMemory(wiring.Component):
                 f"{self.sprams_wide} x {self.banks} SB_SPRAM256KA, but the UP5K has {UP5K_SPRAMS}; "
                 f"lower weight_mem_bytes")
         self._init = None if init is None else self._split_init(init)
-        addr = range(config.weight_words)
+        addr = config.weight_addr_bits
         super().__init__({
             "read": In(wiring.Signature({
                 "addr": Out(addr), "en": Out(1), "data": In(weight_layout(config))})),
@@ -156,7 +158,7 @@ class WeightMemory(wiring.Component):
         cfg = self.config
         loading = self.load.we
         addr = Mux(loading, self.load.addr, self.read.addr)
-        bank = addr[14:]
+        bank = addr[SPRAM_ADDR_BITS:]
         reading = self.read.en & ~loading
         wdata = Signal(SPRAM_WIDTH * self.sprams_wide)
         # The bank whose SPRAMs hold the last read word; like their outputs, it ignores reset.
@@ -173,7 +175,7 @@ class WeightMemory(wiring.Component):
                 init = None if self._init is None else self._init[b][w]
                 m.submodules[f"spram{b}_{w}"] = spram = SPRAM(cfg.target, init=init)
                 m.d.comb += [
-                    spram.addr.eq(addr[:14]),
+                    spram.addr.eq(addr[:SPRAM_ADDR_BITS]),
                     spram.wdata.eq(wdata.word_select(w, SPRAM_WIDTH)),
                     spram.we.eq(loading & selected),
                     spram.en.eq(reading & selected),

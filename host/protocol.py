@@ -22,7 +22,6 @@ from golden.files import one_line
 CMD_INFO = 0x3F      # "?"
 CMD_INFER = 0x49     # "I"
 CMD_WEIGHTS = 0x57   # "W"
-COMMANDS = {CMD_INFO: "INFO", CMD_INFER: "INFER", CMD_WEIGHTS: "WEIGHTS"}
 
 #: Status bytes: the first byte of every reply.
 OK = 0x00
@@ -93,11 +92,6 @@ class DeviceError(ProtocolError):
         to = f" to {command}" if command else ""
         meaning = ERROR_MEANINGS.get(self.code, "not a documented error code")
         super().__init__(f"device answered{to} with error {self.code:#04x} {self.name}: {meaning}")
-
-
-def error_name(code):
-    """Name of a status byte: OK, one of ERROR_NAMES, or UNKNOWN_0x.."""
-    return "OK" if code == OK else ERROR_NAMES.get(code, f"UNKNOWN_{code:#04x}")
 
 
 # ---------------------------------------------------------------- frames

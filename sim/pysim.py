@@ -21,27 +21,27 @@ def input_writes(program, x):
     for y in range(h):
         for xx in range(w):
             for ch in range(c):
-                bank, addr = bank_address(program.input_shape, program.input_base, y, xx, ch)
-                writes.append((host_address(bank, addr), int(x[y, xx, ch]) & 0xFF))
+                bank, addr = bank_address(program.input_shape, 0, y, xx, ch)
+                writes.append((host_address(program.config, bank, addr), int(x[y, xx, ch]) & 0xFF))
     return writes
 
 
-def map_addresses(shape, base):
+def map_addresses(config, shape, base):
     """Host addresses of every element of an (H, W, C) map, in NHWC order."""
     h, w, c = shape
-    return [host_address(*bank_address(shape, base, y, xx, ch))
+    return [host_address(config, *bank_address(shape, base, y, xx, ch))
             for y in range(h) for xx in range(w) for ch in range(c)]
 
 
 def output_addresses(program):
     d = program.output_desc
-    return map_addresses(d.out_shape, d.out_base)
+    return map_addresses(program.config, d.out_shape, d.out_base)
 
 
 def weight_words(program):
     """The weight image as load-port words: lane j of a word in bits [8j + 7 : 8j]."""
-    w = program.weights.astype(np.uint8).astype(np.int64)
-    return [int(sum(int(v) << (8 * j) for j, v in enumerate(row))) for row in w]
+    image, n = program.weight_image, program.config.cols
+    return [int.from_bytes(image[k:k + n], "little") for k in range(0, len(image), n)]
 
 
 def run(program, x, vcd=None, max_cycles=5_000_000):

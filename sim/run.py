@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import ICEBREAKER
 from compiler.program import CompileError, compile_model
-from golden.config import ICEBREAKER
 from golden.files import save_npy
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
@@ -75,7 +75,7 @@ class Engine:
     def first_bad_layer(self, x_one):
         """Name of the first layer whose hardware output differs from golden, or None."""
         p = self.program
-        addrs = [pysim.map_addresses(d.out_shape, d.out_base) for d in p.layers]
+        addrs = [pysim.map_addresses(p.config, d.out_shape, d.out_base) for d in p.layers]
         flat = sorted({a for layer in addrs for a in layer})
         index = {a: i for i, a in enumerate(flat)}
         mem = self.run(x_one[None], step_addrs=flat)["steps"][0]["mem"]

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from boards import ICEBREAKER
 from compiler.emulate import cycles, run_program
 from compiler.program import CompileError, compile_model
-from golden.config import ICEBREAKER, AcceleratorConfig
+from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.model import Model, QParams
 from golden.ops import Conv2D, Reshape
@@ -55,6 +56,7 @@ def _conv_model(h=8, c=4, oc=6, k=3, weights=None):
     (_conv_model(c=64, weights=np.full((2, 3, 3, 64), -128, np.int8)), AcceleratorConfig(acc_width=24),
      "exceeds the 24-bit accumulator"),
     (_conv_model(), AcceleratorConfig(rows=2, cols=8), "rows must be 4"),
+    (load_tflite(DEFAULT_MODEL), AcceleratorConfig(desc_depth=4), "needs 5 layer descriptors, config has 4"),
 ])
 def test_does_not_fit_gives_one_line(model, config, needle):
     with pytest.raises(CompileError) as e:

@@ -10,14 +10,14 @@ import json
 import numpy as np
 import pytest
 
+from boards import ICEBREAKER
 from compiler.emulate import cycles, run_program
 from compiler.program import compile_model
-from golden.config import ICEBREAKER
 from golden.mnist import DEFAULT_DIR, quantize_images
 from golden.ops import run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from hdl.run import main, weight_image
+from hdl.run import main
 from host import protocol as P
 from host.inputs import InputError, image_pixels, load_image, mnist_input
 from test_host_protocol import FakeDevice
@@ -46,7 +46,7 @@ def board(shipped, **kw):
     args = dict(input_bytes=int(np.prod(program.input_shape)),
                 output_bytes=int(np.prod(program.output_desc.out_shape)),
                 weight_bytes=program.weights.size, model_id=mid, compute=compute,
-                weights=weight_image(program))
+                weights=program.weight_image)
     args.update(kw)
     if not args.get("weights_loaded", True):
         args["weights"] = None
@@ -187,7 +187,7 @@ def test_weights_are_sent_when_missing_or_asked(shipped, tmp_path, capsys):
     code, out, err = run(capsys, ["--image", str(png)], dev)
     assert code == 0, err
     assert f"sending {program.weights.size} weight bytes (the board has none)" in out
-    assert dev.weights == weight_image(program)
+    assert dev.weights == program.weight_image
     assert [c for c, _ in dev.commands] == [P.CMD_INFO, P.CMD_WEIGHTS, P.CMD_INFER]
 
     # a board with wrong weights in flash: --weights-from-model repairs it, and the output is golden's

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from boards import ICEBREAKER
 from cocotb_mac_array import Stimulus, expected_results, random_reductions, run
-from golden.config import ICEBREAKER, MAX_PRODUCT, AcceleratorConfig
+from golden.config import MAX_PRODUCT, AcceleratorConfig
 from hdl.dsp import DualMul8
 from hdl.mac_array import MacArray
 

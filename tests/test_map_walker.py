@@ -3,6 +3,7 @@
 import pytest
 from amaranth.sim import Simulator
 
+from boards import ICEBREAKER
 from compiler.program import bank_address
 from hdl.accelerator import host_address
 from hdl.map_walker import MapWalker
@@ -10,7 +11,7 @@ from hdl.map_walker import MapWalker
 
 def expected(shape, base):
     h, w, c = shape
-    return [host_address(*bank_address(shape, base, y, x, ch))
+    return [host_address(ICEBREAKER, *bank_address(shape, base, y, x, ch))
             for y in range(h) for x in range(w) for ch in range(c)]
 
 
@@ -20,7 +21,7 @@ MAPS = [((5, 7, 3), 11), ((4, 4, 1), 0), ((1, 1, 10), 100), ((3, 2, 2), 7), ((1,
 @pytest.mark.parametrize("pair", [(0, 1), (2, 3), (4, 5)])
 def test_walks_the_bank_layout(pair):
     maps = [MAPS[k] for k in pair]
-    dut = MapWalker(maps)
+    dut = MapWalker(ICEBREAKER, maps)
     got = {}
 
     async def bench(ctx):
@@ -48,4 +49,4 @@ def test_walks_the_bank_layout(pair):
 
 def test_refuses_a_map_beyond_the_bank():
     with pytest.raises(ValueError, match="does not fit"):
-        MapWalker.check([((200, 200, 4), 0)])
+        MapWalker.check(ICEBREAKER, [((200, 200, 4), 0)])

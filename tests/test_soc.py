@@ -40,7 +40,7 @@ def make_port(design, flash=None):
     path, model, program = design
     soc = Soc(program, model_id=protocol.model_id(path.read_bytes()), divisor=DIVISOR,
               timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
-    weights = program.weights.astype(np.uint8).tobytes()
+    weights = program.weight_image
     image = protocol.flash_weights_region(weights) if flash is None else flash
     return SimSerial(soc, image, read_cycles=4 * TIMEOUT_CYCLES + 50_000), soc
 
@@ -101,7 +101,7 @@ def test_errors_leave_the_device_ready(design):
     expect(protocol.TIMEOUT, protocol.infer_frame(x)[:10])
     expect(protocol.FRAMING, protocol.infer_frame(x)[:10], brk=30 * DIVISOR)
     # A WEIGHTS frame that stops half-way leaves no usable weights behind.
-    expect_then = protocol.weights_frame(program.weights.astype(np.uint8).tobytes())[:20]
+    expect_then = protocol.weights_frame(program.weight_image)[:20]
     port.reset_input_buffer()
     port.write(expect_then)
     assert port.read(1) == bytes([protocol.TIMEOUT])
@@ -118,7 +118,7 @@ def test_bad_flash_then_weights_over_uart(design):
     x = np.arange(soc.input_bytes, dtype=np.int64).astype(np.int8).reshape(model.input_shape)
     with pytest.raises(DeviceError, match="NO_WEIGHTS"):
         client.infer(x)
-    client.load_weights(program.weights.astype(np.uint8).tobytes())
+    client.load_weights(program.weight_image)
     assert client.info().weights_loaded
     assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
 
@@ -159,7 +159,7 @@ def test_mnist_model_on_the_simulated_board(mnist_test_set, capsys):
     program = compile_model(model, sim_config())
     soc = Soc(program, model_id=protocol.model_id(DEFAULT_MODEL.read_bytes()), divisor=DIVISOR,
               timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
-    port = SimSerial(soc, protocol.flash_weights_region(program.weights.astype(np.uint8).tobytes()),
+    port = SimSerial(soc, protocol.flash_weights_region(program.weight_image),
                      read_cycles=400_000, chunk_cycles=20_000)
     from host.inputs import mnist_input
 

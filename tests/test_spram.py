@@ -15,8 +15,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from cocotb_spram import hot_addresses, run, verilog_text
-from golden.config import ICEBREAKER, AcceleratorConfig, ConfigError
+from boards import ICEBREAKER
+from cocotb_spram import hot_addresses, run
+from cocotb_support import verilog_text
+from golden.config import AcceleratorConfig, ConfigError
 from hdl.spram import SPRAM, SPRAM_DEPTH, WeightMemory
 
 #: Two banks of two SPRAMs, like the iCEBreaker, but the generic twin.
