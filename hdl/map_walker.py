@@ -54,7 +54,8 @@ class MapWalker(wiring.Component):
         x_last = per_map([w - 1 for (_, w, _), _ in self.maps])
         base = per_map([b for _, b in self.maps])
 
-        c, x = Signal(range(widest)), Signal(range(widest))
+        # At least one bit each: a 1x1x1 map (TFLite Micro's hello_world) still has an x[0].
+        c, x = Signal(range(max(widest, 2))), Signal(range(max(widest, 2)))
         y_odd = Signal()
         addr = self.config.bank_addr_bits
         off = Signal(addr)        # the element's offset in its bank

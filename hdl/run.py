@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boards import ICEBREAKER
+from boards import BOARDS, BoardError, get_board
 from compiler.program import CompileError, compile_model
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
@@ -49,6 +49,8 @@ def _parser():
     src.add_argument("--mnist-index", metavar="N", type=int, help="image N of the official MNIST test set")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="the int8 .tflite the bitstream was built from "
                    "(default: the shipped MNIST CNN)")
+    p.add_argument("--board", default="icebreaker", help=f"the board the bitstream was built for ({', '.join(BOARDS)}; "
+                   "default icebreaker): the model is compiled for its configuration")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD})")
     p.add_argument("--mnist-dir", metavar="DIR", default=str(DEFAULT_DIR),
                    help="where the MNIST test set is (default: ../shared/data/mnist)")
@@ -89,13 +91,17 @@ def _run(args, port):
         raise UsageError("nothing to run: give --image FILE or --mnist-index N")
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
+    try:
+        board = get_board(args.board)
+    except BoardError as e:
+        raise UsageError(str(e)) from None
     model_path = Path(args.model)
     try:
         data = model_path.read_bytes()
     except OSError as e:
         raise UsageError(f"{model_path}: cannot read the model ({e.strerror or e})") from None
     model = parse_tflite(data, str(model_path))[0]
-    program = compile_model(model, ICEBREAKER)
+    program = compile_model(model, board.config)
     expected_id = model_id(data)
 
     label = None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boards import ICEBREAKER
+from boards import BOARDS, ICEBREAKER, BoardError, get_board
 from compiler.program import CompileError, compile_model
 from golden.files import save_npy
 from golden.mnist import DEFAULT_DIR
@@ -91,7 +91,15 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
     """Run a batch through the hardware; returns (outputs, report)."""
     program = compile_model(model, sim_config(config))
     t0 = time.perf_counter()
-    eng = Engine(program, engine, jobs, vcd, log)
+    try:
+        eng = Engine(program, engine, jobs, vcd, log)
+    except SimulatorError as e:
+        if engine != "verilator":
+            raise
+        # No Verilator, or ports its harness cannot drive (wide arrays): slower, needs nothing.
+        log(f"note: {e}; running the Amaranth simulator instead", file=sys.stderr)
+        engine = "amaranth"
+        eng = Engine(program, engine, jobs, vcd, log)
     build_s = time.perf_counter() - t0
     last = [0.0]
 
@@ -140,6 +148,8 @@ def main(argv=None):
     p.add_argument("--report", help="write cycles, utilisation and speed to this JSON file")
     p.add_argument("--check", action="store_true", help="compare every output with the golden model")
     p.add_argument("--engine", choices=("verilator", "amaranth"), default="verilator")
+    p.add_argument("--board", default="icebreaker",
+                   help=f"simulate the accelerator as configured for this board ({', '.join(BOARDS)}; default icebreaker)")
     p.add_argument("--jobs", type=int, default=2, help="simulator processes (verilator)")
     p.add_argument("--vcd", help="write a waveform of the first input")
     args = p.parse_args(argv)
@@ -152,7 +162,11 @@ def main(argv=None):
             x = load_input(args.input, model)
         else:
             x, labels = mnist_set(model, args.mnist, args.count)
-        y, report = simulate(model, x, args.engine, args.jobs, args.check, args.vcd)
+        try:
+            config = get_board(args.board).config
+        except BoardError as e:
+            raise UsageError(str(e)) from None
+        y, report = simulate(model, x, args.engine, args.jobs, args.check, args.vcd, config=config)
         if labels is not None:
             acc = float((y.reshape(len(y), -1).argmax(1) == labels).mean())
             report["accuracy"] = acc

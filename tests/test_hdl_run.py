@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from boards import ICEBREAKER
+from boards import ICEBREAKER, get_board
 from compiler.emulate import cycles, run_program
 from compiler.program import compile_model
 from golden.mnist import DEFAULT_DIR, quantize_images
@@ -282,3 +282,20 @@ def test_usage_errors(shipped, tmp_path, capsys):
 def test_mnist_index_out_of_range(shipped, mnist_test_set, capsys):
     assert "out of range" in error_line(capsys, ["--mnist-index", "10000"], board(shipped))
     assert "out of range" in error_line(capsys, ["--mnist-index", "-1"], board(shipped))
+
+
+def test_board_option_compiles_for_that_board(shipped, tmp_path, capsys):
+    """A ULX3S build holds the weights for its 4 x 16 array (a different byte count): hdl.run
+    must compile for the board it talks to, or it refuses the board's own device."""
+    model, icebreaker_program, mid = shipped
+    ulx3s = compile_model(model, get_board("ulx3s-85f").config)
+    assert ulx3s.weights.size != icebreaker_program.weights.size
+    png = digit_png(tmp_path / "seven.png")
+    dev = board((model, ulx3s, mid))
+    err = error_line(capsys, ["--image", str(png)], dev)
+    assert f"{ulx3s.weights.size} weight bytes" in err and f"compiles to {icebreaker_program.weights.size}" in err
+    code, out, err = run(capsys, ["--image", str(png), "--board", "ulx3s-85f"], board((model, ulx3s, mid)))
+    assert code == 0, err
+    want = run_model(model, load_image(png, model.input_shape, model.input_q)[None])[0]
+    assert f"[{' '.join(map(str, want))}]" in out
+    assert "unknown board 'nope'" in error_line(capsys, ["--image", str(png), "--board", "nope"], dev)

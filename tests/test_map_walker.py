@@ -15,10 +15,11 @@ def expected(shape, base):
             for y in range(h) for x in range(w) for ch in range(c)]
 
 
-MAPS = [((5, 7, 3), 11), ((4, 4, 1), 0), ((1, 1, 10), 100), ((3, 2, 2), 7), ((1, 5, 1), 3), ((28, 28, 1), 0)]
+MAPS = [((5, 7, 3), 11), ((4, 4, 1), 0), ((1, 1, 10), 100), ((3, 2, 2), 7), ((1, 5, 1), 3), ((28, 28, 1), 0),
+        ((1, 1, 1), 0), ((1, 1, 1), 9)]
 
 
-@pytest.mark.parametrize("pair", [(0, 1), (2, 3), (4, 5)])
+@pytest.mark.parametrize("pair", [(0, 1), (2, 3), (4, 5), (6, 7)])
 def test_walks_the_bank_layout(pair):
     maps = [MAPS[k] for k in pair]
     dut = MapWalker(ICEBREAKER, maps)

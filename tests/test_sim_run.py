@@ -39,3 +39,22 @@ def test_bad_model_is_one_line_and_status_2(tmp_path):
         r = cli(*args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_board_option_simulates_that_boards_configuration(tmp_path):
+    """The ULX3S's array is 4 x 16: 64 lanes; Verilator's harness cannot drive its ports, so
+    the command falls back to the Amaranth simulator and says so."""
+    rng = np.random.default_rng(3)
+    model = random_model(rng)
+    save_tflite(model, tmp_path / "m.tflite")
+    x = random_inputs(rng, model, 2)
+    np.save(tmp_path / "x.npy", x)
+    r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+            "--report", tmp_path / "r.json", "--board", "ulx3s-85f", "--check")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["lanes"] == 64 and report["engine"] == "amaranth"
+    assert "running the Amaranth simulator instead" in r.stderr
+    r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--board", "nope")
+    assert r.returncode == 2 and "unknown board 'nope'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
