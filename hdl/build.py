@@ -235,6 +235,9 @@ def render_md(r):
     t = r["timing"]
     lines += ["", f"Clock: requested {t['requested_mhz']} MHz, PLL {t['clock_mhz']} MHz; nextpnr Fmax "
               f"{t['fmax_mhz']} MHz (seed {t['seed']}).", ""]
+    if len(t["attempts"]) > 1:
+        tried = "; ".join(f"{a['clock_mhz']} MHz -> Fmax {a['fmax_mhz']} MHz" for a in t["attempts"])
+        lines += [f"The build chose the clock: place and route at {tried}.", ""]
     p = r["performance"]
     if p.get("cycles_per_inference"):
         lines += [f"Cycles per inference: {p['cycles_per_inference']:,} (cycle-accurate simulation, {p['engine']}, "
@@ -244,6 +247,22 @@ def render_md(r):
               f"Flash: bitstream at 0, weights at {r['flash']['weights_offset']} ({r['flash']['weight_bytes']} B)."
               f" UART {r['uart']['baud']} baud.", ""]
     return "\n".join(lines)
+
+
+#: Place-and-route runs the build tries at lower clocks before it gives up (no --clock-mhz).
+CLOCK_ATTEMPTS = 3
+
+
+def implement(program, tflite_bytes, board, pll, args, tools, workdir):
+    """Generate the design for ``pll``'s clock, synthesise, place and route: (soc, nextpnr report)."""
+    log(f"[2/5] generating the design (PLL {pll.f_out_mhz:.3f} MHz from {board.osc_hz / 1e6:g} MHz)")
+    from .board_top import BoardTop
+    soc = make_soc(program, tflite_bytes, pll.f_out_hz, args.baud, board.weights_offset)
+    platform = board.make_platform()
+    # Never ``-dsp`` on iCE40: it rewrites the hand-instantiated SB_MAC16s (bench/synth.py).
+    plan = platform.prepare(BoardTop(board, soc, pll), name="top", synth_opts="-abc9")
+    plan.extract(workdir)
+    return soc, synthesise(workdir, board, tools, args.seed, pll.f_out_mhz)
 
 
 def build(args):
@@ -274,16 +293,26 @@ def build(args):
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
 
-    log(f"[2/5] generating the design (PLL {pll.f_out_mhz:.3f} MHz from {board.osc_hz / 1e6:g} MHz)")
-    from .board_top import BoardTop
-    soc = make_soc(program, tflite_bytes, pll.f_out_hz, args.baud, board.weights_offset)
-    platform = board.make_platform()
-    # Never ``-dsp`` on iCE40: it rewrites the hand-instantiated SB_MAC16s (bench/synth.py).
-    plan = platform.prepare(BoardTop(board, soc, pll), name="top", synth_opts="-abc9")
-    plan.extract(workdir)
-
-    pnr = synthesise(workdir, board, tools, args.seed, pll.f_out_mhz)
-    fmax = _fmax(pnr)
+    # With no --clock-mhz the build picks the clock: the board's default, and after a miss
+    # the highest PLL setting the achieved Fmax allows (a new design: the UART divisor and
+    # timeouts follow the clock).  An explicit clock that misses is a failure.
+    attempts = []
+    while True:
+        soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir)
+        fmax = _fmax(pnr)
+        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": args.seed})
+        if ("error" in pnr or fmax is None or fmax >= pll.f_out_mhz or args.clock_mhz is not None
+                or len(attempts) >= CLOCK_ATTEMPTS):
+            break
+        try:
+            lower = pll_settings(board.family, board.osc_hz, fmax * 1e6)
+        except PllError:
+            break
+        if lower.f_out_mhz >= pll.f_out_mhz:
+            break
+        log(f"      timing missed: Fmax {fmax} MHz < {pll.f_out_mhz:.3f} MHz; retrying at {lower.f_out_mhz:.3f} MHz, "
+            "the highest PLL setting that Fmax allows")
+        pll = lower
     util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in pnr.get("utilization", {}).items()
             if k in board.resources}
     problem = None
@@ -292,7 +321,8 @@ def build(args):
                 if u["used"] is not None and u["used"] > u["available"]]
         problem = f"does not fit ({', '.join(over)})" if over else f"nextpnr failed: {pnr['error']}"
     elif fmax is None or fmax < pll.f_out_mhz:
-        problem = (f"misses timing: Fmax {fmax} MHz < clock {pll.f_out_mhz:.3f} MHz (seed {args.seed}); "
+        tried = f" after {len(attempts)} clocks" if len(attempts) > 1 else ""
+        problem = (f"misses timing{tried}: Fmax {fmax} MHz < clock {pll.f_out_mhz:.3f} MHz (seed {args.seed}); "
                    f"rebuild with --clock-mhz {int(fmax or 0)} or another --seed")
 
     log("[5/5] packing, cycle count, reports")
@@ -308,7 +338,9 @@ def build(args):
         "config": {k: getattr(board.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes")},
         "utilisation": util,
         "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,
-                   "fmax_mhz": fmax, "seed": args.seed, "met": bool(fmax and fmax >= pll.f_out_mhz)},
+                   "fmax_mhz": fmax, "seed": args.seed, "met": bool(fmax and fmax >= pll.f_out_mhz),
+                   "clock_chosen_by": "--clock-mhz" if args.clock_mhz is not None else "the build",
+                   "attempts": attempts},
         "performance": perf,
         "memory_map": program.memory_map,
         "flash": {"weights_offset": f"{board.weights_offset:#x}", "weight_bytes": len(weights)},

@@ -78,3 +78,45 @@ def test_larger_board_grows_the_array():
     assert big.lanes == MAX_LANES > ice.lanes == 16          # 8 SB_MAC16, two products each
     assert sized_config(28, 56 * 2048).lanes == 16          # an ECP5-25F's 28 multipliers
     assert big.weight_mem_bytes >= 93472                     # the shipped model's weights
+
+
+class _FakeSoc:
+    divisor = 347
+
+
+def _fake_pnr(fmax_by_clock):
+    """An ``implement`` stand-in: nextpnr's report with the given Fmax for each clock tried."""
+    tried = []
+
+    def implement(program, tflite_bytes, board, pll, args, tools, workdir):
+        tried.append(round(pll.f_out_mhz, 3))
+        achieved = fmax_by_clock(pll.f_out_mhz)
+        return _FakeSoc(), {"fmax": {"clk": {"achieved": achieved, "constraint": pll.f_out_mhz}},
+                            "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280}}}
+    return implement, tried
+
+
+@pytest.mark.parametrize("argv, fmax, status, clocks", [
+    # No --clock-mhz: after a miss the build retries at the highest PLL setting Fmax allows.
+    ([], lambda f: 37.9 if f > 38 else 38.2, 0, [39.75, 37.5]),
+    ([], lambda f: 41.0, 0, [39.75]),
+    ([], lambda f: f - 1.0, 1, [39.75, 38.25, 36.75]),        # gives up after CLOCK_ATTEMPTS
+    # An explicit clock that misses fails at once.
+    (["--clock-mhz", "40"], lambda f: 37.9, 1, [39.75]),
+])
+def test_build_picks_the_clock_unless_told(argv, fmax, status, clocks, tmp_path, monkeypatch, capsys):
+    implement, tried = _fake_pnr(fmax)
+    monkeypatch.setattr(build, "implement", implement)
+    monkeypatch.setattr(build, "pack", lambda workdir, board, tools: b"bitstream")
+    out = tmp_path / "out"
+    assert build.main(argv + ["--out", str(out), "--no-sim"]) == status
+    assert tried == clocks
+    report = json.loads((out / "report.json").read_text())
+    assert [a["clock_mhz"] for a in report["timing"]["attempts"]] == clocks
+    assert report["timing"]["clock_mhz"] == clocks[-1]
+    assert report["timing"]["clock_chosen_by"] == ("--clock-mhz" if argv else "the build")
+    err = capsys.readouterr().err
+    assert ("retrying at" in err) == (len(clocks) > 1)
+    assert (out / "top.bin").exists() == (status == 0)
+    if len(clocks) > 1:
+        assert "The build chose the clock" in (out / "report.md").read_text()
