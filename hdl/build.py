@@ -17,6 +17,7 @@ much); 2 bad input (model, options, missing tools), with one line on stderr.
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -194,27 +195,45 @@ def flash_image(bitstream, weights, board):
 
 
 def measure_cycles(program, log=log):
-    """Cycles per inference of the generated core, from one cycle-accurate inference
-    (they do not depend on the data); checked bit-exact against golden on the way."""
+    """Cycles per inference of the generated core, and per layer, from one cycle-accurate
+    inference (they do not depend on the data); checked bit-exact against golden on the way."""
     from golden.ops import run_model
-    from sim.run import Engine, sim_config
-    from sim.verilator import SimulatorError
+    from sim.run import open_engine, sim_config
     sim_program = compile_model(program.model, sim_config(program.config))
-    rng = np.random.default_rng(0)
-    x = rng.integers(-128, 128, size=(1, *program.model.input_shape), dtype=np.int8)
-    try:
-        engine = "verilator"
-        eng = Engine(sim_program, engine, jobs=1, log=log)
-    except SimulatorError as e:
-        # No Verilator, or ports it cannot drive (wide arrays): the Amaranth simulator is
-        # slower but needs nothing.
-        log(f"      Verilator unavailable ({e}); counting in the Amaranth simulator")
-        engine = "amaranth"
-        eng = Engine(sim_program, engine, jobs=1, log=log)
+    x = np.random.default_rng(0).integers(-128, 128, size=(1, *program.model.input_shape), dtype=np.int8)
+    eng = open_engine(sim_program, jobs=1, log=lambda msg, **_: log(f"      {msg}"))
     r = eng.run(x)
     y = sim_program.finish_on_host(r["outputs"])
     exact = bool(np.array_equal(y, run_model(program.model, x)))
-    return {"cycles_per_inference": int(r["cycles"][0]), "bit_exact_vs_golden": exact, "engine": engine}
+    return {"cycles_per_inference": int(r["cycles"][0]), "cycles_per_layer": eng.layer_cycles(x[0]),
+            "bit_exact_vs_golden": exact, "engine": eng.engine}
+
+
+def layer_plot(perf, title):
+    """PNG bytes of a bar chart of the cycles each layer takes, or None without matplotlib
+    (an optional extra: pip install -e '.[plot]')."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        return None
+    layers = perf["cycles_per_layer"]
+    names, counts = list(layers)[::-1], list(layers.values())[::-1]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(names)))
+    bars = ax.barh([n if len(n) <= 40 else "..." + n[-37:] for n in names], counts, color="#4477aa")
+    total = sum(counts)
+    for bar, c in zip(bars, counts):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {c:,} ({100 * c / total:.1f} %)",
+                va="center", fontsize=8)
+    ax.set_xlabel("cycles per inference")
+    ax.set_xlim(0, max(counts) * 1.35)
+    ax.set_title(f"{title}: {perf['cycles_per_inference']:,} cycles", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _fmax(report):
@@ -243,6 +262,9 @@ def render_md(r):
         lines += [f"Cycles per inference: {p['cycles_per_inference']:,} (cycle-accurate simulation, {p['engine']}, "
                   f"bit-exact vs golden: {p['bit_exact_vs_golden']}); "
                   f"{p['inferences_per_second']} inferences/s at {t['clock_mhz']} MHz, compute only.", ""]
+        if p.get("cycles_per_layer"):
+            lines += ["| layer (hardware step) | cycles |", "|---|---|"]
+            lines += [f"| {name} | {c:,} |" for name, c in p["cycles_per_layer"].items()] + [""]
     lines += ["Memory map:", "", "```", json.dumps(r["memory_map"], indent=1), "```", "",
               f"Flash: bitstream at 0, weights at {r['flash']['weights_offset']} ({r['flash']['weight_bytes']} B)."
               f" UART {r['uart']['baud']} baud.", ""]
@@ -353,6 +375,12 @@ def build(args):
         write_atomic(out / BITSTREAM[board.family], bitstream)
         write_atomic(out / "flash.bin", image)
         write_atomic(out / "weights.bin", weights)
+    if perf.get("cycles_per_layer"):
+        png = layer_plot(perf, f"{program.model.name} on {board.name}")
+        if png is None:
+            log("      no per-layer plot: pip install -e '.[plot]' (matplotlib) for cycles_per_layer.png")
+        else:
+            write_atomic(out / "cycles_per_layer.png", png)
     report["build_seconds"] = round(time.monotonic() - t0, 1)
     write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_atomic(out / "report.md", render_md(report))

@@ -87,19 +87,24 @@ class Engine:
         return None
 
 
+def open_engine(program, engine="verilator", jobs=2, vcd=None, log=print):
+    """An Engine; Verilator unavailable or unable to drive the ports (wide arrays) falls back
+    to the Amaranth simulator, slower but needing nothing, with a note."""
+    try:
+        return Engine(program, engine, jobs, vcd, log)
+    except SimulatorError as e:
+        if engine != "verilator":
+            raise
+        log(f"note: {e}; running the Amaranth simulator instead", file=sys.stderr)
+        return Engine(program, "amaranth", jobs, vcd, log)
+
+
 def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config=ICEBREAKER, log=print):
     """Run a batch through the hardware; returns (outputs, report)."""
     program = compile_model(model, sim_config(config))
     t0 = time.perf_counter()
-    try:
-        eng = Engine(program, engine, jobs, vcd, log)
-    except SimulatorError as e:
-        if engine != "verilator":
-            raise
-        # No Verilator, or ports its harness cannot drive (wide arrays): slower, needs nothing.
-        log(f"note: {e}; running the Amaranth simulator instead", file=sys.stderr)
-        engine = "amaranth"
-        eng = Engine(program, engine, jobs, vcd, log)
+    eng = open_engine(program, engine, jobs, vcd, log)
+    engine = eng.engine
     build_s = time.perf_counter() - t0
     last = [0.0]
 

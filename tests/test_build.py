@@ -69,6 +69,8 @@ def test_icebreaker_build(tmp_path):
     assert report["utilisation"]["ICESTORM_DSP"]["used"] == 8
     assert report["performance"]["bit_exact_vs_golden"]
     assert (out / "flash.bin").stat().st_size > BOARDS["icebreaker"].weights_offset
+    assert sum(report["performance"]["cycles_per_layer"].values()) == report["performance"]["cycles_per_inference"]
+    assert (out / "cycles_per_layer.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_larger_board_grows_the_array():
@@ -120,3 +122,19 @@ def test_build_picks_the_clock_unless_told(argv, fmax, status, clocks, tmp_path,
     assert (out / "top.bin").exists() == (status == 0)
     if len(clocks) > 1:
         assert "The build chose the clock" in (out / "report.md").read_text()
+
+
+def test_cycles_per_layer_and_their_plot():
+    from compiler.program import compile_model
+    from golden.run import DEFAULT_MODEL
+    from golden.tflite_io import load_tflite
+
+    perf = build.measure_cycles(compile_model(load_tflite(DEFAULT_MODEL), BOARDS["icebreaker"].config),
+                                log=lambda msg: None)
+    assert perf["bit_exact_vs_golden"] and perf["engine"] == "verilator"
+    layers = perf["cycles_per_layer"]
+    assert list(layers) == ["pool1", "pool2", "conv3", "dense1", "dense2"]
+    assert sum(layers.values()) == perf["cycles_per_inference"]
+    pytest.importorskip("matplotlib", reason="the plot is an optional extra: pip install -e '.[plot]'")
+    png = build.layer_plot(perf, "shipped")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
