@@ -15,14 +15,19 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "sim.run", *map(str, args)], capture_output=True, text=True)
 
 
-def test_outputs_and_report_match_golden(tmp_path):
+def run_random_model(tmp_path, *args):
+    """sim.run on a small random model and two inputs: (model, inputs, completed process)."""
     rng = np.random.default_rng(3)
     model = random_model(rng)
     save_tflite(model, tmp_path / "m.tflite")
     x = random_inputs(rng, model, 2)
     np.save(tmp_path / "x.npy", x)
-    r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
-            "--report", tmp_path / "r.json", "--engine", "amaranth", "--check")
+    return model, x, cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--output",
+                         tmp_path / "y.npy", "--report", tmp_path / "r.json", "--check", *args)
+
+
+def test_outputs_and_report_match_golden(tmp_path):
+    model, x, r = run_random_model(tmp_path, "--engine", "amaranth")
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
     report = json.loads((tmp_path / "r.json").read_text())
@@ -44,13 +49,7 @@ def test_bad_model_is_one_line_and_status_2(tmp_path):
 def test_board_option_simulates_that_boards_configuration(tmp_path):
     """The ULX3S's array is 4 x 16: 64 lanes; Verilator's harness cannot drive its ports, so
     the command falls back to the Amaranth simulator and says so."""
-    rng = np.random.default_rng(3)
-    model = random_model(rng)
-    save_tflite(model, tmp_path / "m.tflite")
-    x = random_inputs(rng, model, 2)
-    np.save(tmp_path / "x.npy", x)
-    r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
-            "--report", tmp_path / "r.json", "--board", "ulx3s-85f", "--check")
+    model, x, r = run_random_model(tmp_path, "--board", "ulx3s-85f")
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
     report = json.loads((tmp_path / "r.json").read_text())
