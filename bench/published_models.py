@@ -4,8 +4,9 @@
 
 For each file: its ops, constant bytes (int8 weights, int32 biases), MACs per inference,
 whether golden equals LiteRT BUILTIN_REF on ``count`` seeded random inputs (final output
-and every intermediate tensor), and golden inferences per second on one core.  Prints a
-Markdown table (the README's) and, with --json, one JSON object per model.
+and every intermediate tensor), and golden inferences per second on one core
+(``golden_speed.py``: 2,000 inputs, best of 3).  Prints a Markdown table (the README's)
+and, with --json, one JSON object per model.
 """
 
 import os
@@ -16,13 +17,14 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from golden_speed import measure as golden_speed  # noqa: E402
 
 from golden.generate import random_inputs  # noqa: E402
 from golden.litert import run_litert  # noqa: E402
@@ -39,9 +41,7 @@ def measure(path, count):
     want, want_layers = run_litert(path, x, intermediates=True)
     got, got_layers = run_model(model, x, intermediates=True)
     same = np.array_equal(got, want) and all(np.array_equal(got_layers[k], v) for k, v in want_layers.items())
-    t0 = time.perf_counter()
-    run_model(model, x)
-    rate = len(x) / (time.perf_counter() - t0)
+    rate = golden_speed(path)["inferences_per_s"]
     ops = Counter(layer.op for layer in model.layers)
     weights = sum(int(layer.weights.size) for layer in model.layers if hasattr(layer, "weights"))
     return {"model": Path(path).name, "input": f"{type_name(model.input_q)} {model.input_shape}",

@@ -281,7 +281,7 @@ def compile_model(model, config):
         elif isinstance(layer, Reshape):
             following = layers[i + 1:tail_start]
             if following and not isinstance(following[0], FullyConnected) and _hwc(layer.output_shape) != b.shape:
-                _fail(f"{layer.name}: RESHAPE to {layer.output_shape} before {type(following[0]).__name__} "
+                _fail(f"{layer.name}: RESHAPE to {layer.output_shape} before {following[0].op} "
                       "is not supported by the accelerator (only Flatten before FULLY_CONNECTED)")
         elif isinstance(layer, Softmax):
             _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")

@@ -21,6 +21,7 @@ import numpy as np
 
 from boards import BOARDS, BoardError, get_board
 from compiler.program import CompileError, compile_model
+from golden.files import one_line
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
 from golden.ops import Softmax
@@ -170,10 +171,10 @@ def main(argv=None, port=None):
     try:
         _run(_parser().parse_args(argv), port)
     except (UsageError, ModelError, CompileError, InputError, ProtocolError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:   # pyserial's SerialException on read/write is an OSError
-        print(f"error: serial port: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        print(f"error: serial port: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
