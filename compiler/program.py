@@ -251,7 +251,11 @@ def compile_model(model, config):
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
     if not model.is_chain:
-        branch = next(layer for layer in model.layers if model.inputs_of(layer) != (model.predecessor(layer),))
+        branch = next((layer for layer in model.layers if model.inputs_of(layer) != (model.predecessor(layer),)),
+                      None)
+        if branch is None:
+            _fail(f"{model.name}: the output is '{model.output_name}', not the last op's; the accelerator runs "
+                  "chains that end in the model output")
         _fail(f"{branch.name}: {branch.op} reads {', '.join(model.inputs_of(branch))}; the accelerator runs "
               "chains of ops, not branching graphs (yet)")
     if not (is_int8(model.input_q) and is_int8(model.output_q)):

@@ -11,7 +11,7 @@ branches, broadcasts, requantised concatenations, uint8 and float32 edges.
 
 import numpy as np
 
-from .model import Model, ModelError, QParams, Tensor
+from .model import Model, ModelError, QParams, Tensor, is_int8
 from .ops import OPS, Add, Conv2D, FullyConnected, Lookup, Pool2D, Quantize, Reshape, Softmax
 from .ops.common import rand_activation, rand_q, rand_scale, rand_weighted, rand_weights, rand_zero_point
 
@@ -30,7 +30,7 @@ class RandomGraph:
     def pick(self, rank=None, min_rank=1, max_rank=None, max_size=None, max_last=None, where=None):
         """An int8 tensor meeting the limits: usually the newest, else any earlier one."""
         def ok(t):
-            return (t.q is not None and t.q.dtype == "int8" and (rank is None or len(t.shape) == rank)
+            return (is_int8(t.q) and (rank is None or len(t.shape) == rank)
                     and (where is None or where(t))
                     and len(t.shape) >= min_rank and (max_rank is None or len(t.shape) <= max_rank)
                     and (max_size is None or int(np.prod(t.shape)) <= max_size)
@@ -79,10 +79,9 @@ def random_graph(rng, max_ops=8, io=None):
         g = RandomGraph(rng, shape, edge_q)
         g.add(Quantize(name=g.name("quantize"), input_shape=shape, inputs=("input",), input_q=edge_q,
                        output_q=body_q))
-    entries = [cls for cls in OPS if cls is not Quantize] + [Quantize]
-    weights = np.array([{Lookup: 0.5, Softmax: 0.5, Add: 3.0}.get(cls, 1.0) for cls in entries])
+    weights = np.array([{Lookup: 0.5, Softmax: 0.5, Add: 3.0}.get(cls, 1.0) for cls in OPS])
     for _ in range(int(rng.integers(1, max_ops + 1))):
-        cls = entries[int(rng.choice(len(entries), p=weights / weights.sum()))]
+        cls = OPS[int(rng.choice(len(OPS), p=weights / weights.sum()))]
         try:
             layer = cls.random(rng, g)
         except ModelError:

@@ -19,7 +19,7 @@ import tflite
 
 from .files import write_atomic
 from .model import Model, ModelError, QParams, Tensor
-from .ops import BY_TFLITE, OPS, Reshape
+from .ops import BY_TFLITE, OPS, Quantize
 
 
 def _names(enum_class):
@@ -324,11 +324,11 @@ def _build(g, name):
                 if i in shape_tensors and not (op.kind == "RESHAPE" and k == 1):
                     raise ModelError(f"reads the shape computation '{g.tensors[i].name}' as data")
             out = g.tensors[op.outputs[0]]
-            if cls.__name__ != "Quantize":
+            if cls is not Quantize:     # the only op that converts types: the rest keep int8 bodies
                 first = g.tensors[op.inputs[0]] if op.inputs[0] != -1 else out
                 for t in (first, out):
-                    if t.type != _TYPES["int8"] and (t.data is None or t is out):
-                        _act_type(t)
+                    if t.type != _TYPES["int8"]:
+                        _act_type(t)        # int16 and other types have their own message
                         raise ModelError(f"tensor '{t.name}' is {t.type_name}; only int8 bodies are supported "
                                          "(UINT8 and FLOAT32 only at the model's input and output, through "
                                          "QUANTIZE/DEQUANTIZE)")
@@ -384,6 +384,7 @@ class _Writer:
     """Collects tensors, buffers and ops as plain lists, then serialises them in one pass."""
 
     def __init__(self):
+        self.flatten_chain = False   # write RESHAPEs as TF's SHAPE -> STRIDED_SLICE -> PACK chain
         self.tensors = []      # (name, type, shape, buffer index, (scales, zero points) or None)
         self.buffers = [b""]   # buffer 0 is the empty sentinel TFLite expects
         self.kinds = []
@@ -521,14 +522,12 @@ def to_tflite_bytes(model, *, flatten_chain=False):
     RESHAPE chain, to prove the importer folds it.
     """
     w = _Writer()
+    w.flatten_chain = flatten_chain
     ids = {model.input_name: w.activation(model.input_name, model.input_shape, model.input_q)}
     for layer in model.layers:
         out = w.activation(layer.name, layer.output_shape, layer.output_q)
         ins = [ids[src] for src in model.inputs_of(layer)]
-        if isinstance(layer, Reshape):
-            layer.to_tflite(w, ins, out, flatten_chain=flatten_chain)
-        else:
-            layer.to_tflite(w, ins, out)
+        layer.to_tflite(w, ins, out)
         ids[layer.name] = out
     return w.serialise([ids[model.input_name]], [ids[model.output_name]])
 

@@ -15,7 +15,7 @@ from golden.model import ModelError, QParams
 from golden.ops.add import LEFT_SHIFT, add_int8, add_params
 from golden.ops.mean import mean_int8, mean_multiplier
 from golden.quant import quantize_multiplier
-from tests.test_quant import ref_mbqm
+from test_quant import ref_mbqm
 
 int8 = st.integers(-128, 127)
 scale = st.floats(1e-4, 10.0, allow_nan=False).map(lambda s: float(np.float32(s)))

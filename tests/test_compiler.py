@@ -9,8 +9,7 @@ from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.model import Model, QParams
-from golden.ops import Conv2D, Reshape
-from golden.ops import run_model
+from golden.ops import Conv2D, Lookup, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 
@@ -75,3 +74,20 @@ def test_unsupported_reshape_is_named():
     model = Model(name="m", input_shape=base.input_shape, input_q=base.input_q, layers=(conv, reshape, conv2))
     with pytest.raises(CompileError, match="odd_reshape: RESHAPE"):
         compile_model(model, AcceleratorConfig())
+
+
+def test_graphs_that_are_not_chains_are_refused_in_one_line():
+    conv = _conv_model().layers[0]
+    q = conv.output_q
+    branch = Lookup(name="lut", input_shape=conv.input_shape, inputs=("input",), kind="TANH", input_q=conv.input_q)
+    for model, needle in [
+        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, branch)),
+         "lut: TANH reads input; the accelerator runs chains of ops"),
+        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q,
+               layers=(conv, Lookup(name="t", input_shape=conv.output_shape, kind="TANH", input_q=q)),
+               output_name="conv"),
+         "the output is 'conv', not the last op's"),
+    ]:
+        with pytest.raises(CompileError) as e:
+            compile_model(model, AcceleratorConfig())
+        assert needle in str(e.value) and "\n" not in str(e.value)

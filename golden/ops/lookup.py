@@ -39,9 +39,6 @@ class Lookup(Layer):
     def run(self, x):
         return self.table[x.astype(np.int16) + 128]
 
-    def features(self):
-        return {self.kind}
-
     @classmethod
     def from_tflite(cls, r):
         x = r.data(0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Layer, ModelError, QParams, check, is_int8, shape_of
-from .common import KeepsQuantisation
+from .common import KeepsQuantisation, same_q
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,8 +48,7 @@ class Pad(KeepsQuantisation, Layer):
     @classmethod
     def from_tflite(cls, r):
         x = r.data(0)
-        if r.output.q != x.q:
-            raise ModelError("output quantisation differs from the input's; PAD needs them equal")
+        same_q(x.q, r.output.q, r.op)
         pads = r.const(1, ("int32", "int64"))
         if pads.shape != (len(x.shape) + 1, 2):
             raise ModelError(f"paddings tensor has shape {list(pads.shape)}, expected [{len(x.shape) + 1}, 2]")

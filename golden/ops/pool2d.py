@@ -72,7 +72,7 @@ class Pool2D(KeepsQuantisation, Layer):
         return np.clip(y, lo, hi).astype(np.int8)
 
     def features(self):
-        return {self.op, self.kind, ("Pool2D", self.padding),
+        return {self.op, ("Pool2D", self.padding),
                 ("Pool2D", "strided" if max(self.stride) > 1 else "unit stride"),
                 ("Pool2D", "global" if self.filter == tuple(self.input_shape[:2]) else "window")}
 

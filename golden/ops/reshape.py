@@ -77,14 +77,14 @@ class Reshape(KeepsQuantisation, Layer):
         same_q(x.q, r.output.q, r.op)
         return cls(r.name, x.shape, inputs=(x.name,), new_shape=r.output.shape, q=x.q, op=r.op)
 
-    def to_tflite(self, w, ins, out, flatten_chain=False):
+    def to_tflite(self, w, ins, out):
         full_in, full_out = (1, *self.input_shape), (1, *self.new_shape)
         if self.op == "EXPAND_DIMS":
             w.op(self.op, [ins[0], w.const(f"{self.name}/axis", np.int32(_expand_axis(full_in, full_out)), "int32")],
                  [out])
         elif self.op == "SQUEEZE":
             w.op(self.op, [ins[0]], [out], ("SqueezeOptions", dict(SqueezeDims=_squeeze_dims(full_in, full_out))))
-        elif not flatten_chain:
+        elif not w.flatten_chain:
             w.op(self.op, [ins[0], w.const(f"{self.name}/shape", full_out, "int32")], [out])
         else:
             # What TF emits for reshape(x, [shape(x)[0], ...]): the batch size is read back at run time.
