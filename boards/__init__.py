@@ -24,6 +24,8 @@ class Board:
     osc_hz: int                    #: the board oscillator the PLL starts from
     osc: str                       #: its resource name
     default_clock_mhz: float
+    device: str                    #: the part, short: what reports and bench figures name it
+    nextpnr_device: tuple          #: nextpnr's arguments that pick the device, package (and speed)
     resources: dict                #: nextpnr BEL name -> count on the device
     config: AcceleratorConfig      #: the array and memories sized for this device
     weights_offset: int            #: flash byte offset of the weight header (after the bitstream)
@@ -50,6 +52,7 @@ ICEBREAKER_BOARD = Board(
     platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
     osc_hz=12_000_000, osc="clk12",
     default_clock_mhz=40.0,
+    device="up5k-sg48", nextpnr_device=("--up5k", "--package", "sg48"),
     resources={"ICESTORM_LC": 5280, "ICESTORM_DSP": 8, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4},
     # 8 SB_MAC16 in dual 8x8 mode = 16 lanes; the four SPRAMs hold the weights.
     config=ICEBREAKER,
@@ -84,6 +87,7 @@ ULX3S_85F_BOARD = Board(
     platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
     osc_hz=25_000_000, osc="clk25",
     default_clock_mhz=50.0,
+    device="lfe5u-85f-6bg381c", nextpnr_device=("--85k", "--package", "CABGA381", "--speed", "6"),
     resources={"TRELLIS_COMB": 83640, "MULT18X18D": 156, "DP16KD": 208},
     config=sized_config(multipliers=156, bram_bytes=208 * 2048),
     weights_offset=0x400000, flash_bytes=32 << 20,

