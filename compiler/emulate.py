@@ -44,11 +44,14 @@ def _conv(mem, d, program):
     big = np.full((max(pt + h, oh * sh + kh), max(pl + w, ow * sw + kw), c), d.pad_value, np.int64)
     big[pt:pt + h, pl:pl + w] = x
     cols = np.stack([big[ky:ky + (oh - 1) * sh + 1:sh, kx:kx + (ow - 1) * sw + 1:sw]
-                     for ky in range(kh) for kx in range(kw)], axis=2).reshape(oh, ow, -1)
-    groups = -(-oc // cfg.cols)
+                     for ky in range(kh) for kx in range(kw)], axis=2)      # (oh, ow, kh*kw, c)
+    groups, gch = d.groups, d.group_channels
     wts = program.weights[d.weight_base:d.weight_base + groups * d.taps].astype(np.int64)
-    wts = wts.reshape(groups, d.taps, cfg.cols).transpose(0, 2, 1).reshape(groups * cfg.cols, d.taps)[:oc]
-    acc = cols @ wts.T
+    wts = wts.reshape(groups, d.taps, cfg.cols).transpose(0, 2, 1)[:, :gch].reshape(groups * gch, d.taps)[:oc]
+    if d.depthwise:
+        acc = np.einsum("hwtc,ct->hwc", cols[..., np.arange(oc) // gch], wts)
+    else:
+        acc = cols.reshape(oh, ow, -1) @ wts.T
     if d.fused_pool:
         acc = acc.reshape(oh // 2, 2, ow // 2, 2, oc).max(axis=(1, 3))
     p = program.params

@@ -1,8 +1,8 @@
 """Model representation -> accelerator program: layer descriptors, memory images, memory map.
 
 The accelerator (docs/architecture.md) runs a chain of descriptors.  Each CONV descriptor
-is a convolution or a dense layer (a convolution whose kernel covers its whole input) with
-an optional fused 2x2 max pool and an optional activation table; POOL and LOOKUP
+is a convolution, a depthwise convolution or a dense layer (a convolution whose kernel
+covers its whole input) with an optional fused 2x2 max pool and an optional activation table; POOL and LOOKUP
 descriptors run those ops on their own over a stored map.  Ops at the tail the hardware
 does not run (SOFTMAX) are left to the host.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.model import is_int8, type_name
-from golden.ops import Conv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.ops import Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
 from golden.nonlinear import lookup_table
 from golden.quant import INT32_MAX
 
@@ -69,12 +69,14 @@ class LayerDesc:
     act_min: int = -128       #: CONV, POOL: clamp of the (fused) activation
     act_max: int = 127
 
-    groups: int = 0           #: CONV: passes over the output channels, ``cols`` at a time
+    groups: int = 0           #: CONV: passes over the output channels, ``group_channels`` at a time
+    depthwise: bool = False   #: CONV: group g reads input channel g only (one tap per kernel position)
+    group_channels: int = 0   #: CONV: output channels a group computes (``cols``; depthwise: the multiplier)
 
     @property
     def taps(self):
         """Reduction length of one pass (CONV)."""
-        return self.kernel[0] * self.kernel[1] * self.in_shape[2]
+        return self.kernel[0] * self.kernel[1] * (1 if self.depthwise else self.in_shape[2])
 
     @property
     def blocks(self):
@@ -110,6 +112,11 @@ class Program:
         return self.layers[-1]
 
     @property
+    def pool_window(self):
+        """Elements of the largest window the pool unit reduces (a LOOKUP step is a 1x1 window)."""
+        return max([d.kernel[0] * d.kernel[1] for d in self.layers if d.kind == POOL] + [1])
+
+    @property
     def weight_image(self):
         """The weight words as bytes, lowest lane first: what the load port, the flash and
         the WEIGHTS command carry."""
@@ -139,7 +146,7 @@ class _Builder:
     def __init__(self, model, config):
         self.model, self.config = model, config
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
-        self.shape = _hwc(model.input_shape)
+        self.shape = self.input_shape = _hwc(model.input_shape)
         self.base = 0
         self.high_water = bank_bytes(self.shape)
 
@@ -170,14 +177,25 @@ class _Builder:
 
     def conv(self, layer, pool, lookup):
         cfg = self.config
+        out_c = layer.out_channels
+        depthwise = isinstance(layer, DepthwiseConv2D) and layer.input_shape[2] > 1
         if isinstance(layer, FullyConnected):
             h, w, c = self.shape
-            weights = layer.weights.reshape(layer.out_channels, h, w, c)
-            kernel, stride, pads, conv_shape = (h, w), (1, 1), (0, 0), (1, 1, layer.out_channels)
+            weights = layer.weights.reshape(out_c, h, w, c)
+            kernel, stride, pads, conv_shape = (h, w), (1, 1), (0, 0), (1, 1, out_c)
         else:
             weights, kernel, stride, pads = layer.weights, layer.kernel, layer.stride, layer.pads
             conv_shape = layer.output_shape
-        out_c = layer.out_channels
+            if isinstance(layer, DepthwiseConv2D):
+                # (1, KH, KW, C*M) -> one row of taps per output channel; with a single input
+                # channel that is an ordinary convolution.
+                weights = weights.transpose(3, 1, 2, 0)
+        group_channels = cfg.cols
+        if depthwise:
+            if layer.depth_multiplier > cfg.cols:
+                _fail(f"{layer.name}: depth multiplier {layer.depth_multiplier} exceeds the array's "
+                      f"{cfg.cols} columns")
+            group_channels = layer.depth_multiplier
         # 2x2 pixel blocks read four parity banks at once only at stride 1.
         block = 2 if tuple(stride) == (1, 1) else 1
         if pool is not None:
@@ -200,11 +218,14 @@ class _Builder:
         if pool is not None:
             plo, phi = pool.act_range
             lo, hi = int(np.clip(lo, plo, phi)), int(np.clip(hi, plo, phi))
-        groups = -(-out_c // cfg.cols)
-        padded = np.zeros((groups * cfg.cols, taps), np.int8)
-        padded[:out_c] = flat
+        groups = -(-out_c // group_channels)
+        # Group g's weights: one word per tap, lane j for output channel g * group_channels + j.
+        full = np.zeros((groups * group_channels, taps), np.int8)
+        full[:out_c] = flat
+        padded = np.zeros((groups, cfg.cols, taps), np.int8)
+        padded[:, :group_channels] = full.reshape(groups, group_channels, taps)
         weight_base = sum(len(r) for r in self.weight_rows)
-        self.weight_rows.append(padded.reshape(groups, cfg.cols, taps).transpose(0, 2, 1).reshape(-1, cfg.cols))
+        self.weight_rows.append(padded.transpose(0, 2, 1).reshape(-1, cfg.cols))
         used = weight_base + groups * taps
         if used > cfg.weight_words:
             _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
@@ -220,8 +241,8 @@ class _Builder:
             stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
             fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
-            single_rounding=layer.single_rounding, groups=groups,
-            table=self._table_slot(lookup) if lookup is not None else -1))
+            single_rounding=layer.single_rounding, groups=groups, depthwise=depthwise,
+            group_channels=group_channels, table=self._table_slot(lookup) if lookup is not None else -1))
 
     def pool(self, layer):
         lo, hi = layer.act_range
@@ -234,6 +255,20 @@ class _Builder:
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,
                              pool_kind=layer.kind, act_min=lo, act_max=hi))
 
+    def view(self, layer, following):
+        """RESHAPE, EXPAND_DIMS, SQUEEZE move no data where the banked layout stays the same:
+        before any step (the host stores the input in the new shape), when the stored (H, W,
+        C) is unchanged, and before FULLY_CONNECTED (which reads its input in NHWC order
+        whatever the shape)."""
+        shape = _hwc(layer.output_shape)
+        if not self.descs:
+            self.shape = self.input_shape = shape
+            self.high_water = bank_bytes(shape)
+        elif shape != self.shape and not isinstance(following, FullyConnected):
+            _fail(f"{layer.name}: {layer.op} from {self.shape} to {layer.output_shape} before "
+                  f"{following.op if following is not None else 'the output'} would move data in the banks; "
+                  "the accelerator maps views only where the layout stays (yet)")
+
     def lookup(self, layer):
         self._emit(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=self.shape, out_shape=self.shape,
                              in_base=self.base, out_base=self._out_base(self.shape),
@@ -242,7 +277,7 @@ class _Builder:
 
 def _fusable_pool(conv, nxt):
     """A 2x2/2 VALID max pool after a stride-1 conv: its windows are the conv's 2x2 blocks."""
-    return (isinstance(conv, Conv2D) and conv.stride == (1, 1) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
+    return (isinstance(conv, (Conv2D, DepthwiseConv2D)) and conv.stride == (1, 1) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
             and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
 
 
@@ -264,14 +299,15 @@ def compile_model(model, config):
     b = _Builder(model, config)
     layers = list(model.layers)
     tail_start = len(layers)
-    while tail_start > 0 and isinstance(layers[tail_start - 1], Softmax):
+    # Trailing SOFTMAX and views run on the host (a view that ends the graph moves nothing).
+    while tail_start > 0 and isinstance(layers[tail_start - 1], (Softmax, Reshape)):
         tail_start -= 1
     i = 0
     while i < tail_start:
         layer = layers[i]
         b.layer = layer
         nxt = layers[i + 1] if i + 1 < tail_start else None
-        if isinstance(layer, (Conv2D, FullyConnected)):
+        if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):
             pool = nxt if _fusable_pool(layer, nxt) else None
             after = layers[i + 2] if pool is not None and i + 2 < tail_start else nxt
             lookup = after if isinstance(after, Lookup) else None
@@ -283,10 +319,7 @@ def compile_model(model, config):
         elif isinstance(layer, Lookup):
             b.lookup(layer)
         elif isinstance(layer, Reshape):
-            following = layers[i + 1:tail_start]
-            if following and not isinstance(following[0], FullyConnected) and _hwc(layer.output_shape) != b.shape:
-                _fail(f"{layer.name}: RESHAPE to {layer.output_shape} before {following[0].op} "
-                      "is not supported by the accelerator (only Flatten before FULLY_CONNECTED)")
+            b.view(layer, layers[i + 1] if i + 1 < tail_start else None)
         elif isinstance(layer, Softmax):
             _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
         else:
@@ -309,9 +342,9 @@ def compile_model(model, config):
         "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "out_base": d.out_base,
                     "weight_base": d.weight_base, "param_base": d.param_base} for d in b.descs],
     }
-    need = bank_bytes(_hwc(model.input_shape))
+    need = bank_bytes(b.input_shape)
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
                    tables=tables, host_tail=tuple(layers[tail_start:]),
-                   input_shape=_hwc(model.input_shape), output_name=b.descs[-1].name, memory_map=memory_map)
+                   input_shape=b.input_shape, output_name=b.descs[-1].name, memory_map=memory_map)

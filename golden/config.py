@@ -32,10 +32,10 @@ class AcceleratorConfig:
     requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: 32/k + 1 cycles an element)
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
-    param_depth: int = 256                #: output channels of all layers together
-    desc_depth: int = 256                 #: layer descriptors a program may hold
+    param_depth: int = 1024               #: output channels of all layers together (the memory holds the program's)
+    desc_depth: int = 256                 #: layer descriptors a program may hold (the ROM holds the program's)
     table_slots: int = 2                  #: 256-entry activation tables the program may hold
-    pool_window: int = 16                 #: largest pooling window (elements) the pool unit reduces
+    pool_window: int = 4096               #: largest pooling window (elements); the unit is sized for the program's
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
 
     def __post_init__(self):

@@ -12,7 +12,7 @@ branches, broadcasts, requantised concatenations, uint8 and float32 edges.
 import numpy as np
 
 from .model import Model, ModelError, QParams, Tensor, is_int8
-from .ops import OPS, Add, Conv2D, FullyConnected, Lookup, Pool2D, Quantize, Reshape, Softmax
+from .ops import OPS, Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Quantize, Reshape, Softmax
 from .ops.common import rand_activation, rand_q, rand_scale, rand_weighted, rand_weights, rand_zero_point
 
 
@@ -100,7 +100,7 @@ def random_graph(rng, max_ops=8, io=None):
 
 
 def random_model(rng, max_layers=5):
-    """A random valid chain of the ops the accelerator runs (CONV_2D, pools, tables, a Flatten
+    """A random valid chain of the ops the accelerator runs (CONV_2D, DEPTHWISE_CONV_2D, pools, tables, a Flatten
     into FULLY_CONNECTED, a SOFTMAX tail); ``rng`` is a numpy Generator, so a seed reproduces it."""
     h, w = int(rng.integers(1, 14)), int(rng.integers(1, 14))
     c = int(rng.choice([1, 2, 3, 5, 7, 8]))
@@ -110,7 +110,7 @@ def random_model(rng, max_layers=5):
     layers = []
     n_spatial = int(rng.integers(0, max_layers))
     for i in range(n_spatial):
-        kind = rng.choice(["conv", "conv", "pool", "lookup"])
+        kind = rng.choice(["conv", "conv", "depthwise", "pool", "lookup"])
         h, w, c = shape
         name = f"l{len(layers)}_{kind}"
         if kind == "conv":
@@ -120,6 +120,13 @@ def random_model(rng, max_layers=5):
                                    per_channel=rng.random() < 0.7)
             layer = Conv2D(input_shape=shape, stride=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
                            padding=str(rng.choice(["VALID", "SAME"])), **params)
+        elif kind == "depthwise":
+            k = (int(rng.integers(1, min(h, 5) + 1)), int(rng.integers(1, min(w, 5) + 1)))
+            mult = int(rng.choice([1, 1, 2, 3, 4] if c > 1 else [1, 2, 5, 8]))
+            params = rand_weighted(rng, name, rand_weights(rng, (1, k[0], k[1], c * mult)), c * mult, k[0] * k[1],
+                                   q, per_channel=rng.random() < 0.7)
+            layer = DepthwiseConv2D(input_shape=shape, stride=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+                                    padding=str(rng.choice(["VALID", "SAME"])), **params)
         elif kind == "pool":
             f = (int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1)))
             layer = Pool2D(name=name, input_shape=shape, kind=str(rng.choice(["MAX", "AVERAGE"])), filter=f,
@@ -140,10 +147,12 @@ def random_model(rng, max_layers=5):
                                    per_channel=rng.random() < 0.3)
             layers.append(FullyConnected(input_shape=shape, **params))
             shape, q = layers[-1].output_shape, layers[-1].output_q
-        tail = rng.random()
+        tail, beta = rng.random(), float(rng.choice([1.0, 0.5, 2.0]))
         if tail < 0.3:
-            layers.append(Softmax(name=f"l{len(layers)}_softmax", input_shape=shape, input_q=q,
-                                  beta=float(rng.choice([1.0, 0.5, 2.0]))))
+            try:
+                layers.append(Softmax(name=f"l{len(layers)}_softmax", input_shape=shape, input_q=q, beta=beta))
+            except ModelError:      # an input scale too small for TFLite's softmax: no tail
+                pass
         elif tail < 0.45:
             layers.append(Lookup(name=f"l{len(layers)}_lut", input_shape=shape,
                                  kind=str(rng.choice(["LOGISTIC", "TANH"])), input_q=q))

@@ -114,8 +114,10 @@ def f32(x):
 
 def quantize_value(value, scale, zero_point):
     """TFLite's Quantize(f): zero_point + round(f / scale), the division in float32."""
-    q = np.float32(value) / np.float32(scale)
-    return int(zero_point) + int(tflite_round(q))
+    q = tflite_round(np.float32(value) / np.float32(scale))
+    if not -2.0 ** 31 <= q <= 2.0 ** 31 - 1:
+        raise ValueError(f"{value} / scale {scale:.3g} overflows int32 (TFLite refuses the model)")
+    return int(zero_point) + int(q)
 
 
 def activation_range(activation, scale, zero_point, qmin=-128, qmax=127):

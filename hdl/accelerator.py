@@ -93,7 +93,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
         if needs_pool:
-            m.submodules.pool_engine = engine = PoolEngine(cfg)
+            m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=prog.pool_window)
             wiring.connect(m, engine.o, drain.aux)
         else:
             engine = None
@@ -109,7 +109,7 @@ class Accelerator(wiring.Component):
         p = prog.params
         params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
                   for b, mu, s in zip(p.bias, p.multiplier, p.shift)]
-        m.submodules.params = pmem = Memory(shape=param_layout(), depth=cfg.param_depth, init=params)
+        m.submodules.params = pmem = Memory(shape=param_layout(), depth=max(1, len(params)), init=params)
         prd = pmem.read_port()
         m.d.comb += [prd.addr.eq(drain.param_addr), prd.en.eq(drain.param_en), drain.param_data.eq(prd.data)]
 

@@ -98,7 +98,7 @@ class Drain(wiring.Component):
         ch_left = Signal(cfg.dim_bits)              # out_c - first channel of the group
 
         pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
-        element = needs_x & (half | pixel_ok) & (col < ch_left)
+        element = needs_x & (half | pixel_ok) & (col < ch_left) & (col < d.group_channels)
 
         # ---- X stage: one element, taken only when empty, so that ``i.ready`` is a function
         # of registers (an element moves on the cycle after it arrives; a fused pool's first
@@ -216,12 +216,11 @@ class Drain(wiring.Component):
                          needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
             with m.If(pass_end):
                 self._next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base,
-                                param_group, ch_left, running, cols)
+                                param_group, ch_left, running)
         return m
 
     @staticmethod
-    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left,
-                   running, cols):
+    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left, running):
         """Output addresses step by a channel group, a block row or a block column; a
         one-pixel pass steps them every other pixel, where the parity banks wrap."""
         with m.If(~bx.last):
@@ -238,9 +237,9 @@ class Drain(wiring.Component):
             with m.Else():
                 m.d.sync += by.restart(d.nby)
                 with m.If(~g.last):
-                    next_group = group_base + cols
+                    next_group = group_base + d.group_channels
                     m.d.sync += [*g.advance(), group_base.eq(next_group), row_base.eq(next_group),
-                                 pass_base.eq(next_group), param_group.eq(param_group + cols),
-                                 ch_left.eq(ch_left - cols)]
+                                 pass_base.eq(next_group), param_group.eq(param_group + d.group_channels),
+                                 ch_left.eq(ch_left - d.group_channels)]
                 with m.Else():
                     m.d.sync += running.eq(0)

@@ -57,6 +57,7 @@ class Feeder(wiring.Component):
         # loops' ends add only their own ``last`` flags).
         end_kx, end_pass = Signal(), Signal()
         ci = Signal(cfg.dim_bits)
+        chan = Signal(cfg.dim_bits)         # the channel a depthwise group reads (0 otherwise)
         ci_loop, kx, ky, bx, by, g = (Loop(name, cfg.dim_bits) for name in ("ci", "kx", "ky", "bx", "by", "g"))
         wptr, gbase = Signal(cfg.weight_addr_bits), Signal(cfg.weight_addr_bits)
         iy, ix, iy_s, ix_s = pair("iy", coord), pair("ix", coord), pair("iy_s", coord), pair("ix_s", coord)
@@ -129,11 +130,12 @@ class Feeder(wiring.Component):
         with m.If(~running):
             m.d.sync += [
                 block1.eq(d.block1), first.eq(1), ci.eq(0),
-                *ci_loop.load(d.c), *kx.load(d.kw), *ky.load(d.kh),
+                *ci_loop.load(d.red_c), *kx.load(d.kw), *ky.load(d.kh),
                 *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups),
                 wptr.eq(d.weight_base), gbase.eq(d.weight_base),
             ]
-            m.d.sync += [end_kx.eq((d.c == 1) & (d.kw == 1)), end_pass.eq((d.c == 1) & (d.kw == 1) & (d.kh == 1))]
+            m.d.sync += [end_kx.eq((d.red_c == 1) & (d.kw == 1)),
+                         end_pass.eq((d.red_c == 1) & (d.kw == 1) & (d.kh == 1)), chan.eq(0)]
             for k in (0, 1):
                 for cur, start, init in ((iy, iy_s, d.iy0), (rp, rp_s, d.rowptr0),
                                          (ix, ix_s, d.ix0), (cp, cp_s, d.colptr0)):
@@ -145,7 +147,7 @@ class Feeder(wiring.Component):
             with m.If(~ci_loop.last):
                 m.d.sync += [*ci_loop.advance(), ci.eq(ci + 1)]
             with m.Else():
-                m.d.sync += [*ci_loop.restart(d.c), ci.eq(0)]
+                m.d.sync += [*ci_loop.restart(d.red_c), ci.eq(chan)]
                 with m.If(~kx.last):
                     m.d.sync += [*kx.advance(), *(ix[k].eq(ix[k] + 1) for k in (0, 1))]
                     with m.If(ix[0][0]):
@@ -166,6 +168,8 @@ class Feeder(wiring.Component):
                     m.d.sync += ky.restart(d.kh)
             self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s,
                             rp, rp_s, cp, cp_s)
+            with m.If(end_pass & bx.last & by.last & d.depthwise):
+                m.d.sync += [chan.eq(chan + 1), ci.eq(chan + 1)]
         return m
 
     @staticmethod

@@ -80,6 +80,8 @@ def desc_layout(config):
         "in_base": addr, "out_base": addr,
         # feeder: reduction loops and the input map
         "c": count, "kw": count, "kh": count, "h": coord, "w": coord,
+        "red_c": count,                      # channels a tap position reduces: c, or 1 when depthwise
+        "depthwise": 1,                      # group g reads input channel g
         "nbx": count, "nby": count, "groups": count, "taps": config.taps_bits,
         "block1": 1,                         # one pixel per pass (strided or dense layers)
         "pad_value": signed(8),
@@ -95,6 +97,7 @@ def desc_layout(config):
         "oh": count, "ow": count,            # computed conv pixels (rows beyond are discarded)
         # drain: output map, requantisation and post-processing
         "fused_pool": 1, "out_c": count, "out_row_stride": ptr,
+        "group_channels": count,             # output channels per group: cols, or the depth multiplier
         "param_base": config.param_addr_bits, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
         "single_rounding": 1, "table": 1, "table_slot": config.table_slot_bits,
         "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
@@ -170,6 +173,8 @@ def _encode(desc, config, is_last):
         **common,
         "nbx": (ow + blk - 1) // blk, "nby": (oh + blk - 1) // blk, "groups": desc.groups, "taps": desc.taps,
         "block1": int(blk == 1), "pad_value": desc.pad_value,
+        "red_c": 1 if desc.depthwise else c, "depthwise": int(desc.depthwise),
+        "group_channels": desc.group_channels,
         "ystep": ystep, "xstep": xstep,
         "ystep_ptr": _step_ptr(_row_ptr, shape, ystep), "xstep_ptr": _step_ptr(_col_ptr, shape, xstep),
         "iy0": iy0, "ix0": ix0,

@@ -23,11 +23,13 @@ def result_layout(config):
 
 
 class PoolEngine(wiring.Component):
-    """Runs one POOL or LOOKUP descriptor after ``start``, windows of up to
-    ``config.pool_window`` elements; ``done`` once every result has left on ``o``."""
+    """Runs one POOL or LOOKUP descriptor after ``start``, windows of up to ``max_window``
+    elements (the program's largest: the divider's widths grow with it); ``done`` once every
+    result has left on ``o``."""
 
-    def __init__(self, config):
+    def __init__(self, config, max_window=16):
         self.config = config
+        self.max_window = max_window
         super().__init__({
             **engine_members(config),
             "o": Out(stream.Signature(result_layout(config))),
@@ -38,7 +40,7 @@ class PoolEngine(wiring.Component):
         cfg, d = self.config, self.desc
         count, coord, ptr = cfg.dim_bits, coord_shape(cfg), ptr_shape(cfg)
         write = write_layout(cfg)
-        m.submodules.pool = pool = Pool(lanes=1, max_window=cfg.pool_window)
+        m.submodules.pool = pool = Pool(lanes=1, max_window=self.max_window)
         m.submodules.addrs = addrs = SyncFIFOBuffered(width=write.size, depth=8)
         m.d.comb += [pool.mode.eq(Mux(d.pool_avg, PoolMode.AVERAGE, PoolMode.MAX)),
                      pool.act_min.eq(d.act_min), pool.act_max.eq(d.act_max)]

@@ -283,7 +283,9 @@ class Soc(wiring.Component):
                 goto("SEND_OUTPUT")
         with state("SEND_OUTPUT"):
             m.d.comb += [tx.i.valid.eq(settle == 0), tx.i.p.eq(value)]
-            with m.If(tx.i.valid & tx.i.ready):
+            # The state's own valid term, not ``tx.i.valid`` (every state's terms ORed): that
+            # put the whole state decode in front of the argmax compare.
+            with m.If((settle == 0) & tx.i.ready):
                 m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
                 # The first largest value wins: only a strictly larger one replaces it.
                 with m.If(value.as_signed() > best.as_signed()):
@@ -319,7 +321,7 @@ class Soc(wiring.Component):
 
         with state("INFO"):
             m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
-            with m.If(tx.i.valid & tx.i.ready):
+            with m.If(rom_fresh & tx.i.ready):
                 m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
                 with m.If(idx == INFO_LEN - 1):
                     goto("SEND_FLAGS")

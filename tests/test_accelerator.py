@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boards import ICEBREAKER
 from compiler.program import compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
@@ -21,6 +22,8 @@ from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from sim import pysim
 from sim.run import simulate
+from published import load_published
+from model_builders import depthwise_model
 
 N_RANDOM = 40
 REPO = Path(__file__).resolve().parent.parent
@@ -97,3 +100,38 @@ def test_fully_connected_rounds_once_in_hardware():
     got = program.finish_on_host(out)
     np.testing.assert_array_equal(got, run_model(model, x))
     assert (got != double).any()
+
+
+@pytest.mark.parametrize("kwargs", [{"pool": True, "padding": "VALID"}, {"mult": 3, "stride": (1, 1)}])
+def test_depthwise_in_amaranth_simulator(kwargs):
+    """Depthwise groups (one input channel, the multiplier's columns) with a fused 2x2 max
+    pool and with a multiplier of 3, through the RTL; the random models add strides and sizes."""
+    model = depthwise_model(**kwargs)
+    program = compile_model(model, AcceleratorConfig())
+    assert program.layers[0].depthwise
+    x = random_inputs(np.random.default_rng(8), model, 2)
+    out, _ = pysim.run(program, x, max_cycles=100_000)
+    np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
+
+
+#: KWS's maps need 4,000 B per bank (input plus output), more than the UP5K's block RAM
+#: gives the four banks; the iCEBreaker's array and requantiser with 8 KiB banks run it.
+KWS_CONFIG = ICEBREAKER.with_(act_bank_bytes=8192)
+
+
+@pytest.mark.parametrize("name, config, max_cycles", [
+    ("kws_ref_model.tflite", KWS_CONFIG, 500_000),
+    ("micro_speech_quantized.tflite", ICEBREAKER, 85_000),
+    ("hello_world_int8.tflite", ICEBREAKER, 300),
+])
+def test_published_model_through_verilator(name, config, max_cycles):
+    """Eight random inputs per model through the emitted Verilog, equal to golden; the cycle
+    bounds are today's counts (bench/published_models.py) rounded up, so a slowdown fails."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed (make setup installs it)")
+    model = load_published(name)
+    x = random_inputs(np.random.default_rng(9), model, 8)
+    y, report = simulate(model, x, check=True, config=config, log=lambda *a, **k: None)
+    assert report["checked"] == "all outputs equal golden"
+    assert report["engine"] == "verilator"
+    assert report["cycles_per_inference"] <= max_cycles

@@ -12,6 +12,8 @@ from golden.model import Model, QParams
 from golden.ops import Conv2D, Lookup, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
+from model_builders import depthwise_model
+from published import load_published
 
 
 def check_against_golden(model, x, config=ICEBREAKER):
@@ -72,8 +74,54 @@ def test_unsupported_reshape_is_named():
                    bias=np.zeros(2, np.int32), weight_scales=np.full(2, 0.01, np.float32), input_q=q,
                    output_q=QParams(0.5, 0))
     model = Model(name="m", input_shape=base.input_shape, input_q=base.input_q, layers=(conv, reshape, conv2))
-    with pytest.raises(CompileError, match="odd_reshape: RESHAPE"):
+    with pytest.raises(CompileError, match="odd_reshape: RESHAPE from .* would move data in the banks"):
         compile_model(model, AcceleratorConfig())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mult": 1}, {"mult": 4, "stride": (2, 1)}, {"c": 1, "mult": 7},
+                                    {"pool": True, "padding": "VALID"}])
+def test_depthwise_runs_one_channel_per_group(kwargs):
+    """Group g of a depthwise step reads input channel g and computes its multiplier's output
+    channels (one input channel is an ordinary convolution); a 2x2 max pool fuses."""
+    model = depthwise_model(**kwargs)
+    program = check_against_golden(model, random_inputs(np.random.default_rng(2), model, 6))
+    d = program.layers[0]
+    c, mult = model.input_shape[2], kwargs.get("mult", 2)
+    if c > 1:
+        assert (d.depthwise, d.groups, d.group_channels, d.taps) == (True, c, mult, 9)
+    else:
+        assert (d.depthwise, d.group_channels, d.taps) == (False, ICEBREAKER.cols, 9)
+    assert d.fused_pool == kwargs.get("pool", False)
+
+
+def test_depthwise_multiplier_beyond_the_columns_is_refused():
+    with pytest.raises(CompileError, match="dw: depth multiplier 5 exceeds the array's 4 columns"):
+        compile_model(depthwise_model(mult=5), ICEBREAKER)
+
+
+def test_views_at_the_input_and_the_tail_move_nothing():
+    """micro_speech's shape: a RESHAPE of the flat input to an image, the host stores it in
+    the new shape; a trailing view runs on the host."""
+    conv = _conv_model(h=6, c=2).layers[0]
+    q = conv.input_q
+    head = Reshape(name="head", input_shape=(72,), new_shape=(6, 6, 2), q=q)
+    tail = Reshape(name="tail", input_shape=conv.output_shape, new_shape=(4, 24), q=conv.output_q)
+    model = Model(name="m", input_shape=(72,), input_q=q, layers=(head, conv, tail))
+    program = check_against_golden(model, random_inputs(np.random.default_rng(3), model, 4))
+    assert program.input_shape == (6, 6, 2) and [t.name for t in program.host_tail] == ["tail"]
+    x = random_inputs(np.random.default_rng(4), model, 3)
+    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+
+
+@pytest.mark.parametrize("name, steps", [("kws_ref_model.tflite", 11), ("micro_speech_quantized.tflite", 2),
+                                         ("hello_world_int8.tflite", 3)])
+def test_published_models_emulate_bit_exact(name, steps):
+    """KWS needs more activation memory than the UP5K's block RAM holds, so it is compiled
+    with 8 KiB banks (the iCEBreaker's array and parameter memory otherwise)."""
+    model = load_published(name)
+    config = ICEBREAKER.with_(act_bank_bytes=8192) if name.startswith("kws") else ICEBREAKER
+    program = check_against_golden(model, random_inputs(np.random.default_rng(6), model, 8), config)
+    assert len(program.layers) == steps
 
 
 def test_graphs_that_are_not_chains_are_refused_in_one_line():

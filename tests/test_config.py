@@ -10,7 +10,7 @@ def test_icebreaker_widths_are_derived_from_its_memories():
     c = ICEBREAKER
     assert (c.act_bank_bytes, c.bank_addr_bits) == (2560, 12)
     assert (c.weight_words, c.weight_addr_bits) == (32768, 15)
-    assert (c.param_depth, c.param_addr_bits) == (256, 8)
+    assert (c.param_depth, c.param_addr_bits) == (1024, 10)
     assert (c.desc_depth, c.desc_index_bits) == (256, 8)
     assert c.host_addr_bits == c.bank_addr_bits + 2 and c.banks == 4
     assert c.ptr_bits == c.bank_addr_bits + 2

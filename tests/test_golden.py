@@ -1,7 +1,5 @@
 """Golden model vs LiteRT's BUILTIN_REF kernels, bit for bit, final output and every layer."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ from golden.model import type_name
 from golden.ops import OPS, Conv2D, FullyConnected, Lookup, Pool2D, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite, to_tflite_bytes
+from published import PUBLISHED_FILES, published_path
 
 N_RANDOM_MODELS = 60
 
@@ -111,15 +110,8 @@ def test_random_graphs_cover_every_op_and_option():
     assert want <= seen, f"generator misses {sorted(map(str, want - seen))}"
 
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "models"
-PUBLISHED_FILES = ("kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite",
-                   "hello_world_int8.tflite", "micro_speech_quantized.tflite")
-
-
 @pytest.mark.parametrize("name", PUBLISHED_FILES)
 def test_published_model_matches_litert_on_100_inputs(name):
-    path = PUBLISHED / name
-    if not path.exists():
-        pytest.skip(f"published model absent: {path} (see ../shared/models/README.md)")
+    path = published_path(name)
     model = load_tflite(path)
     assert_same(model, random_inputs(np.random.default_rng(5), model, 100), path.read_bytes())

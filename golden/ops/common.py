@@ -84,6 +84,10 @@ class Weighted(Layer):
               f"{self.name}: missing quantisation parameters")
         check(self.input_q.dtype == "int8" and self.output_q.dtype == "int8",
               f"{self.name}: {self.op} needs int8 input and output, got {self.input_q.dtype} and {self.output_q.dtype}")
+        try:
+            self.act_range
+        except ValueError as e:
+            raise ModelError(f"{self.name}: fused {self.activation}: {e}") from None
 
     @property
     def per_channel(self):
@@ -208,10 +212,13 @@ def rand_weighted(rng, name, weights, n, depth, in_q, per_channel):
     # Mostly shrinking multipliers; now and then one above 1 (a left shift in TFLite).
     out_scale = spread * (rand_scale(rng, 1e-3, 1.0) if rng.random() < 0.85 else rand_scale(rng, 1e-6, 1e-4))
     out_q = QParams(out_scale, rand_zero_point(rng))
+    activation = rand_activation(rng)
+    if activation in ("RELU6", "RELU_N1_TO_1") and 6 / out_scale >= 2 ** 31:
+        activation = "RELU"         # TFLite refuses a clamp bound beyond int32
     bias_span = int(min(2 ** 20, 128 * 128 * depth))
     bias = rng.integers(-bias_span, bias_span + 1, size=n).astype(np.int32)
     return dict(name=name, weights=weights, bias=bias, weight_scales=wscales, input_q=in_q,
-                output_q=out_q, activation=rand_activation(rng))
+                output_q=out_q, activation=activation)
 
 
 def same_q(q, out_q, op):
