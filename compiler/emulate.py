@@ -10,7 +10,7 @@ import numpy as np
 
 from golden.quant import requantize
 
-from .program import CONV, LOOKUP, POOL, bank_address
+from .program import ADD, CONV, LOOKUP, POOL, bank_address
 
 
 class BankedMemory:
@@ -63,6 +63,16 @@ def _conv(mem, d, program):
     mem.store(d.out_shape, d.out_base, y)
 
 
+def _add(mem, d, program):
+    """The two inputs' table entries summed, requantised with the output's multiplier."""
+    a = mem.load(d.in_shape, d.in_base).astype(np.int64)
+    b = mem.load(d.in_shape, d.other_base).astype(np.int64)
+    p, at = program.params, d.param_base
+    acc = p.bias[at + 128 + a] + p.bias[at + 384 + b]
+    y = requantize(acc, p.multiplier[at + 256], p.shift[at + 256], d.zero_point, d.act_min, d.act_max)
+    mem.store(d.out_shape, d.out_base, y)
+
+
 def _by_name(program, name):
     return next(layer for layer in program.model.layers if layer.name == name)
 
@@ -76,6 +86,8 @@ def run_program(program, x):
         for d in program.layers:
             if d.kind == CONV:
                 _conv(mem, d, program)
+            elif d.kind == ADD:
+                _add(mem, d, program)
             elif d.kind in (POOL, LOOKUP):
                 layer = _by_name(program, d.name)
                 y = layer.run(mem.load(d.in_shape, d.in_base)[None])[0]

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.model import is_int8, type_name
-from golden.ops import Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.ops.add import LEFT_SHIFT as ADD_LEFT_SHIFT
+from golden.ops.add import add_params
 from golden.nonlinear import lookup_table
-from golden.quant import INT32_MAX
+from golden.quant import INT32_MAX, multiply_by_quantized_multiplier
 
-CONV, POOL, LOOKUP = "CONV", "POOL", "LOOKUP"
+CONV, POOL, LOOKUP, ADD = "CONV", "POOL", "LOOKUP", "ADD"
 
 
 class CompileError(ValueError):
@@ -53,6 +55,7 @@ class LayerDesc:
     out_shape: tuple          #: (H, W, C) as stored (after a fused pool)
     in_base: int              #: byte offset of the input map in every bank
     out_base: int
+    other_base: int = 0       #: ADD: the second input map
     kernel: tuple = (1, 1)    #: CONV: kernel; POOL: filter
     stride: tuple = (1, 1)
     pads: tuple = (0, 0)      #: top, left
@@ -143,22 +146,41 @@ def _fail(msg):
 
 
 class _Builder:
-    def __init__(self, model, config):
+    """Emits the steps in model order.  Every stored tensor has a place (shape as stored, base
+    in every bank); views alias their source.  A step's output goes to the lowest base where
+    it overlaps no tensor still to be read (first fit over the tensors' lifetimes), so the
+    residual inputs of an ADD stay where they are while the branch runs."""
+
+    def __init__(self, model, config, last_use):
         self.model, self.config = model, config
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
-        self.shape = self.input_shape = _hwc(model.input_shape)
-        self.base = 0
-        self.high_water = bank_bytes(self.shape)
+        self.input_shape = _hwc(model.input_shape)
+        self.place = {model.input_name: (self.input_shape, 0)}
+        self.root = {model.input_name: model.input_name}    # tensor -> the stored tensor it aliases
+        self.last_use = last_use                            # stored tensor -> last step reading it
+        self.high_water = bank_bytes(self.input_shape)
 
-    def _out_base(self, out_shape):
-        """Ping-pong inside every bank: output at the other end from the input."""
-        need_in, need_out = bank_bytes(self.shape), bank_bytes(out_shape)
-        limit = self.config.act_bank_bytes
-        if need_in + need_out > limit:
-            return _fail(f"{self.layer.name}: activation bank needs {need_in + need_out} B "
-                         f"(input {need_in} + output {need_out} per bank), config has {limit} B")
-        self.high_water = max(self.high_water, need_in + need_out)
-        return 0 if self.base else limit - need_out
+    def src(self, name):
+        """(shape as stored, base) of a tensor an op reads."""
+        return self.place[name]
+
+    def _alloc(self, name, shape):
+        """Base of a new stored tensor: the lowest gap among the tensors still to be read."""
+        step, size, limit = len(self.descs), bank_bytes(shape), self.config.act_bank_bytes
+        live = sorted((self.place[t][1], self.place[t][1] + bank_bytes(self.place[t][0]), t)
+                      for t in self.place if self.root[t] == t and self.last_use.get(t, -1) >= step)
+        base = 0
+        for lo, hi, _ in live:
+            if base + size <= lo:
+                break
+            base = max(base, hi)
+        if base + size > limit:
+            names = ", ".join(f"{t} {hi - lo} B" for lo, hi, t in live)
+            return _fail(f"{name}: activation bank needs {base + size} B per bank (output {size} B after the "
+                         f"live maps: {names}), config has {limit} B")
+        self.high_water = max(self.high_water, base + size)
+        self.place[name], self.root[name] = (shape, base), name
+        return base
 
     def _table_slot(self, lookup):
         table = lookup_table(lookup.kind, lookup.input_q)
@@ -173,14 +195,14 @@ class _Builder:
 
     def _emit(self, desc):
         self.descs.append(desc)
-        self.shape, self.base = desc.out_shape, desc.out_base
 
     def conv(self, layer, pool, lookup):
         cfg = self.config
+        in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
         out_c = layer.out_channels
         depthwise = isinstance(layer, DepthwiseConv2D) and layer.input_shape[2] > 1
         if isinstance(layer, FullyConnected):
-            h, w, c = self.shape
+            h, w, c = in_shape
             weights = layer.weights.reshape(out_c, h, w, c)
             kernel, stride, pads, conv_shape = (h, w), (1, 1), (0, 0), (1, 1, out_c)
         else:
@@ -229,15 +251,12 @@ class _Builder:
         used = weight_base + groups * taps
         if used > cfg.weight_words:
             _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
-        param_base = sum(len(p[0]) for p in self.params)
-        if param_base + out_c > cfg.param_depth:
-            _fail(f"{layer.name}: parameter memory needs {param_base + out_c} channels, "
-                  f"config has {cfg.param_depth}")
+        param_base = self._param_base(layer, out_c)
         self.params.append((bias, mult, shift))
         last = lookup or pool or layer
         self._emit(LayerDesc(
-            name=last.name, kind=CONV, in_shape=self.shape, out_shape=_hwc(out_shape),
-            in_base=self.base, out_base=self._out_base(_hwc(out_shape)), kernel=tuple(kernel),
+            name=last.name, kind=CONV, in_shape=in_shape, out_shape=_hwc(out_shape),
+            in_base=in_base, out_base=self._alloc(last.name, _hwc(out_shape)), kernel=tuple(kernel),
             stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
             fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
@@ -250,29 +269,64 @@ class _Builder:
         if area > self.config.pool_window:
             _fail(f"{layer.name}: {layer.filter[0]}x{layer.filter[1]} pooling window has {area} elements, "
                   f"the pool unit reduces at most {self.config.pool_window}")
-        self._emit(LayerDesc(name=layer.name, kind=POOL, in_shape=self.shape, out_shape=layer.output_shape,
-                             in_base=self.base, out_base=self._out_base(layer.output_shape),
+        in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
+        self._emit(LayerDesc(name=layer.name, kind=POOL, in_shape=in_shape, out_shape=layer.output_shape,
+                             in_base=in_base, out_base=self._alloc(layer.name, _hwc(layer.output_shape)),
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,
                              pool_kind=layer.kind, act_min=lo, act_max=hi))
 
-    def view(self, layer, following):
+    def view(self, layer, readers):
         """RESHAPE, EXPAND_DIMS, SQUEEZE move no data where the banked layout stays the same:
-        before any step (the host stores the input in the new shape), when the stored (H, W,
-        C) is unchanged, and before FULLY_CONNECTED (which reads its input in NHWC order
-        whatever the shape)."""
-        shape = _hwc(layer.output_shape)
-        if not self.descs:
-            self.shape = self.input_shape = shape
-            self.high_water = bank_bytes(shape)
-        elif shape != self.shape and not isinstance(following, FullyConnected):
-            _fail(f"{layer.name}: {layer.op} from {self.shape} to {layer.output_shape} before "
-                  f"{following.op if following is not None else 'the output'} would move data in the banks; "
-                  "the accelerator maps views only where the layout stays (yet)")
+        on the model input before any step (the host stores the input in the new shape), when
+        the stored (H, W, C) is unchanged, and when only FULLY_CONNECTED ops read the view
+        (they read their input in NHWC order whatever its shape)."""
+        source = self.model.inputs_of(layer)[0]
+        shape, base = self.src(source)
+        new = _hwc(layer.output_shape)
+        if source == self.model.input_name and not self.descs and self.last_use[source] <= 0:
+            self.input_shape = new
+            self.place[source] = (new, 0)
+            self.high_water = bank_bytes(new)
+        elif new != shape and not (readers and all(isinstance(r, FullyConnected) for r in readers)):
+            other = next((r.op for r in readers if not isinstance(r, FullyConnected)), "the output")
+            _fail(f"{layer.name}: {layer.op} from {shape} to {layer.output_shape} before {other} would move "
+                  "data in the banks; the accelerator maps views only where the layout stays (yet)")
+        self.place[layer.name] = self.place[source]
+        self.root[layer.name] = self.root[source]
 
     def lookup(self, layer):
-        self._emit(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=self.shape, out_shape=self.shape,
-                             in_base=self.base, out_base=self._out_base(self.shape),
+        in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
+        self._emit(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=in_shape, out_shape=in_shape,
+                             in_base=in_base, out_base=self._alloc(layer.name, in_shape),
                              table=self._table_slot(layer)))
+
+    def add(self, layer):
+        """ADD as two 256-entry tables, one per input: TFLite's per-input rescale of every int8
+        value (``((x - zp) << 20) * multiplier >> shift``) is a function of the byte alone, so
+        the hardware looks it up, adds the two and requantises the sum like an accumulator."""
+        if layer.input_shape != layer.other_shape:
+            _fail(f"{layer.name}: ADD of {layer.input_shape} and {layer.other_shape} broadcasts; the "
+                  "accelerator adds maps of one shape (yet)")
+        (a_shape, a_base), (b_shape, b_base) = (self.src(t) for t in self.model.inputs_of(layer))
+        if a_shape != b_shape:
+            _fail(f"{layer.name}: ADD inputs are stored as {a_shape} and {b_shape}; they must be stored alike")
+        (m1, s1), (m2, s2), (mo, so) = add_params(layer.input_q, layer.other_q, layer.output_q)
+        v = np.arange(-128, 128, dtype=np.int64)
+        ta = multiply_by_quantized_multiplier((v - layer.input_q.zero_point) << ADD_LEFT_SHIFT, m1, s1)
+        tb = multiply_by_quantized_multiplier((v - layer.other_q.zero_point) << ADD_LEFT_SHIFT, m2, s2)
+        param_base = self._param_base(layer, 512)
+        self.params.append((np.concatenate([ta, tb]), np.full(512, mo, np.int64), np.full(512, so, np.int64)))
+        lo, hi = layer.act_range
+        self._emit(LayerDesc(name=layer.name, kind=ADD, in_shape=a_shape, out_shape=a_shape, in_base=a_base,
+                             other_base=b_base, out_base=self._alloc(layer.name, a_shape), param_base=param_base,
+                             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi))
+
+    def _param_base(self, layer, entries):
+        base = sum(len(p[0]) for p in self.params)
+        if base + entries > self.config.param_depth:
+            _fail(f"{layer.name}: parameter memory needs {base + entries} channels, "
+                  f"config has {self.config.param_depth}")
+        return base
 
 
 def _fusable_pool(conv, nxt):
@@ -281,50 +335,95 @@ def _fusable_pool(conv, nxt):
             and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
 
 
+def _plan(model, layers):
+    """Group the layers the hardware runs into steps (a convolution with the 2x2 max pool and
+    the table that only it feeds); returns the actions in order, ("step", [layers]) or
+    ("view", layer), and each stored tensor's last reading step."""
+    readers = {}
+    for layer in layers:
+        for t in model.inputs_of(layer):
+            readers.setdefault(t, []).append(layer)
+
+    def only_reader(layer, nxt):
+        """``nxt`` is the one op reading ``layer``'s output, which is not the model's output."""
+        return (nxt is not None and readers.get(layer.name) == [nxt] and model.inputs_of(nxt) == (layer.name,)
+                and layer.name != model.output_name)
+
+    actions, root, last_use, steps = [], {model.input_name: model.input_name}, {}, 0
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        group = [layer]
+        if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if _fusable_pool(layer, nxt) and only_reader(layer, nxt):
+                group.append(nxt)
+            nxt = layers[i + len(group)] if i + len(group) < len(layers) else None
+            if isinstance(nxt, Lookup) and only_reader(group[-1], nxt):
+                group.append(nxt)
+        elif isinstance(layer, Reshape):
+            actions.append(("view", layer))
+            root[layer.name] = root[model.inputs_of(layer)[0]]
+            i += 1
+            continue
+        elif isinstance(layer, Softmax):
+            _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
+        elif not isinstance(layer, (Pool2D, Lookup, Add)):
+            _fail(f"{layer.name}: {layer.op} has no hardware mapping (yet)")
+        for t in model.inputs_of(layer):
+            last_use[root[t]] = steps
+        root[group[-1].name] = group[-1].name
+        actions.append(("step", group))
+        steps += 1
+        i += len(group)
+    return actions, root, last_use, steps
+
+
 def compile_model(model, config):
     """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
-    if not model.is_chain:
-        branch = next((layer for layer in model.layers if model.inputs_of(layer) != (model.predecessor(layer),)),
-                      None)
-        if branch is None:
-            _fail(f"{model.name}: the output is '{model.output_name}', not the last op's; the accelerator runs "
-                  "chains that end in the model output")
-        _fail(f"{branch.name}: {branch.op} reads {', '.join(model.inputs_of(branch))}; the accelerator runs "
-              "chains of ops, not branching graphs (yet)")
     if not (is_int8(model.input_q) and is_int8(model.output_q)):
         _fail(f"{model.name}: the accelerator takes int8 input and output, the model has "
               f"{type_name(model.input_q)} and {type_name(model.output_q)}")
-    b = _Builder(model, config)
     layers = list(model.layers)
     tail_start = len(layers)
     # Trailing SOFTMAX and views run on the host (a view that ends the graph moves nothing).
     while tail_start > 0 and isinstance(layers[tail_start - 1], (Softmax, Reshape)):
         tail_start -= 1
-    i = 0
-    while i < tail_start:
-        layer = layers[i]
-        b.layer = layer
-        nxt = layers[i + 1] if i + 1 < tail_start else None
-        if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):
-            pool = nxt if _fusable_pool(layer, nxt) else None
-            after = layers[i + 2] if pool is not None and i + 2 < tail_start else nxt
-            lookup = after if isinstance(after, Lookup) else None
-            b.conv(layer, pool, lookup)
-            i += 1 + (pool is not None) + (lookup is not None)
+    body, tail = layers[:tail_start], layers[tail_start:]
+    produced = body[-1].name if body else model.input_name
+    for layer in tail:
+        if model.inputs_of(layer) != (produced,):
+            _fail(f"{layer.name}: {layer.op} runs on the host after the accelerator, so it must read "
+                  f"'{produced}', not {', '.join(model.inputs_of(layer))}")
+        produced = layer.name
+    if produced != model.output_name:
+        _fail(f"{model.name}: the output is '{model.output_name}', not the last op's; the accelerator runs "
+              "graphs that end in the model output")
+    actions, root, last_use, steps = _plan(model, body)
+    if body:
+        last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
+    b = _Builder(model, config, last_use)
+    readers = {}
+    for layer in body:
+        for t in model.inputs_of(layer):
+            readers.setdefault(t, []).append(layer)
+    for kind, item in actions:
+        if kind == "view":
+            b.view(item, readers.get(item.name, []))
             continue
-        if isinstance(layer, Pool2D):
+        layer = item[0]
+        if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):
+            pool = next((x for x in item[1:] if isinstance(x, Pool2D)), None)
+            lookup = next((x for x in item[1:] if isinstance(x, Lookup)), None)
+            b.conv(layer, pool, lookup)
+        elif isinstance(layer, Pool2D):
             b.pool(layer)
         elif isinstance(layer, Lookup):
             b.lookup(layer)
-        elif isinstance(layer, Reshape):
-            b.view(layer, layers[i + 1] if i + 1 < tail_start else None)
-        elif isinstance(layer, Softmax):
-            _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
         else:
-            _fail(f"{layer.name}: {layer.op} has no hardware mapping (yet)")
-        i += 1
+            b.add(layer)
     if not b.descs:
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
     if len(b.descs) > config.desc_depth:
@@ -339,12 +438,13 @@ def compile_model(model, config):
         "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": config.banks},
         "params": {"channels": int(params.bias.size), "capacity": config.param_depth},
         "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
-        "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "out_base": d.out_base,
+        "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "other_base": d.other_base,
+                    "out_base": d.out_base,
                     "weight_base": d.weight_base, "param_base": d.param_base} for d in b.descs],
     }
     need = bank_bytes(b.input_shape)
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
-                   tables=tables, host_tail=tuple(layers[tail_start:]),
+                   tables=tables, host_tail=tuple(tail),
                    input_shape=b.input_shape, output_name=b.descs[-1].name, memory_map=memory_map)

@@ -12,8 +12,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from compiler.program import CONV
+from compiler.program import ADD, LOOKUP, POOL
 
+from .add_engine import AddEngine
 from .drain import Drain, param_layout
 from .feeder import Feeder
 from .layer_desc import desc_layout, encode
@@ -86,9 +87,10 @@ class Accelerator(wiring.Component):
         cfg, prog = self.config, self.program
         m.submodules.feeder = feeder = Feeder(cfg)
         m.submodules.array = array = MacArray(cfg)
-        needs_pool = any(d.kind != CONV for d in prog.layers)
+        needs_pool = any(d.kind in (POOL, LOOKUP) for d in prog.layers)
+        needs_add = any(d.kind == ADD for d in prog.layers)
         needs_table = len(prog.tables) > 0
-        m.submodules.drain = drain = Drain(cfg, tables=needs_table, aux=needs_pool)
+        m.submodules.drain = drain = Drain(cfg, tables=needs_table, aux=needs_pool, adds=needs_add)
         m.submodules.weights = weights = WeightMemory(cfg)
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
@@ -97,6 +99,11 @@ class Accelerator(wiring.Component):
             wiring.connect(m, engine.o, drain.aux)
         else:
             engine = None
+        if needs_add:
+            m.submodules.add_engine = adder = AddEngine(cfg)
+            wiring.connect(m, adder.o, drain.add)
+        else:
+            adder = None
 
         layout = desc_layout(cfg)
         m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)
@@ -105,6 +112,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
         if engine is not None:
             m.d.comb += engine.desc.eq(desc)
+        if adder is not None:
+            m.d.comb += adder.desc.eq(desc)
 
         p = prog.params
         params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
@@ -112,6 +121,11 @@ class Accelerator(wiring.Component):
         m.submodules.params = pmem = Memory(shape=param_layout(), depth=max(1, len(params)), init=params)
         prd = pmem.read_port()
         m.d.comb += [prd.addr.eq(drain.param_addr), prd.en.eq(drain.param_en), drain.param_data.eq(prd.data)]
+        if adder is not None:
+            # The add engine reads only while the drain's stages that read are empty.
+            m.d.comb += [adder.param_free.eq(drain.param_free), adder.param_data.eq(prd.data.bias)]
+            with m.If(adder.param_en):
+                m.d.comb += [prd.addr.eq(adder.param_addr), prd.en.eq(1)]
 
         busy = Signal()
         host_bank = self.host_addr[cfg.bank_addr_bits:]
@@ -127,6 +141,9 @@ class Accelerator(wiring.Component):
                 if engine is not None:
                     with m.If(desc.pool):
                         m.d.comb += [bank.rd_addr.eq(engine.bank_addr[b]), bank.rd_en.eq(engine.mem_en)]
+                if adder is not None:
+                    with m.If(desc.add):
+                        m.d.comb += [bank.rd_addr.eq(adder.bank_addr[b]), bank.rd_en.eq(adder.mem_en)]
             with m.Else():
                 m.d.comb += [bank.rd_addr.eq(host_offset), bank.rd_en.eq(1),
                              bank.wr_addr.eq(host_offset), bank.wr_data.eq(self.host_wdata),
@@ -134,6 +151,8 @@ class Accelerator(wiring.Component):
             m.d.comb += feeder.bank_data[b].eq(bank.rd_data)
             if engine is not None:
                 m.d.comb += engine.bank_data[b].eq(bank.rd_data)
+            if adder is not None:
+                m.d.comb += adder.bank_data[b].eq(bank.rd_data)
             with m.If(rd_bank == b):
                 m.d.comb += self.host_rdata.eq(bank.rd_data)
 
@@ -162,19 +181,21 @@ class Accelerator(wiring.Component):
         stepping = Signal()
         # The units' start pulses are registers (high in the KICK state), as is the units'
         # combined ``done``: both fan out or come from far across the chip.
-        start_conv, start_pool = Signal(), Signal()
-        m.d.sync += [start_conv.eq(0), start_pool.eq(0)]
+        start_conv, start_pool, start_add = Signal(), Signal(), Signal()
+        m.d.sync += [start_conv.eq(0), start_pool.eq(0), start_add.eq(0)]
         m.d.comb += [feeder.start.eq(start_conv), drain.start.eq(start_conv)]
         if engine is not None:
             m.d.comb += engine.start.eq(start_pool)
+        if adder is not None:
+            m.d.comb += adder.start.eq(start_add)
 
         def kick():
-            m.d.sync += [start_conv.eq(~desc.pool), start_pool.eq(desc.pool)]
+            m.d.sync += [start_conv.eq(~desc.pool & ~desc.add), start_pool.eq(desc.pool), start_add.eq(desc.add)]
             m.next = "KICK"
 
         finished = Signal()                 # low while a unit starts
         m.d.sync += finished.eq(feeder.done & drain.done & (engine.done if engine is not None else 1)
-                                & ~start_conv & ~start_pool)
+                                & (adder.done if adder is not None else 1) & ~start_conv & ~start_pool & ~start_add)
 
         m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]
         with m.If(busy):

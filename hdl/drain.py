@@ -18,6 +18,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .act_table import ActivationTable, TableWriteSignature
+from .add_engine import add_element_layout
 from .layer_desc import Loop, desc_layout, write_layout
 from .mac_array import result_shape
 from .pool_engine import result_layout
@@ -35,12 +36,14 @@ class Drain(wiring.Component):
 
     fifo_depth = 16
 
-    def __init__(self, config, tables=True, aux=True):
-        """``tables``/``aux``: whether the program uses activation tables / POOL layers; the
-        generator leaves out what a program does not need."""
+    def __init__(self, config, tables=True, aux=True, adds=False):
+        """``tables``/``aux``/``adds``: whether the program uses activation tables / POOL
+        layers / ADD layers; the generator leaves out what a program does not need."""
         self.config = config
-        self.tables, self.has_aux = tables, aux
+        self.tables, self.has_aux, self.adds = tables, aux, adds
         super().__init__({
+            "add": In(stream.Signature(add_element_layout(config))),
+            "param_free": Out(1),
             "desc": In(desc_layout(config)),
             "start": In(1),
             "done": Out(1),
@@ -67,7 +70,9 @@ class Drain(wiring.Component):
         # writer below never stalls, so their results leave one at a time, in order, and
         # nothing downstream applies back-pressure: the requantisers' stall logic and the
         # ready path through it vanish.
-        single = cfg.with_(requant_lanes=1)
+        # ADD elements bring a 32-bit table value as the accumulator.
+        value_width = 32 if self.adds else cfg.acc_width
+        single = cfg.with_(requant_lanes=1, acc_width=value_width)
         rqs = [Requantizer(single, digit_bits=cfg.requant_digit_bits) for _ in range(cfg.requant_lanes)]
         for k, rq in enumerate(rqs):
             m.submodules[f"requant{k}"] = rq
@@ -104,7 +109,7 @@ class Drain(wiring.Component):
         # of registers (an element moves on the cycle after it arrives; a fused pool's first
         # three values of a column only update the running max).
         x_valid = Signal()
-        x_val = Signal(signed(cfg.acc_width))
+        x_val = Signal(signed(value_width))
         x_param = Signal(cfg.param_addr_bits)
         x_write = Signal(write_shape)
         run_max = Signal(signed(cfg.acc_width))
@@ -127,10 +132,17 @@ class Drain(wiring.Component):
                     x_write.addr.eq(pass_base + col),
                 ]
 
+        if self.adds:
+            # ADD descriptors bring their elements ready-made; the X stage takes one when empty.
+            m.d.comb += self.add.ready.eq(d.add & ~x_valid)
+            with m.If(self.add.valid & self.add.ready):
+                m.d.sync += [x_valid.eq(1), x_val.eq(self.add.p.acc), x_param.eq(self.add.p.param),
+                             x_write.bank.eq(self.add.p.bank), x_write.addr.eq(self.add.p.addr)]
+
         # ---- P stage: the element waits one cycle for its parameters; its address enters
         # the FIFO as it moves here.
         p_valid = Signal()
-        p_acc = Signal(signed(cfg.acc_width))
+        p_acc = Signal(signed(value_width))
         p_free = Signal()
         x_move = x_valid & p_free & fifo.w_rdy
         with m.If(x_move):
@@ -143,6 +155,7 @@ class Drain(wiring.Component):
         ]
         with m.If(p_free):
             m.d.sync += [p_valid.eq(x_move), p_acc.eq(x_val)]
+        m.d.comb += self.param_free.eq(~x_valid & ~p_valid)
 
         turn = Signal(range(len(rqs)))
         p_taken = []

@@ -10,7 +10,7 @@ from amaranth.hdl import Mux, Shape, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from compiler.program import CONV, POOL, CompileError, bank_address
+from compiler.program import ADD, CONV, POOL, CompileError, bank_address, bank_bytes
 
 
 def ptr_shape(config):
@@ -101,6 +101,8 @@ def desc_layout(config):
         "param_base": config.param_addr_bits, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
         "single_rounding": 1, "table": 1, "table_slot": config.table_slot_bits,
         "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
+        "add": 1, "other_base": addr,        # an ADD descriptor, run by the add engine: second input
+        "add_len": config.bank_addr_bits + 1,  # bytes per bank the maps span
         "last": 1,
     })
 
@@ -158,6 +160,9 @@ def _encode(desc, config, is_last):
         "act_min": desc.act_min, "act_max": desc.act_max, "table": int(desc.table >= 0),
         "table_slot": max(desc.table, 0), "last": int(is_last),
     }
+    if desc.kind == ADD:
+        return {**common, "add": 1, "other_base": desc.other_base, "add_len": bank_bytes(shape),
+                "param_base": desc.param_base, "zero_point": desc.zero_point}
     if desc.kind != CONV:
         # POOL, and LOOKUP as a 1x1 MAX window: one output pixel per step, raster order.
         return {**common, "pool": 1, "pool_avg": int(desc.kind == POOL and desc.pool_kind == "AVERAGE"),

@@ -3,7 +3,7 @@
 import numpy as np
 
 from golden.model import Model, QParams
-from golden.ops import DepthwiseConv2D, Pool2D
+from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Pool2D, Reshape
 
 
 def depthwise_model(c=5, mult=2, stride=(1, 1), padding="SAME", pool=False):
@@ -20,3 +20,27 @@ def depthwise_model(c=5, mult=2, stride=(1, 1), padding="SAME", pool=False):
         layers.append(Pool2D(name="pool", input_shape=dw.output_shape, kind="MAX", filter=(2, 2), stride=(2, 2),
                              padding="VALID", q=dw.output_q))
     return Model(name="dw", input_shape=(9, 7, c), input_q=q, layers=tuple(layers))
+
+
+def residual_model(h=6, w=5, c=3, oc=4, seed=2):
+    """A residual block: conv A, conv B on A, ADD(A, B) with different input scales, then a
+    Flatten and a dense layer: the shape of ResNet-8's blocks, small."""
+    rng = np.random.default_rng(seed)
+    q = QParams(0.04, -5)
+
+    def conv(name, shape, k, src, in_q, out_q, activation="RELU"):
+        return Conv2D(name=name, input_shape=shape, inputs=(src,), padding="SAME",
+                      weights=rng.integers(-128, 128, (oc, k, k, shape[2])).astype(np.int8),
+                      bias=rng.integers(-2000, 2000, oc).astype(np.int32),
+                      weight_scales=rng.uniform(0.002, 0.01, oc).astype(np.float32), input_q=in_q,
+                      output_q=out_q, activation=activation)
+
+    a = conv("a", (h, w, c), 3, "input", q, QParams(0.05, -128))
+    b = conv("b", (h, w, oc), 1, "a", a.output_q, QParams(0.08, 3), activation="NONE")
+    add = Add(name="add", input_shape=(h, w, oc), inputs=("a", "b"), other_shape=(h, w, oc), input_q=a.output_q,
+              other_q=b.output_q, output_q=QParams(0.1, -7), activation="RELU")
+    flat = Reshape(name="flat", input_shape=(h, w, oc), new_shape=(h * w * oc,), q=add.output_q)
+    fc = FullyConnected(name="fc", input_shape=(h * w * oc,),
+                        weights=rng.integers(-128, 128, (5, h * w * oc)).astype(np.int8), bias=rng.integers(-500, 500, 5).astype(np.int32), weight_scales=np.array([0.003], np.float32),
+                        input_q=add.output_q, output_q=QParams(0.3, 2))
+    return Model(name="residual", input_shape=(h, w, c), input_q=q, layers=(a, b, add, flat, fc))
