@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.model import is_int8, type_name
-from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Reshape, Softmax
+from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Quantize, Reshape, Softmax
 from golden.ops.add import LEFT_SHIFT as ADD_LEFT_SHIFT
 from golden.ops.add import add_params
+from golden.ops.quantize import requantize_int
 from golden.nonlinear import lookup_table
 from golden.quant import INT32_MAX, multiply_by_quantized_multiplier
 
@@ -183,7 +184,7 @@ class _Builder:
         return base
 
     def _table_slot(self, lookup):
-        table = lookup_table(lookup.kind, lookup.input_q)
+        table = _table(lookup)
         for i, t in enumerate(self.tables):
             if np.array_equal(t, table):
                 return i
@@ -275,7 +276,7 @@ class _Builder:
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,
                              pool_kind=layer.kind, act_min=lo, act_max=hi))
 
-    def view(self, layer, readers):
+    def view(self, layer, readers_of):
         """RESHAPE, EXPAND_DIMS, SQUEEZE move no data where the banked layout stays the same:
         on the model input before any step (the host stores the input in the new shape), when
         the stored (H, W, C) is unchanged, and when only FULLY_CONNECTED ops read the view
@@ -283,7 +284,8 @@ class _Builder:
         source = self.model.inputs_of(layer)[0]
         shape, base = self.src(source)
         new = _hwc(layer.output_shape)
-        if source == self.model.input_name and not self.descs and self.last_use[source] <= 0:
+        readers = readers_of.get(layer.name, [])
+        if source == self.model.input_name and not self.descs and readers_of[source] == [layer]:
             self.input_shape = new
             self.place[source] = (new, 0)
             self.high_water = bank_bytes(new)
@@ -329,6 +331,19 @@ class _Builder:
         return base
 
 
+def _is_table(layer):
+    """Ops that map each int8 byte to an int8 byte on their own: a 256-entry table runs them."""
+    return isinstance(layer, Lookup) or (isinstance(layer, Quantize) and is_int8(layer.input_q)
+                                         and is_int8(layer.output_q))
+
+
+def _table(layer):
+    """The 256 outputs of a table op, for inputs -128 .. 127."""
+    if isinstance(layer, Lookup):
+        return lookup_table(layer.kind, layer.input_q)
+    return requantize_int(np.arange(-128, 128).astype(np.int8), layer.input_q, layer.output_q)
+
+
 def _fusable_pool(conv, nxt):
     """A 2x2/2 VALID max pool after a stride-1 conv: its windows are the conv's 2x2 blocks."""
     return (isinstance(conv, (Conv2D, DepthwiseConv2D)) and conv.stride == (1, 1) and isinstance(nxt, Pool2D) and nxt.kind == "MAX"
@@ -359,7 +374,7 @@ def _plan(model, layers):
             if _fusable_pool(layer, nxt) and only_reader(layer, nxt):
                 group.append(nxt)
             nxt = layers[i + len(group)] if i + len(group) < len(layers) else None
-            if isinstance(nxt, Lookup) and only_reader(group[-1], nxt):
+            if _is_table(nxt) and only_reader(group[-1], nxt):
                 group.append(nxt)
         elif isinstance(layer, Reshape):
             actions.append(("view", layer))
@@ -368,7 +383,7 @@ def _plan(model, layers):
             continue
         elif isinstance(layer, Softmax):
             _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
-        elif not isinstance(layer, (Pool2D, Lookup, Add)):
+        elif not (isinstance(layer, (Pool2D, Add)) or _is_table(layer)):
             _fail(f"{layer.name}: {layer.op} has no hardware mapping (yet)")
         for t in model.inputs_of(layer):
             last_use[root[t]] = steps
@@ -411,19 +426,19 @@ def compile_model(model, config):
             readers.setdefault(t, []).append(layer)
     for kind, item in actions:
         if kind == "view":
-            b.view(item, readers.get(item.name, []))
+            b.view(item, readers)
             continue
         layer = item[0]
         if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):
             pool = next((x for x in item[1:] if isinstance(x, Pool2D)), None)
-            lookup = next((x for x in item[1:] if isinstance(x, Lookup)), None)
+            lookup = next((x for x in item[1:] if _is_table(x)), None)
             b.conv(layer, pool, lookup)
         elif isinstance(layer, Pool2D):
             b.pool(layer)
-        elif isinstance(layer, Lookup):
-            b.lookup(layer)
-        else:
+        elif isinstance(layer, Add):
             b.add(layer)
+        else:
+            b.lookup(layer)
     if not b.descs:
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
     if len(b.descs) > config.desc_depth:

@@ -9,10 +9,10 @@ from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.model import Model, QParams
-from golden.ops import Conv2D, Lookup, Reshape, run_model
+from golden.ops import Add, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from model_builders import depthwise_model
+from model_builders import depthwise_model, residual_model
 from published import load_published
 
 
@@ -114,28 +114,52 @@ def test_views_at_the_input_and_the_tail_move_nothing():
 
 
 @pytest.mark.parametrize("name, steps", [("kws_ref_model.tflite", 11), ("micro_speech_quantized.tflite", 2),
-                                         ("hello_world_int8.tflite", 3)])
+                                         ("hello_world_int8.tflite", 3), ("pretrainedResnet_quant.tflite", 14)])
 def test_published_models_emulate_bit_exact(name, steps):
-    """KWS needs more activation memory than the UP5K's block RAM holds, so it is compiled
-    with 8 KiB banks (the iCEBreaker's array and parameter memory otherwise)."""
+    """KWS and ResNet-8 need more activation memory than the UP5K's block RAM holds, so they
+    are compiled with larger banks (the iCEBreaker's array otherwise)."""
     model = load_published(name)
-    config = ICEBREAKER.with_(act_bank_bytes=8192) if name.startswith("kws") else ICEBREAKER
+    config = {"kws_ref_model.tflite": ICEBREAKER.with_(act_bank_bytes=8192),
+              "pretrainedResnet_quant.tflite": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048)}.get(name, ICEBREAKER)
     program = check_against_golden(model, random_inputs(np.random.default_rng(6), model, 8), config)
     assert len(program.layers) == steps
 
 
-def test_graphs_that_are_not_chains_are_refused_in_one_line():
+def test_graphs_the_hardware_cannot_run_are_refused_in_one_line():
     conv = _conv_model().layers[0]
     q = conv.output_q
-    branch = Lookup(name="lut", input_shape=conv.input_shape, inputs=("input",), kind="TANH", input_q=conv.input_q)
+    other = Lookup(name="t", input_shape=conv.output_shape, kind="TANH", input_q=q)
+    broadcast = Add(name="add", input_shape=conv.output_shape, inputs=("conv", "t"), other_shape=(1, 1, 6),
+                    input_q=q, other_q=q, output_q=q)
     for model, needle in [
-        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, branch)),
-         "lut: TANH reads input; the accelerator runs chains of ops"),
-        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q,
-               layers=(conv, Lookup(name="t", input_shape=conv.output_shape, kind="TANH", input_q=q)),
+        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, other),
                output_name="conv"),
          "the output is 'conv', not the last op's"),
+        (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q,
+               layers=(conv, Pool2D(name="t", input_shape=conv.output_shape, kind="MAX", filter=(6, 6),
+                                    stride=(1, 1), q=q), broadcast)),
+         "add: ADD of (6, 6, 6) and (1, 1, 6) broadcasts"),
     ]:
         with pytest.raises(CompileError) as e:
             compile_model(model, AcceleratorConfig())
         assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_residual_graph_keeps_the_skipped_map_live():
+    """The first conv's output is read again by the ADD after the second conv: the planner
+    puts the second conv's output elsewhere, and the ADD's inputs are the two maps."""
+    model = residual_model()
+    program = check_against_golden(model, random_inputs(np.random.default_rng(5), model, 6))
+    a, b, add, fc = program.layers
+    assert b.in_base == a.out_base and b.out_base != a.out_base
+    assert (add.kind, add.in_base, add.other_base) == ("ADD", a.out_base, b.out_base)
+    assert add.out_base not in (a.out_base, b.out_base)
+
+
+def test_int8_requantisation_runs_as_a_table():
+    conv = _conv_model().layers[0]
+    q2 = QParams(0.7, 9)
+    requant = Quantize(name="rq", input_shape=conv.output_shape, input_q=conv.output_q, output_q=q2)
+    model = Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, requant))
+    program = check_against_golden(model, random_inputs(np.random.default_rng(6), model, 6))
+    assert len(program.layers) == 1 and program.layers[0].table == 0
