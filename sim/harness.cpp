@@ -7,11 +7,12 @@
 // Ports of the top (names as emitted by amaranth.back.verilog): clk, rst, start, step,
 // busy, done, layer, last, cycles, host_addr, host_wdata, host_we, host_rdata,
 // wload_addr, wload_data, wload_we.  Any port width up to 64 bits works (values are
-// carried as uint64 and narrowed by the assignment); wider ports need VlWide handling.
+// carried as uint64 and narrowed by the assignment); wload_data may be wider (a VlWide,
+// filled 32 bits at a time from the word's bytes).
 //
 // Job file (little-endian):
 //   header  char magic[4] = "C2FJ"; u32 version = 1; u32 flags (bit 0: stepping);
-//           u32 n_weights; u32 n_inputs; u32 n_out; u32 n_step; u32 weight_bytes (1..8);
+//           u32 n_weights; u32 n_inputs; u32 n_out; u32 n_step; u32 weight_bytes (1..256);
 //           u64 max_cycles (per start..done; 0 = no limit)
 //   weights u32 addr[n_weights]; then n_weights words of weight_bytes bytes each
 //   u32 out_addr[n_out]; u32 step_addr[n_step]
@@ -111,7 +112,8 @@ struct Sim {
         top->clk = 0; top->rst = 0;
         top->start = 0; top->step = 0;
         top->host_addr = 0; top->host_wdata = 0; top->host_we = 0;
-        top->wload_addr = 0; top->wload_data = 0; top->wload_we = 0;
+        const uint8_t zero = 0;
+        top->wload_addr = 0; set_port(top->wload_data, &zero, 1); top->wload_we = 0;
         top->eval();
     }
     ~Sim() {
@@ -161,16 +163,32 @@ struct Sim {
         tick();
     }
 
-    void load_weights(const std::vector<uint32_t>& addr, const std::vector<uint64_t>& data) {
+    // A port of up to 64 bits from ``n`` little-endian bytes.
+    template <typename T> static void set_port(T& port, const uint8_t* bytes, size_t n) {
+        uint64_t v = 0;
+        std::memcpy(&v, bytes, n < 8 ? n : 8);
+        port = v;
+    }
+    // A wide port (VlWide): 32-bit words, lowest first.
+    template <std::size_t W> static void set_port(VlWide<W>& port, const uint8_t* bytes, size_t n) {
+        for (std::size_t i = 0; i < W; i++) {
+            uint32_t v = 0;
+            if (4 * i < n) std::memcpy(&v, bytes + 4 * i, n - 4 * i < 4 ? n - 4 * i : 4);
+            port[i] = v;
+        }
+    }
+
+    void load_weights(const std::vector<uint32_t>& addr, const std::vector<uint8_t>& data, size_t bytes) {
+        const std::vector<uint8_t> zero(bytes, 0);
         for (size_t i = 0; i < addr.size(); i++) {
             top->wload_addr = addr[i];
-            top->wload_data = data[i];
+            set_port(top->wload_data, data.data() + i * bytes, bytes);
             top->wload_we = 1;
             tick();
         }
         top->wload_we = 0;
         top->wload_addr = 0;
-        top->wload_data = 0;
+        set_port(top->wload_data, zero.data(), bytes);
         tick();
     }
 
@@ -250,18 +268,18 @@ int main(int argc, char** argv) {
     const uint32_t weight_bytes = in.u32();
     const uint64_t max_cycles = in.u64();
     const bool stepping = flags & 1;
-    if (weight_bytes < 1 || weight_bytes > 8) fail("weight_bytes must be 1..8");
+    if (weight_bytes < 1 || weight_bytes > 256) fail("weight_bytes must be 1..256");
 
     std::vector<uint32_t> w_addr = in.u32s(n_weights);
-    std::vector<uint64_t> w_data(n_weights);
-    for (auto& w : w_data) w = in.word(weight_bytes);
+    std::vector<uint8_t> w_data(size_t(n_weights) * weight_bytes);
+    for (auto& b : w_data) b = uint8_t(in.word(1));
     std::vector<uint32_t> out_addr = in.u32s(n_out);
     std::vector<uint32_t> step_addr = in.u32s(n_step);
 
     Sim sim;
     if (vcd_path) sim.open_trace(vcd_path);
     sim.reset();
-    sim.load_weights(w_addr, w_data);
+    sim.load_weights(w_addr, w_data, weight_bytes);
     const uint64_t load_ticks = sim.ticks;
 
     Writer res;

@@ -88,8 +88,8 @@ class Engine:
 
 
 def open_engine(program, engine="verilator", jobs=2, vcd=None, log=print):
-    """An Engine; Verilator unavailable or unable to drive the ports (wide arrays) falls back
-    to the Amaranth simulator, slower but needing nothing, with a note."""
+    """An Engine; Verilator unavailable or unable to build the design falls back to the
+    Amaranth simulator, slower but needing nothing, with a note."""
     try:
         return Engine(program, engine, jobs, vcd, log)
     except SimulatorError as e:

@@ -9,9 +9,9 @@ through the activation-memory port one byte per cycle, a start pulse, clock unti
 then the outputs read back one byte per cycle.  With ``step_addrs`` each input runs layer
 by layer (``step`` = 1 at every start) and those addresses are read after every layer.
 
-Required top-level ports (names in the emitted Verilog; widths up to 64 bits, host data
-8 bits): ``clk rst start step busy done layer last cycles host_addr host_wdata host_we
-host_rdata wload_addr wload_data wload_we``.
+Required top-level ports (names in the emitted Verilog; widths up to 64 bits, except the
+weight load data, which may be wider; host data 8 bits): ``clk rst start step busy done
+layer last cycles host_addr host_wdata host_we host_rdata wload_addr wload_data wload_we``.
 
 Job file (little-endian), written by ``run``::
 
@@ -116,7 +116,7 @@ def _check_ports(ports, top_name):
     wrong = [p for p, d in REQUIRED_PORTS.items() if ports[p][0] != d]
     if wrong:
         raise SimulatorError(f"top {top_name!r}: wrong direction for {', '.join(wrong)}")
-    wide = [p for p in REQUIRED_PORTS if ports[p][1] > 64]
+    wide = [p for p in REQUIRED_PORTS if ports[p][1] > 64 and p != "wload_data"]
     if wide:
         raise SimulatorError(f"top {top_name!r}: ports wider than 64 bits not supported: {', '.join(wide)}")
     for p in ("host_wdata", "host_rdata"):
@@ -258,24 +258,22 @@ def write_job(path, weights_words, inputs_writes, output_addrs, step_addrs=None,
     """Write a job file for the harness (see the module docstring); returns the input count."""
     width = lambda p, d: ports[p][1] if ports else d
     weight_bytes = (width("wload_data", 32) + 7) // 8
-    words = np.asarray(weights_words).reshape(-1)
-    if words.dtype.kind == "i":
-        words = words.astype(np.int64) & ((1 << 8 * weight_bytes) - 1)
-    words = words.astype("<u8")
+    mask = (1 << 8 * weight_bytes) - 1
+    words = [int(w) & mask for w in np.asarray(weights_words, dtype=object).reshape(-1)]
+    wbytes = b"".join(w.to_bytes(weight_bytes, "little") for w in words)
     if weight_addrs is None:
-        weight_addrs = np.arange(words.size)
+        weight_addrs = np.arange(len(words))
     waddr = _u32(weight_addrs, "weight address", width("wload_addr", 32))
-    if waddr.size != words.size:
+    if waddr.size != len(words):
         raise SimulatorError("weight_addrs and weights_words differ in length")
     addr_bits = width("host_addr", 32)
     out = _u32(output_addrs, "output address", addr_bits)
     step = _u32([] if step_addrs is None else step_addrs, "step address", addr_bits)
     inputs, n = _input_blocks(inputs_writes, input_addrs, addr_bits)
-    wbytes = words.view(np.uint8).reshape(-1, 8)[:, :weight_bytes]
-    header = b"C2FJ" + np.array([1, int(step_addrs is not None), words.size, n, out.size, step.size,
+    header = b"C2FJ" + np.array([1, int(step_addrs is not None), len(words), n, out.size, step.size,
                                  weight_bytes], "<u4").tobytes() + np.array([max_cycles], "<u8").tobytes()
     with open(path, "wb") as f:
-        for part in (header, waddr.tobytes(), wbytes.tobytes(), out.tobytes(), step.tobytes(), inputs):
+        for part in (header, waddr.tobytes(), wbytes, out.tobytes(), step.tobytes(), inputs):
             f.write(part)
     return n
 
