@@ -5,9 +5,9 @@
 For each model and each configuration below: whether it compiles (else the compiler's one
 line), cycles per inference, cycles per layer kind, MAC utilisation of the array, and
 whether every output equals golden on ``count`` seeded random inputs.  Configurations:
-the iCEBreaker's (what `hdl.build --board icebreaker` generates), and the iCEBreaker's
-array with larger activation banks (and parameter memory) where a model's maps need more
-than the UP5K's block RAM: what activations in SPRAM will give it, simulated today.
+each board's (what `hdl.build --board NAME` generates), then the same array with larger
+activation banks (and parameter memory) where a model's maps need more than the board's
+block RAM banks (on the UP5K: what activations in SPRAM will give it, simulated today).
 Prints a Markdown table (the README's).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from boards import ICEBREAKER  # noqa: E402
+from boards import ICEBREAKER, get_board  # noqa: E402
 from compiler.program import CompileError, compile_model  # noqa: E402
 from golden.generate import random_inputs  # noqa: E402
 from golden.tflite_io import load_tflite  # noqa: E402
@@ -30,17 +30,26 @@ from sim.run import sim_config, simulate  # noqa: E402
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "models"
 MODELS = ("hello_world_int8.tflite", "micro_speech_quantized.tflite", "kws_ref_model.tflite",
           "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite")
+ULX3S = get_board("ulx3s-85f").config
+#: Per board: its configuration, then larger activation banks (and parameter memory) on the
+#: same array; a model's row is the first that takes it.
 CONFIGS = {
-    "iCEBreaker": ICEBREAKER,
-    "iCEBreaker array, 8 KiB banks": ICEBREAKER.with_(act_bank_bytes=8192),
-    "iCEBreaker array, 16 KiB banks": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048),
+    "iCEBreaker": {
+        "iCEBreaker": ICEBREAKER,
+        "iCEBreaker array, 8 KiB banks": ICEBREAKER.with_(act_bank_bytes=8192),
+        "iCEBreaker array, 16 KiB banks": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048),
+    },
+    "ULX3S-85F": {
+        "ULX3S-85F": ULX3S,
+        "ULX3S-85F array, 16 KiB banks": ULX3S.with_(act_bank_bytes=16384, param_depth=2048),
+    },
 }
 
 
-def measure(path, count):
+def measure(path, count, configs):
     model = load_tflite(path)
     rows = []
-    for label, config in CONFIGS.items():
+    for label, config in configs.items():
         try:
             program = compile_model(model, sim_config(config))
         except CompileError as e:
@@ -52,6 +61,7 @@ def measure(path, count):
         for d, cycles in zip(program.layers, r["cycles_per_layer"].values()):
             kinds["DEPTHWISE" if d.depthwise else d.kind] += cycles
         rows.append({"model": path.name, "config": label, "compiles": True, "engine": r["engine"],
+                     "lanes": config.lanes,
                      "cycles": r["cycles_per_inference"], "utilisation": r["utilisation"],
                      "cycles_by_kind": dict(kinds), "checked": r["checked"], "inputs": count,
                      "activation_bank_bytes": program.memory_map["activation_bank"]["bytes"]})
@@ -64,21 +74,17 @@ def main(argv=None):
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--board", choices=sorted(CONFIGS), action="append",
+                    help="boards to measure (default: all)")
     args = ap.parse_args(argv)
     rows = []
-    for name in MODELS:
-        path = args.dir / name
-        if not path.exists():
-            print(f"skip {name}: absent from {args.dir}", file=sys.stderr)
-            continue
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        rows += measure(path, args.count)
+    for board in args.board or CONFIGS:
+        rows += measure_board(args, CONFIGS[board])
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return
-    print("| model | configuration | cycles / inference | MAC utilisation (16 lanes) | cycles by step kind | "
-          "bit-exact |")
+    print("| model | configuration | cycles / inference | MAC utilisation | cycles by step kind | bit-exact |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         if not r["compiles"]:
@@ -87,7 +93,20 @@ def main(argv=None):
             continue
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(r["cycles_by_kind"].items(), key=lambda kv: -kv[1]))
         exact = f"yes, {r['inputs']} inputs ({r['engine']})" if r["checked"] == "all outputs equal golden" else "NO"
-        print(f"| `{r['model']}` | {r['config']} | {r['cycles']:,} | {r['utilisation']:.1%} | {kinds} | {exact} |")
+        print(f"| `{r['model']}` | {r['config']} | {r['cycles']:,} | {r['utilisation']:.1%} of {r['lanes']} lanes | "
+              f"{kinds} | {exact} |")
+
+
+def measure_board(args, configs):
+    rows = []
+    for name in MODELS:
+        path = args.dir / name
+        if not path.exists():
+            print(f"skip {name}: absent from {args.dir}", file=sys.stderr)
+            continue
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        rows += measure(path, args.count, configs)
+    return rows
 
 
 if __name__ == "__main__":
