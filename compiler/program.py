@@ -194,9 +194,6 @@ class _Builder:
         self.tables.append(table)
         return len(self.tables) - 1
 
-    def _emit(self, desc):
-        self.descs.append(desc)
-
     def conv(self, layer, pool, lookup):
         cfg = self.config
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
@@ -255,7 +252,7 @@ class _Builder:
         param_base = self._param_base(layer, out_c)
         self.params.append((bias, mult, shift))
         last = lookup or pool or layer
-        self._emit(LayerDesc(
+        self.descs.append(LayerDesc(
             name=last.name, kind=CONV, in_shape=in_shape, out_shape=_hwc(out_shape),
             in_base=in_base, out_base=self._alloc(last.name, _hwc(out_shape)), kernel=tuple(kernel),
             stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
@@ -271,7 +268,7 @@ class _Builder:
             _fail(f"{layer.name}: {layer.filter[0]}x{layer.filter[1]} pooling window has {area} elements, "
                   f"the pool unit reduces at most {self.config.pool_window}")
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
-        self._emit(LayerDesc(name=layer.name, kind=POOL, in_shape=in_shape, out_shape=layer.output_shape,
+        self.descs.append(LayerDesc(name=layer.name, kind=POOL, in_shape=in_shape, out_shape=layer.output_shape,
                              in_base=in_base, out_base=self._alloc(layer.name, _hwc(layer.output_shape)),
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,
                              pool_kind=layer.kind, act_min=lo, act_max=hi))
@@ -298,7 +295,7 @@ class _Builder:
 
     def lookup(self, layer):
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
-        self._emit(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=in_shape, out_shape=in_shape,
+        self.descs.append(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=in_shape, out_shape=in_shape,
                              in_base=in_base, out_base=self._alloc(layer.name, in_shape),
                              table=self._table_slot(layer)))
 
@@ -319,7 +316,7 @@ class _Builder:
         param_base = self._param_base(layer, 512)
         self.params.append((np.concatenate([ta, tb]), np.full(512, mo, np.int64), np.full(512, so, np.int64)))
         lo, hi = layer.act_range
-        self._emit(LayerDesc(name=layer.name, kind=ADD, in_shape=a_shape, out_shape=a_shape, in_base=a_base,
+        self.descs.append(LayerDesc(name=layer.name, kind=ADD, in_shape=a_shape, out_shape=a_shape, in_base=a_base,
                              other_base=b_base, out_base=self._alloc(layer.name, a_shape), param_base=param_base,
                              zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi))
 
@@ -350,15 +347,19 @@ def _fusable_pool(conv, nxt):
             and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
 
 
-def _plan(model, layers):
-    """Group the layers the hardware runs into steps (a convolution with the 2x2 max pool and
-    the table that only it feeds); returns the actions in order, ("step", [layers]) or
-    ("view", layer), and each stored tensor's last reading step."""
+def _readers(model, layers):
+    """Tensor name -> the ops among ``layers`` that read it, in order."""
     readers = {}
     for layer in layers:
         for t in model.inputs_of(layer):
             readers.setdefault(t, []).append(layer)
+    return readers
 
+
+def _plan(model, layers, readers):
+    """Group the layers the hardware runs into steps (a convolution with the 2x2 max pool and
+    the table that only it feeds); returns the actions in order, ("step", [layers]) or
+    ("view", layer), and each stored tensor's last reading step."""
     def only_reader(layer, nxt):
         """``nxt`` is the one op reading ``layer``'s output, which is not the model's output."""
         return (nxt is not None and readers.get(layer.name) == [nxt] and model.inputs_of(nxt) == (layer.name,)
@@ -416,14 +417,11 @@ def compile_model(model, config):
     if produced != model.output_name:
         _fail(f"{model.name}: the output is '{model.output_name}', not the last op's; the accelerator runs "
               "graphs that end in the model output")
-    actions, root, last_use, steps = _plan(model, body)
+    readers = _readers(model, body)
+    actions, root, last_use, steps = _plan(model, body, readers)
     if body:
         last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
     b = _Builder(model, config, last_use)
-    readers = {}
-    for layer in body:
-        for t in model.inputs_of(layer):
-            readers.setdefault(t, []).append(layer)
     for kind, item in actions:
         if kind == "view":
             b.view(item, readers)
