@@ -39,10 +39,7 @@ CONFIGS = {
         "iCEBreaker array, 8 KiB banks": ICEBREAKER.with_(act_bank_bytes=8192),
         "iCEBreaker array, 16 KiB banks": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048),
     },
-    "ULX3S-85F": {
-        "ULX3S-85F": ULX3S,
-        "ULX3S-85F array, 16 KiB banks": ULX3S.with_(act_bank_bytes=16384, param_depth=2048),
-    },
+    "ULX3S-85F": {"ULX3S-85F": ULX3S},
 }
 
 

@@ -68,14 +68,16 @@ MAX_LANES = 64
 def sized_config(multipliers, bram_bytes, rows=4):
     """The generic (inferred-multiplier) configuration for a device with ``multipliers``
     8x8-capable multipliers and ``bram_bytes`` of block RAM: as many columns as the
-    multipliers allow (a power of two, at most :data:`MAX_LANES` lanes), the weights in
-    half of the block RAM (a power of two)."""
+    multipliers allow (a power of two, at most :data:`MAX_LANES` lanes); the weights may
+    take three quarters of the block RAM (whole 16 KiB), the four activation banks 16 KiB
+    each (ResNet-8 and VWW need 13-14 KiB).  These are capacities: the generator sizes the
+    block-RAM memories from the program, so a small model spends little."""
     cols = 1
     while rows * cols * 2 <= min(multipliers, MAX_LANES):
         cols *= 2
-    weight_bytes = 1 << ((bram_bytes // 2).bit_length() - 1)
+    weight_bytes = bram_bytes * 3 // 4 // 16384 * 16384
     return AcceleratorConfig(rows=rows, cols=cols, requant_lanes=2, weight_mem_bytes=weight_bytes,
-                             act_bank_bytes=8192, param_depth=1024)
+                             act_bank_bytes=16384, param_depth=4096)
 
 
 #: The ULX3S's LFE5U-85F: 156 18x18 multipliers and 208 block RAMs of 18 kbit (2 KiB of

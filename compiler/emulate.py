@@ -45,9 +45,10 @@ def _conv(mem, d, program):
     big[pt:pt + h, pl:pl + w] = x
     cols = np.stack([big[ky:ky + (oh - 1) * sh + 1:sh, kx:kx + (ow - 1) * sw + 1:sw]
                      for ky in range(kh) for kx in range(kw)], axis=2)      # (oh, ow, kh*kw, c)
-    groups, gch = d.groups, d.group_channels
-    wts = program.weights[d.weight_base:d.weight_base + groups * d.taps].astype(np.int64)
-    wts = wts.reshape(groups, d.taps, cfg.cols).transpose(0, 2, 1)[:, :gch].reshape(groups * gch, d.taps)[:oc]
+    groups, gch, share = d.groups, d.group_channels, d.word_groups
+    words = -(-groups // share)
+    wts = program.weights[d.weight_base:d.weight_base + words * d.taps].astype(np.int64)
+    wts = wts.reshape(words, d.taps, cfg.cols).transpose(0, 2, 1)[:, :share * gch].reshape(-1, d.taps)[:oc]
     if d.depthwise:
         acc = np.einsum("hwtc,ct->hwc", cols[..., np.arange(oc) // gch], wts)
     else:

@@ -76,6 +76,7 @@ class LayerDesc:
     groups: int = 0           #: CONV: passes over the output channels, ``group_channels`` at a time
     depthwise: bool = False   #: CONV: group g reads input channel g only (one tap per kernel position)
     group_channels: int = 0   #: CONV: output channels a group computes (``cols``; depthwise: the multiplier)
+    word_groups: int = 1      #: CONV: groups sharing one weight word, group g in lanes (g % it) * group_channels on
 
     @property
     def taps(self):
@@ -239,14 +240,17 @@ class _Builder:
             plo, phi = pool.act_range
             lo, hi = int(np.clip(lo, plo, phi)), int(np.clip(hi, plo, phi))
         groups = -(-out_c // group_channels)
-        # Group g's weights: one word per tap, lane j for output channel g * group_channels + j.
-        full = np.zeros((groups * group_channels, taps), np.int8)
+        # Depthwise groups share weight words (lanes (g % word_groups) * group_channels on),
+        # so a channel's taps do not cost a whole word of cols weights each.
+        word_groups = cfg.cols // group_channels if depthwise else 1
+        words = -(-groups // word_groups)
+        full = np.zeros((words * word_groups * group_channels, taps), np.int8)
         full[:out_c] = flat
-        padded = np.zeros((groups, cfg.cols, taps), np.int8)
-        padded[:, :group_channels] = full.reshape(groups, group_channels, taps)
+        padded = np.zeros((words, cfg.cols, taps), np.int8)
+        padded[:, :word_groups * group_channels] = full.reshape(words, word_groups * group_channels, taps)
         weight_base = sum(len(r) for r in self.weight_rows)
         self.weight_rows.append(padded.transpose(0, 2, 1).reshape(-1, cfg.cols))
-        used = weight_base + groups * taps
+        used = weight_base + words * taps
         if used > cfg.weight_words:
             _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
         param_base = self._param_base(layer, out_c)
@@ -259,7 +263,7 @@ class _Builder:
             fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
             single_rounding=layer.single_rounding, groups=groups, depthwise=depthwise,
-            group_channels=group_channels, table=self._table_slot(lookup) if lookup is not None else -1))
+            group_channels=group_channels, word_groups=word_groups, table=self._table_slot(lookup) if lookup is not None else -1))
 
     def pool(self, layer):
         lo, hi = layer.act_range

@@ -1,9 +1,11 @@
 """The accelerator core: runs a compiled Program layer by layer.
 
 Memories: four activation banks in block RAM (the input map, then every layer's output,
-ping-ponging inside each bank), the weight memory (SPRAM on iCE40, filled through the
-load port), per-channel parameters and the layer descriptors in block RAM initialised
-from the program.  The host reaches the activation banks and the weight load port only
+placed by the compiler's planner), the weight memory (SPRAM on iCE40, block RAM elsewhere,
+filled through the load port), per-channel parameters and the layer descriptors in block
+RAM initialised from the program.  Where memories are block RAM the generator sizes them
+from the program (on iCE40 the banks keep the configuration's size, whose split the timing
+was closed with), so a device spends only what its model needs.  The host reaches the activation banks and the weight load port only
 while the core is idle.
 """
 
@@ -32,8 +34,8 @@ class ActivationBank(wiring.Component):
     would become five 512 x 8 ones behind a five-way read multiplexer.
     """
 
-    def __init__(self, config):
-        self.depth = config.act_bank_bytes
+    def __init__(self, config, depth=None):
+        self.depth = config.act_bank_bytes if depth is None else depth
         super().__init__({
             "rd_addr": In(config.bank_addr_bits), "rd_en": In(1), "rd_data": Out(8),
             "wr_addr": In(config.bank_addr_bits), "wr_data": In(8), "wr_en": In(1),
@@ -82,6 +84,12 @@ class Accelerator(wiring.Component):
             "wload_addr": In(cfg.weight_addr_bits), "wload_data": In(8 * cfg.cols), "wload_we": In(1),
         })
 
+    @property
+    def bank_depth(self):
+        """Bytes per activation bank the program uses, rounded up to 512 (a block RAM's worth)."""
+        need = self.program.memory_map["activation_bank"]["bytes"]
+        return min(self.config.act_bank_bytes, -(-need // 512) * 512)
+
     def elaborate(self, platform):
         m = Module()
         cfg, prog = self.config, self.program
@@ -91,7 +99,8 @@ class Accelerator(wiring.Component):
         needs_add = any(d.kind == ADD for d in prog.layers)
         needs_table = len(prog.tables) > 0
         m.submodules.drain = drain = Drain(cfg, tables=needs_table, aux=needs_pool, adds=needs_add)
-        m.submodules.weights = weights = WeightMemory(cfg)
+        generic = cfg.target != "ice40"
+        m.submodules.weights = weights = WeightMemory(cfg, depth=max(1, len(prog.weights)) if generic else None)
         wiring.connect(m, feeder.o, array.i)
         wiring.connect(m, array.o, drain.i)
         if needs_pool:
@@ -133,7 +142,7 @@ class Accelerator(wiring.Component):
         rd_bank = Signal(range(cfg.banks))
         m.d.sync += rd_bank.eq(host_bank)
         for b in range(cfg.banks):
-            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg)
+            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg, depth=self.bank_depth if generic else None)
             with m.If(busy):
                 m.d.comb += [bank.rd_addr.eq(feeder.bank_addr[b]), bank.rd_en.eq(feeder.mem_en),
                              bank.wr_addr.eq(drain.wr_addr), bank.wr_data.eq(drain.wr_data),

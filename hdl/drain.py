@@ -96,14 +96,18 @@ class Drain(wiring.Component):
         row, col = slot[:2], slot[2:]
         pass_end = Signal()                         # slot is the pass's last
         needs_x = Signal()                          # slot may hold an element
-        bx, by, g = (Loop(name, cfg.dim_bits) for name in ("bx", "by", "g"))
+        bx, by, g, share = (Loop(name, cfg.dim_bits) for name in ("bx", "by", "g", "share"))
+        lane_lo = Signal(range(cols))               # the group's first column (groups sharing weight words)
         addr = cfg.bank_addr_bits
         pass_base, row_base, group_base = Signal(addr), Signal(addr), Signal(addr)
         param_group = Signal(cfg.param_addr_bits)   # param_base + first channel of the group
         ch_left = Signal(cfg.dim_bits)              # out_c - first channel of the group
 
         pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
-        element = needs_x & (half | pixel_ok) & (col < ch_left) & (col < d.group_channels)
+        gcol = Signal.like(col)                     # the column's channel in the group
+        m.d.comb += gcol.eq(col - lane_lo)
+        element = (needs_x & (half | pixel_ok) & (col >= lane_lo) & (gcol < ch_left)
+                   & (gcol < d.group_channels))
 
         # ---- X stage: one element, taken only when empty, so that ``i.ready`` is a function
         # of registers (an element moves on the cycle after it arrives; a fused pool's first
@@ -127,9 +131,9 @@ class Drain(wiring.Component):
                 m.d.sync += [
                     x_valid.eq(element),
                     x_val.eq(Mux(fused, bigger, value)),
-                    x_param.eq(param_group + col),
+                    x_param.eq(param_group + gcol),
                     x_write.bank.eq(Mux(half, (by.odd << 1) | bx.odd, row)),
-                    x_write.addr.eq(pass_base + col),
+                    x_write.addr.eq(pass_base + gcol),
                 ]
 
         if self.adds:
@@ -220,7 +224,7 @@ class Drain(wiring.Component):
             m.d.sync += [
                 slot.eq(0), pass_end.eq(0), fused.eq(d.fused_pool), half.eq(d.fused_pool | d.block1),
                 needs_x.eq(~d.fused_pool), ow_odd.eq(d.ow[0]), oh_odd.eq(d.oh[0]),
-                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups),
+                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups), lane_lo.eq(0),
                 pass_base.eq(d.out_base), row_base.eq(d.out_base), group_base.eq(d.out_base),
                 param_group.eq(d.param_base), ch_left.eq(d.out_c),
             ]
@@ -230,6 +234,11 @@ class Drain(wiring.Component):
             with m.If(pass_end):
                 self._next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base,
                                 param_group, ch_left, running)
+                with m.If(bx.last & by.last):
+                    with m.If(share.last):
+                        m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0)]
+                    with m.Else():
+                        m.d.sync += [*share.advance(), lane_lo.eq(lane_lo + d.group_channels)]
         return m
 
     @staticmethod

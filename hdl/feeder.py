@@ -59,6 +59,7 @@ class Feeder(wiring.Component):
         ci = Signal(cfg.dim_bits)
         chan = Signal(cfg.dim_bits)         # the channel a depthwise group reads (0 otherwise)
         ci_loop, kx, ky, bx, by, g = (Loop(name, cfg.dim_bits) for name in ("ci", "kx", "ky", "bx", "by", "g"))
+        share = Loop("share", cfg.dim_bits)   # the group's lanes in a weight word shared by word_groups groups
         wptr, gbase = Signal(cfg.weight_addr_bits), Signal(cfg.weight_addr_bits)
         iy, ix, iy_s, ix_s = pair("iy", coord), pair("ix", coord), pair("iy_s", coord), pair("ix_s", coord)
         rp, cp, rp_s, cp_s = pair("rp", ptr), pair("cp", ptr), pair("rp_s", ptr), pair("cp_s", ptr)
@@ -131,7 +132,7 @@ class Feeder(wiring.Component):
             m.d.sync += [
                 block1.eq(d.block1), first.eq(1), ci.eq(0),
                 *ci_loop.load(d.red_c), *kx.load(d.kw), *ky.load(d.kh),
-                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups),
+                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups),
                 wptr.eq(d.weight_base), gbase.eq(d.weight_base),
             ]
             m.d.sync += [end_kx.eq((d.red_c == 1) & (d.kw == 1)),
@@ -168,8 +169,14 @@ class Feeder(wiring.Component):
                     m.d.sync += ky.restart(d.kh)
             self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s,
                             rp, rp_s, cp, cp_s)
-            with m.If(end_pass & bx.last & by.last & d.depthwise):
-                m.d.sync += [chan.eq(chan + 1), ci.eq(chan + 1)]
+            with m.If(end_pass & bx.last & by.last):
+                with m.If(d.depthwise):
+                    m.d.sync += [chan.eq(chan + 1), ci.eq(chan + 1)]
+                # Groups sharing a weight word read it again; the next word comes after the last.
+                with m.If(share.last):
+                    m.d.sync += share.restart(d.word_groups)
+                with m.Else():
+                    m.d.sync += [*share.advance(), gbase.eq(gbase), wptr.eq(gbase)]
         return m
 
     @staticmethod

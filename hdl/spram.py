@@ -95,25 +95,32 @@ def weight_layout(config):
 
 
 class WeightMemory(wiring.Component):
-    """``config.weight_words`` words of ``config.cols`` int8 weights, held in SPRAMs.
+    """Words of ``config.cols`` int8 weights: SPRAMs on iCE40, one block-RAM memory otherwise.
 
-    Words are split across :attr:`sprams_wide` SPRAMs side by side (two weights in each) and
-    :attr:`banks` banks of :data:`SPRAM_DEPTH` words, selected by the address bits above
-    the SPRAM's.
+    On iCE40 the words are split across :attr:`sprams_wide` SPRAMs side by side (two weights
+    in each) and :attr:`banks` banks of :data:`SPRAM_DEPTH` words, selected by the address
+    bits above the SPRAM's; all ``config.weight_words`` are there, since the SPRAMs are.  The
+    generic target holds ``depth`` words (the program's, so that a device with block RAM
+    spends only what the model needs; ``config.weight_words`` if not given) in one memory
+    ``cols`` bytes wide: a grid of 16-bit SPRAM twins would round every column up to 16K
+    words, twice the block RAM of the ULX3S's weights.
 
     ``read`` is the sequencer's port: ``data`` is valid :attr:`latency` cycles after
     ``addr`` with ``en`` high and holds while ``en`` is low.  ``load`` fills the memory
     (SPRAM is not in the bitstream: the board loads it from flash or UART, a simulation
-    through this port or ``init``).  Both share the SPRAMs' single port, so load only while
-    the accelerator is idle: if both are used in one cycle the load wins, the read is
-    dropped, and ``read.data`` is undefined until the next read.
+    through this port or ``init``).  On iCE40 both share the SPRAMs' single port, so load
+    only while the accelerator is idle: if both are used in one cycle the load wins, the
+    read is dropped, and ``read.data`` is undefined until the next read.
 
-    ``init`` (int8 array of shape (n, cols), n <= weight_words) preloads words 0..n-1 on the
+    ``init`` (int8 array of shape (n, cols), n <= the depth) preloads words 0..n-1 on the
     generic target only, so simulations need not spend cycles loading.
     """
 
-    def __init__(self, config, init=None):
+    def __init__(self, config, init=None, depth=None):
         self.config = config
+        self.depth = config.weight_words if depth is None else depth
+        if not 1 <= self.depth <= config.weight_words:
+            raise ValueError(f"WeightMemory: depth must be 1..{config.weight_words} words, got {self.depth}")
         self.sprams_wide = -(-config.cols * 8 // SPRAM_WIDTH)
         self.banks = -(-config.weight_words // SPRAM_DEPTH)
         if config.target == "ice40" and self.sprams_wide * self.banks > UP5K_SPRAMS:
@@ -121,7 +128,7 @@ class WeightMemory(wiring.Component):
                 f"config: {config.weight_words} words of {config.cols} weights need "
                 f"{self.sprams_wide} x {self.banks} SB_SPRAM256KA, but the UP5K has {UP5K_SPRAMS}; "
                 f"lower weight_mem_bytes")
-        self._init = None if init is None else self._split_init(init)
+        self._init = None if init is None else self._check_init(init)
         addr = config.weight_addr_bits
         super().__init__({
             "read": In(wiring.Signature({
@@ -135,25 +142,34 @@ class WeightMemory(wiring.Component):
         """The SPRAM's registered output; the bank multiplexer after it is combinational."""
         return 1
 
-    def _split_init(self, init):
-        """Per bank and SPRAM column, the 16-bit words that preload the generic twin."""
+    def _check_init(self, init):
         cfg = self.config
         if cfg.target == "ice40":
             raise ValueError("WeightMemory: init applies to the generic target only; SB_SPRAM256KA "
                              "has no initial contents, so fill it through the load port")
         words = np.asarray(init)
-        if (words.ndim != 2 or words.shape[1] != cfg.cols or len(words) > cfg.weight_words
+        if (words.ndim != 2 or words.shape[1] != cfg.cols or len(words) > self.depth
                 or not np.issubdtype(words.dtype, np.integer)
                 or (words.size and (words.min() < -128 or words.max() > 127))):
             raise ValueError(f"WeightMemory: init must be int8 values of shape (n, {cfg.cols}) "
-                             f"with n <= {cfg.weight_words}, got {words.dtype} {words.shape}")
-        lanes = np.zeros((len(words), 2 * self.sprams_wide), dtype=np.int64)
-        lanes[:, :cfg.cols] = words.astype(np.int64) & 0xFF
-        halves = lanes[:, 0::2] | lanes[:, 1::2] << 8
-        return [[halves[b * SPRAM_DEPTH:(b + 1) * SPRAM_DEPTH, w].tolist() for w in range(self.sprams_wide)]
-                for b in range(self.banks)]
+                             f"with n <= {self.depth}, got {words.dtype} {words.shape}")
+        return words
 
     def elaborate(self, platform):
+        if self.config.target == "ice40":
+            return self._elaborate_sprams()
+        m = Module()
+        init = [] if self._init is None else [[int(v) for v in row] for row in self._init]
+        m.submodules.mem = mem = Memory(shape=weight_layout(self.config), depth=self.depth, init=init)
+        wr, rd = mem.write_port(), mem.read_port()
+        m.d.comb += [
+            wr.addr.eq(self.load.addr), wr.data.eq(self.load.data), wr.en.eq(self.load.we),
+            rd.addr.eq(self.read.addr), rd.en.eq(self.read.en & ~self.load.we),
+            self.read.data.eq(rd.data),
+        ]
+        return m
+
+    def _elaborate_sprams(self):
         m = Module()
         cfg = self.config
         loading = self.load.we
@@ -172,8 +188,7 @@ class WeightMemory(wiring.Component):
             selected = bank == b
             rdata = []
             for w in range(self.sprams_wide):
-                init = None if self._init is None else self._init[b][w]
-                m.submodules[f"spram{b}_{w}"] = spram = SPRAM(cfg.target, init=init)
+                m.submodules[f"spram{b}_{w}"] = spram = SPRAM(cfg.target)
                 m.d.comb += [
                     spram.addr.eq(addr[:SPRAM_ADDR_BITS]),
                     spram.wdata.eq(wdata.word_select(w, SPRAM_WIDTH)),

@@ -103,13 +103,16 @@ def test_fully_connected_rounds_once_in_hardware():
     assert (got != double).any()
 
 
-@pytest.mark.parametrize("kwargs", [{"pool": True, "padding": "VALID"}, {"mult": 3, "stride": (1, 1)}])
-def test_depthwise_in_amaranth_simulator(kwargs):
+@pytest.mark.parametrize("kwargs, word_groups", [
+    ({"pool": True, "padding": "VALID"}, 2), ({"mult": 3, "stride": (1, 1)}, 1),
+    ({"c": 6, "mult": 1, "stride": (2, 2)}, 4)])
+def test_depthwise_in_amaranth_simulator(kwargs, word_groups):
     """Depthwise groups (one input channel, the multiplier's columns) with a fused 2x2 max
-    pool and with a multiplier of 3, through the RTL; the random models add strides and sizes."""
+    pool, with a multiplier of 3, and strided with four channels sharing each weight word
+    (the last word half used), through the RTL; the random models add strides and sizes."""
     model = depthwise_model(**kwargs)
     program = compile_model(model, AcceleratorConfig())
-    assert program.layers[0].depthwise
+    assert program.layers[0].depthwise and program.layers[0].word_groups == word_groups
     x = random_inputs(np.random.default_rng(8), model, 2)
     out, _ = pysim.run(program, x, max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
