@@ -8,6 +8,7 @@ nextpnr names them (the build compares its utilisation report against them).
 
 from dataclasses import dataclass
 
+from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 
 
@@ -105,3 +106,24 @@ def get_board(name):
         return BOARDS[name]
     except KeyError:
         raise BoardError(f"unknown board {name!r}; known: {', '.join(BOARDS)}") from None
+
+
+def compile_for(model, config):
+    """``compile_model``; a model the configuration cannot take fails in one line that also
+    names the board profiles that would take it."""
+    try:
+        return compile_model(model, config)
+    except CompileError as e:
+        takers = []
+        for b in BOARDS.values():
+            other = b.config.with_(target=config.target)
+            if other == config:
+                continue
+            try:
+                compile_model(model, other)
+                takers.append(b.name)
+            except CompileError:
+                pass
+        hint = (f"; the {' and the '.join(takers)} takes it (--board {takers[0]})" if takers
+                else "; no board profile takes it")
+        raise CompileError(f"{e}{hint}") from None

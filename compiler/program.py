@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.model import is_int8, type_name
-from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Quantize, Reshape, Softmax
+from golden.ops import (Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Mean, Pad, Pool2D, Quantize,
+                        Reshape, Softmax)
 from golden.ops.add import LEFT_SHIFT as ADD_LEFT_SHIFT
 from golden.ops.add import add_params
+from golden.ops.mean import mean_multiplier
 from golden.ops.quantize import requantize_int
 from golden.nonlinear import lookup_table
 from golden.quant import INT32_MAX, multiply_by_quantized_multiplier
@@ -160,6 +162,7 @@ class _Builder:
         self.place = {model.input_name: (self.input_shape, 0)}
         self.root = {model.input_name: model.input_name}    # tensor -> the stored tensor it aliases
         self.last_use = last_use                            # stored tensor -> last step reading it
+        self.pad_of = {}                                    # folded PAD -> (top, left) its readers add
         self.high_water = bank_bytes(self.input_shape)
 
     def src(self, name):
@@ -205,7 +208,9 @@ class _Builder:
             weights = layer.weights.reshape(out_c, h, w, c)
             kernel, stride, pads, conv_shape = (h, w), (1, 1), (0, 0), (1, 1, out_c)
         else:
-            weights, kernel, stride, pads = layer.weights, layer.kernel, layer.stride, layer.pads
+            weights, kernel, stride = layer.weights, layer.kernel, layer.stride
+            extra = self.pad_of.get(self.model.inputs_of(layer)[0], (0, 0))
+            pads = tuple(p + e for p, e in zip(layer.pads, extra))
             conv_shape = layer.output_shape
             if isinstance(layer, DepthwiseConv2D):
                 # (1, KH, KW, C*M) -> one row of taps per output channel; with a single input
@@ -297,6 +302,15 @@ class _Builder:
         self.place[layer.name] = self.place[source]
         self.root[layer.name] = self.root[source]
 
+    def pad(self, layer):
+        """A PAD whose readers are all convolutions is their padding (taps outside the map are
+        fed as the zero point): the readers see the unpadded map with a larger leading pad."""
+        source = self.model.inputs_of(layer)[0]
+        (top, _), (left, _), _ = layer.paddings
+        self.pad_of[layer.name] = (top, left)
+        self.place[layer.name] = self.place[source]
+        self.root[layer.name] = self.root[source]
+
     def lookup(self, layer):
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
         self.descs.append(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=in_shape, out_shape=in_shape,
@@ -351,6 +365,43 @@ def _fusable_pool(conv, nxt):
             and nxt.filter == (2, 2) and nxt.stride == (2, 2) and nxt.padding == "VALID")
 
 
+class _MeanAsDepthwise(DepthwiseConv2D):
+    """A spatial MEAN as the depthwise convolution it is: a kernel of ones over the whole map
+    sums each channel in the array, the folded bias subtracts ``zp_in * N``, and the
+    requantiser applies QuantizedMeanOrSum's multiplier (1/N folded in, rounding twice)."""
+
+    @property
+    def multipliers_shifts(self):
+        mult, shift = mean_multiplier(self.input_q, self.output_q, int(np.prod(self.kernel)))
+        return np.full(self.out_channels, mult, np.int64), np.full(self.out_channels, shift, np.int64)
+
+
+def _hardware_op(layer):
+    """The op the hardware runs for ``layer``: a spatial MEAN becomes a depthwise convolution."""
+    if not isinstance(layer, Mean):
+        return layer
+    if len(layer.input_shape) != 3 or layer.axes != (0, 1):
+        _fail(f"{layer.name}: MEAN over axes {layer.axes} of a {layer.input_shape} tensor has no hardware "
+              "mapping (the spatial axes (0, 1) of an HWC map do)")
+    h, w, c = layer.input_shape
+    op = _MeanAsDepthwise(name=layer.name, input_shape=(h, w, c), weights=np.ones((1, h, w, c), np.int8),
+                          bias=np.zeros(c, np.int32), weight_scales=np.ones(c, np.float32),
+                          input_q=layer.input_q, output_q=layer.output_q)
+    shift = int(op.multipliers_shifts[1][0])
+    if not -31 <= shift <= 30:
+        _fail(f"{layer.name}: MEAN over {h * w} elements needs a requantiser shift of {shift}, "
+              "outside the hardware's -31..30")
+    return op
+
+
+def _foldable_pad(model, pad, readers):
+    """A spatial PAD (or PADV2 of the zero point) read only by convolutions, which then pad."""
+    users = readers.get(pad.name, [])
+    return (len(pad.input_shape) == 3 and pad.paddings[2] == (0, 0) and pad.name != model.output_name
+            and users and all(type(r) in (Conv2D, DepthwiseConv2D) and pad.fill == r.input_q.zero_point
+                              for r in users))
+
+
 def _readers(model, layers):
     """Tensor name -> the ops among ``layers`` that read it, in order."""
     readers = {}
@@ -381,6 +432,11 @@ def _plan(model, layers, readers):
             nxt = layers[i + len(group)] if i + len(group) < len(layers) else None
             if _is_table(nxt) and only_reader(group[-1], nxt):
                 group.append(nxt)
+        elif isinstance(layer, Pad) and _foldable_pad(model, layer, readers):
+            actions.append(("pad", layer))
+            root[layer.name] = root[model.inputs_of(layer)[0]]
+            i += 1
+            continue
         elif isinstance(layer, Reshape):
             actions.append(("view", layer))
             root[layer.name] = root[model.inputs_of(layer)[0]]
@@ -388,6 +444,10 @@ def _plan(model, layers, readers):
             continue
         elif isinstance(layer, Softmax):
             _fail(f"{layer.name}: SOFTMAX is only supported as the model's last op (run on the host)")
+        elif isinstance(layer, Pad):
+            _fail(f"{layer.name}: {layer.op} maps only onto the padding of the convolutions reading it (spatial "
+                  f"padding with their input zero point); this one pads {layer.paddings} with {layer.fill} for "
+                  f"{', '.join(r.op for r in readers.get(layer.name, [])) or 'the output'}")
         elif not (isinstance(layer, (Pool2D, Add)) or _is_table(layer)):
             _fail(f"{layer.name}: {layer.op} has no hardware mapping (yet)")
         for t in model.inputs_of(layer):
@@ -411,7 +471,7 @@ def compile_model(model, config):
     # Trailing SOFTMAX and views run on the host (a view that ends the graph moves nothing).
     while tail_start > 0 and isinstance(layers[tail_start - 1], (Softmax, Reshape)):
         tail_start -= 1
-    body, tail = layers[:tail_start], layers[tail_start:]
+    body, tail = [_hardware_op(x) for x in layers[:tail_start]], layers[tail_start:]
     produced = body[-1].name if body else model.input_name
     for layer in tail:
         if model.inputs_of(layer) != (produced,):
@@ -429,6 +489,9 @@ def compile_model(model, config):
     for kind, item in actions:
         if kind == "view":
             b.view(item, readers)
+            continue
+        if kind == "pad":
+            b.pad(item)
             continue
         layer = item[0]
         if isinstance(layer, (Conv2D, DepthwiseConv2D, FullyConnected)):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boards import BOARDS, BoardError, get_board
+from boards import BOARDS, BoardError, compile_for, get_board
 from compiler.program import CompileError, compile_model
 from golden.files import write_atomic
 from golden.model import ModelError
@@ -57,7 +57,7 @@ def load_program(model_path, config):
         raise BuildError(f"{path}: model file not found")
     try:
         model = load_tflite(str(path))
-        program = compile_model(model, config)
+        program = compile_for(model, config)
     except (ModelError, CompileError) as e:
         raise BuildError(str(e)) from None
     return program, path.read_bytes()

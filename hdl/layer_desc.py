@@ -83,7 +83,7 @@ def desc_layout(config):
         "red_c": count,                      # channels a tap position reduces: c, or 1 when depthwise
         "depthwise": 1,                      # group g reads input channel g
         "nbx": count, "nby": count, "groups": count, "taps": config.taps_bits,
-        "block1": 1,                         # one pixel per pass (strided or dense layers)
+        "block1": 1,                         # one pixel per pass (strided layers)
         "pad_value": signed(8),
         "row_stride": ptr,                   # ceil(W/2) * C: one step of iy >> 1
         "ystep": coord, "xstep": coord,      # input rows / cols between consecutive blocks

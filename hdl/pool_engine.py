@@ -41,7 +41,9 @@ class PoolEngine(wiring.Component):
         count, coord, ptr = cfg.dim_bits, coord_shape(cfg), ptr_shape(cfg)
         write = write_layout(cfg)
         m.submodules.pool = pool = Pool(lanes=1, max_window=self.max_window)
-        m.submodules.addrs = addrs = SyncFIFOBuffered(width=write.size, depth=8)
+        # Room for every address in flight when each window is one byte (LOOKUP): the Pool
+        # unit's latency plus the read and issue stages, so the engine never waits on it.
+        m.submodules.addrs = addrs = SyncFIFOBuffered(width=write.size, depth=pool.latency + 4)
         m.d.comb += [pool.mode.eq(Mux(d.pool_avg, PoolMode.AVERAGE, PoolMode.MAX)),
                      pool.act_min.eq(d.act_min), pool.act_max.eq(d.act_max)]
 

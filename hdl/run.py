@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from boards import BOARDS, BoardError, get_board
-from compiler.program import CompileError, compile_model
+from boards import BOARDS, BoardError, compile_for, get_board
+from compiler.program import CompileError
 from golden.files import one_line
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
@@ -102,7 +102,7 @@ def _run(args, port):
     except OSError as e:
         raise UsageError(f"{model_path}: cannot read the model ({e.strerror or e})") from None
     model = parse_tflite(data, str(model_path))[0]
-    program = compile_model(model, board.config)
+    program = compile_for(model, board.config)
     expected_id = model_id(data)
 
     label = None

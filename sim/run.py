@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from boards import BOARDS, ICEBREAKER, BoardError, get_board
-from compiler.program import CompileError, compile_model
+from boards import BOARDS, ICEBREAKER, BoardError, compile_for, get_board
+from compiler.program import CompileError
 from golden.files import save_npy
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
@@ -101,7 +101,7 @@ def open_engine(program, engine="verilator", jobs=2, vcd=None, log=print):
 
 def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config=ICEBREAKER, log=print):
     """Run a batch through the hardware; returns (outputs, report)."""
-    program = compile_model(model, sim_config(config))
+    program = compile_for(model, sim_config(config))
     t0 = time.perf_counter()
     eng = open_engine(program, engine, jobs, vcd, log)
     engine = eng.engine

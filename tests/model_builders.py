@@ -3,7 +3,7 @@
 import numpy as np
 
 from golden.model import Model, QParams
-from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Pool2D, Reshape
+from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Mean, Pad, Pool2D, Reshape
 
 
 def depthwise_model(c=5, mult=2, stride=(1, 1), padding="SAME", pool=False):
@@ -44,3 +44,27 @@ def residual_model(h=6, w=5, c=3, oc=4, seed=2):
                         weights=rng.integers(-128, 128, (5, h * w * oc)).astype(np.int8), bias=rng.integers(-500, 500, 5).astype(np.int32), weight_scales=np.array([0.003], np.float32),
                         input_q=add.output_q, output_q=QParams(0.3, 2))
     return Model(name="residual", input_shape=(h, w, c), input_q=q, layers=(a, b, add, flat, fc))
+
+
+def pad_mean_model(value=None, pad_channels=False, keep_dims=True, seed=3):
+    """PAD (or PADV2 of ``value``) -> depthwise 3x3 VALID -> PAD -> 3x3 conv SAME -> spatial
+    MEAN (rescaled): the pads fold into the convolutions' padding, the MEAN becomes a
+    depthwise convolution of ones."""
+    rng = np.random.default_rng(seed)
+    q = QParams(0.05, -3)
+    cpad = (0, 1) if pad_channels else (0, 0)
+    p1 = Pad(name="pad1", input_shape=(7, 6, 3), paddings=((2, 1), (0, 3), cpad), value=value, q=q)
+    c = p1.output_shape[2]
+    dw = DepthwiseConv2D(name="dw", input_shape=p1.output_shape, weights=rng.integers(-128, 128, (1, 3, 3, c)).astype(np.int8),
+                         bias=rng.integers(-3000, 3000, c).astype(np.int32),
+                         weight_scales=rng.uniform(0.005, 0.02, c).astype(np.float32), input_q=q,
+                         output_q=QParams(0.3, -20), padding="VALID", activation="RELU")
+    p2 = Pad(name="pad2", input_shape=dw.output_shape, paddings=((1, 0), (1, 2), (0, 0)), q=dw.output_q)
+    conv = Conv2D(name="conv", input_shape=p2.output_shape, padding="SAME",
+                  weights=rng.integers(-128, 128, (5, 3, 3, c)).astype(np.int8),
+                  bias=rng.integers(-2000, 2000, 5).astype(np.int32),
+                  weight_scales=rng.uniform(0.002, 0.01, 5).astype(np.float32), input_q=dw.output_q,
+                  output_q=QParams(0.2, 6), activation="NONE")
+    mean = Mean(name="mean", input_shape=conv.output_shape, axes=(0, 1), keep_dims=keep_dims,
+                input_q=conv.output_q, output_q=QParams(0.07, -4))
+    return Model(name="pad_mean", input_shape=(7, 6, 3), input_q=q, layers=(p1, dw, p2, conv, mean))

@@ -12,7 +12,7 @@ from golden.model import Model, QParams
 from golden.ops import Add, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from model_builders import depthwise_model, residual_model
+from model_builders import depthwise_model, pad_mean_model, residual_model
 from published import load_published
 
 
@@ -163,3 +163,25 @@ def test_int8_requantisation_runs_as_a_table():
     model = Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, requant))
     program = check_against_golden(model, random_inputs(np.random.default_rng(6), model, 6))
     assert len(program.layers) == 1 and program.layers[0].table == 0
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"value": -3}, {"keep_dims": False}])
+def test_pad_folds_into_convolutions_and_mean_is_a_depthwise_sum(kwargs):
+    """PAD and PADV2 of the zero point become the leading padding of the convolutions that
+    read them (no step, no copy); a spatial MEAN becomes a depthwise convolution of ones
+    whose requantisation is QuantizedMeanOrSum's: emulated equal to golden."""
+    model = pad_mean_model(**kwargs)
+    program = compile_model(model, AcceleratorConfig())
+    assert [(d.kind, d.pads, d.depthwise) for d in program.layers] == [
+        ("CONV", (2, 0), True), ("CONV", (2, 2), False), ("CONV", (0, 0), True)]
+    x = random_inputs(np.random.default_rng(4), model, 5)
+    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"value": 5}, r"pad1: PADV2 maps only onto the padding .* pads \(\(2, 1\), \(0, 3\), \(0, 0\)\) with 5 "
+                   r"for DEPTHWISE_CONV_2D"),
+    ({"pad_channels": True}, r"pad1: PAD maps only onto the padding .* \(0, 1\)\) with -3")])
+def test_pads_that_are_not_convolution_padding_are_refused(kwargs, message):
+    with pytest.raises(CompileError, match=message):
+        compile_model(pad_mean_model(**kwargs), AcceleratorConfig())
