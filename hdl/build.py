@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import io
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ from golden.tflite_io import load_tflite
 from host import protocol
 
 from .pll import PllError, pll_settings
-from .toolchain import BITSTREAM, PLAN_FILES, ToolError, find_tools, fmax_mhz, pack, place_and_route, yosys
+from .toolchain import (BITSTREAM, PLACED, PLAN_FILES, ToolError, find_tools, fmax_mhz, pack, place_and_route,
+                        yosys)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,6 +94,11 @@ def synthesise(workdir, board, tools, seed, clock_mhz):
     log("[3/5] synthesis (yosys)")
     yosys(tools, workdir, ["top.ys"])
     log(f"      done ({time.monotonic() - t:.0f} s)")
+    return place(workdir, board, tools, seed, clock_mhz)
+
+
+def place(workdir, board, tools, seed, clock_mhz):
+    """nextpnr on the synthesised netlist in ``workdir``; its report as a dict."""
     t = time.monotonic()
     log(f"[4/5] place and route (nextpnr, seed {seed})")
     # --freq times the PLL's output: the platform's constraint names a net yosys renames.
@@ -164,8 +171,8 @@ def render_md(r):
     lines += ["", f"Clock: requested {t['requested_mhz']} MHz, PLL {t['clock_mhz']} MHz; nextpnr Fmax "
               f"{t['fmax_mhz']} MHz (seed {t['seed']}).", ""]
     if len(t["attempts"]) > 1:
-        tried = "; ".join(f"{a['clock_mhz']} MHz -> Fmax {a['fmax_mhz']} MHz" for a in t["attempts"])
-        lines += [f"The build chose the clock: place and route at {tried}.", ""]
+        tried = "; ".join(f"{a['clock_mhz']} MHz seed {a['seed']} -> Fmax {a['fmax_mhz']} MHz" for a in t["attempts"])
+        lines += [f"The build chose the clock and seed: place and route at {tried}.", ""]
     p = r["performance"]
     if p.get("cycles_per_inference"):
         lines += [f"Cycles per inference: {p['cycles_per_inference']:,} (cycle-accurate simulation, {p['engine']}, "
@@ -182,9 +189,38 @@ def render_md(r):
 
 #: Place-and-route runs the build tries at lower clocks before it gives up (no --clock-mhz).
 CLOCK_ATTEMPTS = 3
+#: Seeds tried after the first (1) misses the first clock, when --seed is not given: the
+#: same netlist placed again, about a minute each, before a lower clock is tried.
+SEED_ATTEMPTS = (2, 3)
 
 
-def implement(program, tflite_bytes, board, pll, args, tools, workdir):
+def missed(pnr, fmax, pll):
+    """Placed and routed, but below the clock."""
+    return "error" not in pnr and fmax is not None and fmax < pll.f_out_mhz
+
+
+def other_seeds(workdir, board, tools, pll, pnr, fmax, seed, attempts):
+    """Place the same netlist with :data:`SEED_ATTEMPTS` until one meets the clock; the best
+    placement is left in ``workdir``: (its report, Fmax, seed)."""
+    placed = workdir / PLACED[board.family]
+    best = workdir / f"best.{placed.name}"
+    shutil.copyfile(placed, best)
+    for other in SEED_ATTEMPTS:
+        log(f"      timing missed: Fmax {fmax} MHz < {pll.f_out_mhz:.3f} MHz; placing again with seed {other}")
+        again = place(workdir, board, tools, other, pll.f_out_mhz)
+        f = fmax_mhz(again)
+        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": f, "seed": other})
+        if "error" not in again and f is not None and f > fmax:
+            pnr, fmax, seed = again, f, other
+            shutil.copyfile(placed, best)
+        if fmax >= pll.f_out_mhz:
+            break
+    shutil.copyfile(best, placed)
+    best.unlink()
+    return pnr, fmax, seed
+
+
+def implement(program, tflite_bytes, board, pll, args, tools, workdir, seed):
     """Generate the design for ``pll``'s clock, synthesise, place and route: (soc, nextpnr report)."""
     log(f"[2/5] generating the design (PLL {pll.f_out_mhz:.3f} MHz from {board.osc_hz / 1e6:g} MHz)")
     from .board_top import BoardTop
@@ -193,7 +229,7 @@ def implement(program, tflite_bytes, board, pll, args, tools, workdir):
     # Never ``-dsp`` on iCE40: it rewrites the hand-instantiated SB_MAC16s (bench/synth.py).
     plan = platform.prepare(BoardTop(board, soc, pll), name="top", synth_opts="-abc9")
     plan.extract(workdir)
-    return soc, synthesise(workdir, board, tools, args.seed, pll.f_out_mhz)
+    return soc, synthesise(workdir, board, tools, seed, pll.f_out_mhz)
 
 
 def build(args):
@@ -224,16 +260,21 @@ def build(args):
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
 
-    # With no --clock-mhz the build picks the clock: the board's default, and after a miss
-    # the highest PLL setting the achieved Fmax allows (a new design: the UART divisor and
-    # timeouts follow the clock).  An explicit clock that misses is a failure.
-    attempts = []
+    # With no --clock-mhz the build picks the clock: the board's default; after a miss the
+    # same netlist placed with other seeds (without --seed), then the highest PLL setting the
+    # best Fmax allows (a new design: the UART divisor and timeouts follow the clock).  An
+    # explicit clock that misses is a failure.
+    attempts, clocks = [], 0
+    seed = 1 if args.seed is None else args.seed
     while True:
-        soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir)
+        soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir, seed)
+        clocks += 1
         fmax = fmax_mhz(pnr)
-        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": args.seed})
+        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": seed})
+        if clocks == 1 and args.seed is None and missed(pnr, fmax, pll):
+            pnr, fmax, seed = other_seeds(workdir, board, tools, pll, pnr, fmax, seed, attempts)
         if ("error" in pnr or fmax is None or fmax >= pll.f_out_mhz or args.clock_mhz is not None
-                or len(attempts) >= CLOCK_ATTEMPTS):
+                or clocks >= CLOCK_ATTEMPTS):
             break
         try:
             lower = pll_settings(board.family, board.osc_hz, fmax * 1e6)
@@ -252,8 +293,8 @@ def build(args):
                 if u["used"] is not None and u["used"] > u["available"]]
         problem = f"does not fit ({', '.join(over)})" if over else f"nextpnr failed: {pnr['error']}"
     elif fmax is None or fmax < pll.f_out_mhz:
-        tried = f" after {len(attempts)} clocks" if len(attempts) > 1 else ""
-        problem = (f"misses timing{tried}: Fmax {fmax} MHz < clock {pll.f_out_mhz:.3f} MHz (seed {args.seed}); "
+        tried = f" after {len(attempts)} placements" if len(attempts) > 1 else ""
+        problem = (f"misses timing{tried}: Fmax {fmax} MHz < clock {pll.f_out_mhz:.3f} MHz (seed {seed}); "
                    f"rebuild with --clock-mhz {int(fmax or 0)} or another --seed")
 
     log("[5/5] packing, cycle count, reports")
@@ -269,7 +310,7 @@ def build(args):
         "config": {k: getattr(board.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes")},
         "utilisation": util,
         "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,
-                   "fmax_mhz": fmax, "seed": args.seed, "met": bool(fmax and fmax >= pll.f_out_mhz),
+                   "fmax_mhz": fmax, "seed": seed, "met": bool(fmax and fmax >= pll.f_out_mhz),
                    "clock_chosen_by": "--clock-mhz" if args.clock_mhz is not None else "the build",
                    "attempts": attempts},
         "performance": perf,
@@ -294,7 +335,7 @@ def build(args):
     write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_atomic(out / "report.md", render_md(report))
     u = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in util.items())
-    log(f"{board.name}: {u}; Fmax {fmax} MHz for {pll.f_out_mhz:.3f} MHz (seed {args.seed})")
+    log(f"{board.name}: {u}; Fmax {fmax} MHz for {pll.f_out_mhz:.3f} MHz (seed {seed})")
     if perf.get("cycles_per_inference"):
         log(f"{perf['cycles_per_inference']:,} cycles/inference -> {perf['inferences_per_second']} inferences/s")
     if problem:
@@ -309,7 +350,8 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="int8 .tflite (default: shipped MNIST CNN)")
     parser.add_argument("--clock-mhz", type=float, help="requested clock (default: the board's)")
     parser.add_argument("--out", type=Path, help="output directory (default build/<board>)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="nextpnr placement seed (default 1, then 2 and 3 if timing is missed)")
     parser.add_argument("--baud", type=int, default=protocol.DEFAULT_BAUD)
     parser.add_argument("--verilog", type=Path, metavar="FILE", help="only write portable Verilog; no tools needed")
     parser.add_argument("--list-boards", action="store_true")

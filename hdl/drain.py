@@ -97,17 +97,17 @@ class Drain(wiring.Component):
         pass_end = Signal()                         # slot is the pass's last
         needs_x = Signal()                          # slot may hold an element
         bx, by, g, share = (Loop(name, cfg.dim_bits) for name in ("bx", "by", "g", "share"))
-        lane_lo = Signal(range(cols))               # the group's first column (groups sharing weight words)
+        # Groups sharing weight words: the group's columns [lane_lo, lane_hi).  The bases
+        # below are those of the word's first group, so an element adds its column as is.
+        lane_lo, lane_hi = Signal(range(cols + 1)), Signal(range(cols + 1))
+        word_step = Signal(cfg.dim_bits)            # channels the group's end moves the bases: 0 inside a word
         addr = cfg.bank_addr_bits
         pass_base, row_base, group_base = Signal(addr), Signal(addr), Signal(addr)
         param_group = Signal(cfg.param_addr_bits)   # param_base + first channel of the group
         ch_left = Signal(cfg.dim_bits)              # out_c - first channel of the group
 
         pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
-        gcol = Signal.like(col)                     # the column's channel in the group
-        m.d.comb += gcol.eq(col - lane_lo)
-        element = (needs_x & (half | pixel_ok) & (col >= lane_lo) & (gcol < ch_left)
-                   & (gcol < d.group_channels))
+        element = needs_x & (half | pixel_ok) & (col < ch_left) & (col >= lane_lo) & (col < lane_hi)
 
         # ---- X stage: one element, taken only when empty, so that ``i.ready`` is a function
         # of registers (an element moves on the cycle after it arrives; a fused pool's first
@@ -131,9 +131,9 @@ class Drain(wiring.Component):
                 m.d.sync += [
                     x_valid.eq(element),
                     x_val.eq(Mux(fused, bigger, value)),
-                    x_param.eq(param_group + gcol),
+                    x_param.eq(param_group + col),
                     x_write.bank.eq(Mux(half, (by.odd << 1) | bx.odd, row)),
-                    x_write.addr.eq(pass_base + gcol),
+                    x_write.addr.eq(pass_base + col),
                 ]
 
         if self.adds:
@@ -224,7 +224,8 @@ class Drain(wiring.Component):
             m.d.sync += [
                 slot.eq(0), pass_end.eq(0), fused.eq(d.fused_pool), half.eq(d.fused_pool | d.block1),
                 needs_x.eq(~d.fused_pool), ow_odd.eq(d.ow[0]), oh_odd.eq(d.oh[0]),
-                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups), lane_lo.eq(0),
+                *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups),
+                lane_lo.eq(0), lane_hi.eq(d.group_channels), word_step.eq(Mux(d.word_groups == 1, d.word_channels, 0)),
                 pass_base.eq(d.out_base), row_base.eq(d.out_base), group_base.eq(d.out_base),
                 param_group.eq(d.param_base), ch_left.eq(d.out_c),
             ]
@@ -233,16 +234,18 @@ class Drain(wiring.Component):
                          needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
             with m.If(pass_end):
                 self._next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base,
-                                param_group, ch_left, running)
+                                param_group, ch_left, word_step, running)
                 with m.If(bx.last & by.last):
+                    m.d.sync += word_step.eq(Mux(share.next_last(1), d.word_channels, 0))
                     with m.If(share.last):
-                        m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0)]
+                        m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0), lane_hi.eq(d.group_channels)]
                     with m.Else():
-                        m.d.sync += [*share.advance(), lane_lo.eq(lane_lo + d.group_channels)]
+                        m.d.sync += [*share.advance(), lane_lo.eq(lane_hi), lane_hi.eq(lane_hi + d.group_channels)]
         return m
 
     @staticmethod
-    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left, running):
+    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left, word_step,
+                   running):
         """Output addresses step by a channel group, a block row or a block column; a
         one-pixel pass steps them every other pixel, where the parity banks wrap."""
         with m.If(~bx.last):
@@ -259,9 +262,9 @@ class Drain(wiring.Component):
             with m.Else():
                 m.d.sync += by.restart(d.nby)
                 with m.If(~g.last):
-                    next_group = group_base + d.group_channels
+                    next_group = group_base + word_step
                     m.d.sync += [*g.advance(), group_base.eq(next_group), row_base.eq(next_group),
-                                 pass_base.eq(next_group), param_group.eq(param_group + d.group_channels),
-                                 ch_left.eq(ch_left - d.group_channels)]
+                                 pass_base.eq(next_group), param_group.eq(param_group + word_step),
+                                 ch_left.eq(ch_left - word_step)]
                 with m.Else():
                     m.d.sync += running.eq(0)

@@ -60,6 +60,9 @@ class Feeder(wiring.Component):
         chan = Signal(cfg.dim_bits)         # the channel a depthwise group reads (0 otherwise)
         ci_loop, kx, ky, bx, by, g = (Loop(name, cfg.dim_bits) for name in ("ci", "kx", "ky", "bx", "by", "g"))
         share = Loop("share", cfg.dim_bits)   # the group's lanes in a weight word shared by word_groups groups
+        # What the group's end adds to gbase: taps after a word's last group, else 0 (the
+        # next group reads the same words), kept a group ahead so gbase's enable stays as is.
+        gstep = Signal(cfg.taps_bits)
         wptr, gbase = Signal(cfg.weight_addr_bits), Signal(cfg.weight_addr_bits)
         iy, ix, iy_s, ix_s = pair("iy", coord), pair("ix", coord), pair("iy_s", coord), pair("ix_s", coord)
         rp, cp, rp_s, cp_s = pair("rp", ptr), pair("cp", ptr), pair("rp_s", ptr), pair("cp_s", ptr)
@@ -133,7 +136,7 @@ class Feeder(wiring.Component):
                 block1.eq(d.block1), first.eq(1), ci.eq(0),
                 *ci_loop.load(d.red_c), *kx.load(d.kw), *ky.load(d.kh),
                 *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups),
-                wptr.eq(d.weight_base), gbase.eq(d.weight_base),
+                wptr.eq(d.weight_base), gbase.eq(d.weight_base), gstep.eq(Mux(d.word_groups == 1, d.taps, 0)),
             ]
             m.d.sync += [end_kx.eq((d.red_c == 1) & (d.kw == 1)),
                          end_pass.eq((d.red_c == 1) & (d.kw == 1) & (d.kh == 1)), chan.eq(0)]
@@ -167,20 +170,20 @@ class Feeder(wiring.Component):
                         m.d.sync += rp[0].eq(rp[0] + d.row_stride)
                 with m.Else():
                     m.d.sync += ky.restart(d.kh)
-            self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s,
+            self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, gstep, iy, iy_s, ix, ix_s,
                             rp, rp_s, cp, cp_s)
             with m.If(end_pass & bx.last & by.last):
                 with m.If(d.depthwise):
                     m.d.sync += [chan.eq(chan + 1), ci.eq(chan + 1)]
-                # Groups sharing a weight word read it again; the next word comes after the last.
                 with m.If(share.last):
                     m.d.sync += share.restart(d.word_groups)
                 with m.Else():
-                    m.d.sync += [*share.advance(), gbase.eq(gbase), wptr.eq(gbase)]
+                    m.d.sync += share.advance()
+                m.d.sync += gstep.eq(Mux(share.next_last(1), d.taps, 0))
         return m
 
     @staticmethod
-    def _next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, iy, iy_s, ix, ix_s, rp, rp_s, cp, cp_s):
+    def _next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, gstep, iy, iy_s, ix, ix_s, rp, rp_s, cp, cp_s):
         """End of a pass: move the pass-start trackers to the next block, row, group or the
         end; a later loop's assignments override an earlier one's.
 
@@ -208,7 +211,7 @@ class Feeder(wiring.Component):
                              ix[k].eq(d.ix0[k]), cp[k].eq(d.colptr0[k]),
                              iy_s[k].eq(niy), iy[k].eq(niy), rp_s[k].eq(nrp[k]), rp[k].eq(nrp[k])]
         with m.If(end_group):
-            m.d.sync += [*by.restart(d.nby), *g.advance(), gbase.eq(gbase + d.taps), wptr.eq(gbase + d.taps)]
+            m.d.sync += [*by.restart(d.nby), *g.advance(), gbase.eq(gbase + gstep), wptr.eq(gbase + gstep)]
             for k in (0, 1):
                 m.d.sync += [iy_s[k].eq(d.iy0[k]), rp_s[k].eq(d.rowptr0[k]),
                              iy[k].eq(d.iy0[k]), rp[k].eq(d.rowptr0[k])]

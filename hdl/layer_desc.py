@@ -99,6 +99,7 @@ def desc_layout(config):
         "fused_pool": 1, "out_c": count, "out_row_stride": ptr,
         "group_channels": count,             # output channels per group: cols, or the depth multiplier
         "word_groups": count,                # groups sharing a weight word, group g in lanes from (g % it) * group_channels
+        "word_channels": count,              # their output channels: word_groups * group_channels
         "param_base": config.param_addr_bits, "zero_point": signed(8), "act_min": signed(8), "act_max": signed(8),
         "single_rounding": 1, "table": 1, "table_slot": config.table_slot_bits,
         "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
@@ -181,6 +182,7 @@ def _encode(desc, config, is_last):
         "block1": int(blk == 1), "pad_value": desc.pad_value,
         "red_c": 1 if desc.depthwise else c, "depthwise": int(desc.depthwise),
         "group_channels": desc.group_channels, "word_groups": desc.word_groups,
+        "word_channels": desc.word_groups * desc.group_channels,
         "ystep": ystep, "xstep": xstep,
         "ystep_ptr": _step_ptr(_row_ptr, shape, ystep), "xstep_ptr": _step_ptr(_col_ptr, shape, xstep),
         "iy0": iy0, "ix0": ix0,

@@ -31,6 +31,8 @@ TOOLS = {
 PLAN_FILES = {"ice40": ["--pcf", "top.pcf", "--asc", "top.asc"],
               "ecp5": ["--lpf", "top.lpf", "--textcfg", "top.config"]}
 #: The packer's arguments for each family, and the bitstream file it writes.
+#: The placed and routed design nextpnr writes (PLAN_FILES) and the packer reads.
+PLACED = {"ice40": "top.asc", "ecp5": "top.config"}
 PACK = {"ice40": ["top.asc", "top.bin"],
         "ecp5": ["--compress", "--input", "top.config", "--bit", "top.bit"]}
 BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boards import ICEBREAKER
+from boards import ICEBREAKER, get_board
 from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_graph, random_inputs, random_model
@@ -181,11 +181,18 @@ KWS_CONFIG = ICEBREAKER.with_(act_bank_bytes=8192)
 RESNET_CONFIG = ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048)
 
 
+ULX3S = get_board("ulx3s-85f").config
+
+
 @pytest.mark.parametrize("name, config, max_cycles", [
     ("kws_ref_model.tflite", KWS_CONFIG, 500_000),
     ("pretrainedResnet_quant.tflite", RESNET_CONFIG, 1_500_000),
     ("micro_speech_quantized.tflite", ICEBREAKER, 85_000),
     ("hello_world_int8.tflite", ICEBREAKER, 300),
+    # The ULX3S's 64 lanes with the weights in block RAM: the AD autoencoder's 258 KiB of
+    # dense weights, and VWW's 203 KiB (3.2 M cycles, opt-in for its simulation time).
+    ("ad01_int8.tflite", ULX3S, 18_500),
+    pytest.param("vww_96_int8.tflite", ULX3S, 3_200_000, marks=pytest.mark.slow),
 ])
 def test_published_model_through_verilator(name, config, max_cycles):
     """Eight random inputs per model through the emitted Verilog, equal to golden; the cycle

@@ -94,42 +94,58 @@ class _FakeSoc:
     divisor = 347
 
 
-def _fake_pnr(fmax_by_clock):
-    """An ``implement`` stand-in: nextpnr's report with the given Fmax for each clock tried."""
+def _fake_pnr(fmax_of):
+    """``implement`` and ``place`` stand-ins: nextpnr's report with Fmax ``fmax_of(clock,
+    seed)``, and the placed file it writes; returns them and the (clock, seed) list tried."""
     tried = []
 
-    def implement(program, tflite_bytes, board, pll, args, tools, workdir):
-        tried.append(round(pll.f_out_mhz, 3))
-        achieved = fmax_by_clock(pll.f_out_mhz)
-        return _FakeSoc(), {"fmax": {"clk": {"achieved": achieved, "constraint": pll.f_out_mhz}},
-                            "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280}}}
-    return implement, tried
+    def place(workdir, board, tools, seed, clock_mhz):
+        tried.append((round(clock_mhz, 3), seed))
+        (workdir / "top.asc").write_text(f"placed with seed {seed}")
+        return {"fmax": {"clk": {"achieved": fmax_of(clock_mhz, seed), "constraint": clock_mhz}},
+                "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280}}}
+
+    def implement(program, tflite_bytes, board, pll, args, tools, workdir, seed):
+        return _FakeSoc(), place(workdir, board, tools, seed, pll.f_out_mhz)
+    return implement, place, tried
 
 
-@pytest.mark.parametrize("argv, fmax, status, clocks", [
-    # No --clock-mhz: after a miss the build retries at the highest PLL setting Fmax allows.
-    ([], lambda f: 37.9 if f > 38 else 38.2, 0, [39.75, 37.5]),
-    ([], lambda f: 41.0, 0, [39.75]),
-    ([], lambda f: f - 1.0, 1, [39.75, 38.25, 36.75]),        # gives up after CLOCK_ATTEMPTS
-    # An explicit clock that misses fails at once.
-    (["--clock-mhz", "40"], lambda f: 37.9, 1, [39.75]),
+@pytest.mark.parametrize("argv, fmax, status, tried", [
+    # No --clock-mhz: after a miss seeds 2 and 3, then the highest PLL setting Fmax allows.
+    ([], lambda f, s: 37.9 if f > 38 else 38.2, 0, [(39.75, 1), (39.75, 2), (39.75, 3), (37.5, 1)]),
+    ([], lambda f, s: 41.0, 0, [(39.75, 1)]),
+    ([], lambda f, s: {1: 39.0, 2: 40.1, 3: 38.0}[s], 0, [(39.75, 1), (39.75, 2)]),
+    ([], lambda f, s: {1: 39.0, 2: 37.0, 3: 38.0}[s], 0, [(39.75, 1), (39.75, 2), (39.75, 3), (39.0, 1)]),
+    ([], lambda f, s: f - 1.0, 1, [(39.75, 1), (39.75, 2), (39.75, 3), (38.25, 1), (36.75, 1)]),
+    # --seed: that seed only.
+    (["--seed", "5"], lambda f, s: 37.9 if f > 38 else 38.2, 0, [(39.75, 5), (37.5, 5)]),
+    # An explicit clock that misses fails once the seeds are tried.
+    (["--clock-mhz", "40"], lambda f, s: 37.9, 1, [(39.75, 1), (39.75, 2), (39.75, 3)]),
 ])
-def test_build_picks_the_clock_unless_told(argv, fmax, status, clocks, tmp_path, monkeypatch, capsys):
-    implement, tried = _fake_pnr(fmax)
+def test_build_picks_the_clock_unless_told(argv, fmax, status, tried, tmp_path, monkeypatch, capsys):
+    implement, place, runs = _fake_pnr(fmax)
     monkeypatch.setattr(build, "implement", implement)
-    monkeypatch.setattr(build, "pack", lambda workdir, board, tools: b"bitstream")
+    monkeypatch.setattr(build, "place", place)
+    packed = []
+    monkeypatch.setattr(build, "pack", lambda workdir, board, tools: packed.append(
+        (workdir / "top.asc").read_text()) or b"bitstream")
     out = tmp_path / "out"
     assert build.main(argv + ["--out", str(out), "--no-sim"]) == status
-    assert tried == clocks
+    assert runs == tried
     report = json.loads((out / "report.json").read_text())
-    assert [a["clock_mhz"] for a in report["timing"]["attempts"]] == clocks
-    assert report["timing"]["clock_mhz"] == clocks[-1]
-    assert report["timing"]["clock_chosen_by"] == ("--clock-mhz" if argv else "the build")
+    assert [(a["clock_mhz"], a["seed"]) for a in report["timing"]["attempts"]] == tried
+    best = max((a for a in report["timing"]["attempts"] if a["clock_mhz"] == tried[-1][0]),
+               key=lambda a: a["fmax_mhz"])
+    assert (report["timing"]["clock_mhz"], report["timing"]["seed"]) == (tried[-1][0], best["seed"])
+    assert report["timing"]["clock_chosen_by"] == ("--clock-mhz" if "--clock-mhz" in argv else "the build")
     err = capsys.readouterr().err
-    assert ("retrying at" in err) == (len(clocks) > 1)
+    assert ("retrying at" in err) == (len({c for c, _ in tried}) > 1)
+    assert ("placing again with seed" in err) == (any(s in (2, 3) for _, s in tried))
     assert (out / "top.bin").exists() == (status == 0)
-    if len(clocks) > 1:
-        assert "The build chose the clock" in (out / "report.md").read_text()
+    # The bitstream is packed from the best placement, whichever seed ran last.
+    assert packed == ([f"placed with seed {best['seed']}"] if status == 0 else [])
+    if len(tried) > 1:
+        assert "The build chose the clock and seed" in (out / "report.md").read_text()
 
 
 def test_cycles_per_layer_and_their_plot():
