@@ -17,17 +17,18 @@ from amaranth.lib.wiring import In, Out
 from compiler.program import ADD, LOOKUP, POOL
 
 from .add_engine import AddEngine
-from .drain import Drain, param_layout
+from .drain import Drain
 from .feeder import Feeder
 from .layer_desc import desc_layout, encode
 from .mac_array import MacArray
 from .pool_engine import PoolEngine
+from .ports import bank_read_signature, bank_write_signature, host_signature, param_layout, weight_load_signature
 from .spram import WeightMemory
 
 
 class ActivationBank(wiring.Component):
     """One activation bank of ``config.act_bank_bytes`` bytes, one read and one write port;
-    the read data arrives the cycle after the address and holds while ``rd_en`` is low.
+    the read data arrives the cycle after the address and holds while ``read.en`` is low.
 
     It is built from memories whose depths are powers of two (2560 = 2048 + 512): yosys
     maps a 2048-byte memory to four 2048 x 2 block RAMs side by side, where a 2560-byte one
@@ -36,10 +37,7 @@ class ActivationBank(wiring.Component):
 
     def __init__(self, config, depth=None):
         self.depth = config.act_bank_bytes if depth is None else depth
-        super().__init__({
-            "rd_addr": In(config.bank_addr_bits), "rd_en": In(1), "rd_data": Out(8),
-            "wr_addr": In(config.bank_addr_bits), "wr_data": In(8), "wr_en": In(1),
-        })
+        super().__init__({"read": In(bank_read_signature(config)), "write": In(bank_write_signature(config))})
 
     def elaborate(self, platform):
         m = Module()
@@ -49,18 +47,18 @@ class ActivationBank(wiring.Component):
                 parts.append((base, bit))
                 base += 1 << bit
         part = Signal(range(len(parts)))            # the part the data comes from
-        with m.If(self.rd_en):
-            m.d.sync += part.eq(sum(self.rd_addr >= base for base, _ in parts[1:]))
+        with m.If(self.read.en):
+            m.d.sync += part.eq(sum(self.read.addr >= base for base, _ in parts[1:]))
         for k, (base, bits) in enumerate(parts):
             m.submodules[f"part{k}"] = mem = Memory(shape=8, depth=1 << bits, init=[])
             rd, wr = mem.read_port(), mem.write_port()
             m.d.comb += [
-                rd.addr.eq(self.rd_addr), rd.en.eq(self.rd_en),
-                wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-                wr.en.eq(self.wr_en & (self.wr_addr[bits:] == base >> bits)),
+                rd.addr.eq(self.read.addr), rd.en.eq(self.read.en),
+                wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
+                wr.en.eq(self.write.en & (self.write.addr[bits:] == base >> bits)),
             ]
             with m.If(part == k):
-                m.d.comb += self.rd_data.eq(rd.data)
+                m.d.comb += self.read.data.eq(rd.data)
         return m
 
 
@@ -80,8 +78,7 @@ class Accelerator(wiring.Component):
         super().__init__({
             "start": In(1), "step": In(1),
             "busy": Out(1), "done": Out(1), "last": Out(1), "layer": Out(cfg.desc_index_bits), "cycles": Out(32),
-            "host_addr": In(cfg.host_addr_bits), "host_wdata": In(8), "host_we": In(1), "host_rdata": Out(8),
-            "wload_addr": In(cfg.weight_addr_bits), "wload_data": In(8 * cfg.cols), "wload_we": In(1),
+            "host": In(host_signature(cfg)), "wload": In(weight_load_signature(cfg)),
         })
 
     @property
@@ -102,6 +99,7 @@ class Accelerator(wiring.Component):
         generic = cfg.target != "ice40"
         m.submodules.weights = weights = WeightMemory(cfg, depth=max(1, len(prog.weights)) if generic else None)
         wiring.connect(m, feeder.o, array.i)
+        wiring.connect(m, feeder.weights, weights.read)
         wiring.connect(m, array.o, drain.i)
         if needs_pool:
             m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=prog.pool_window)
@@ -129,47 +127,46 @@ class Accelerator(wiring.Component):
                   for b, mu, s in zip(p.bias, p.multiplier, p.shift)]
         m.submodules.params = pmem = Memory(shape=param_layout(), depth=max(1, len(params)), init=params)
         prd = pmem.read_port()
-        m.d.comb += [prd.addr.eq(drain.param_addr), prd.en.eq(drain.param_en), drain.param_data.eq(prd.data)]
+        m.d.comb += [prd.addr.eq(drain.param.addr), prd.en.eq(drain.param.en), drain.param.data.eq(prd.data)]
         if adder is not None:
             # The add engine reads only while the drain's stages that read are empty.
-            m.d.comb += [adder.param_free.eq(drain.param_free), adder.param_data.eq(prd.data.bias)]
-            with m.If(adder.param_en):
-                m.d.comb += [prd.addr.eq(adder.param_addr), prd.en.eq(1)]
+            m.d.comb += [adder.param_free.eq(drain.param_free), adder.param.data.eq(prd.data)]
+            with m.If(adder.param.en):
+                m.d.comb += [prd.addr.eq(adder.param.addr), prd.en.eq(1)]
 
         busy = Signal()
-        host_bank = self.host_addr[cfg.bank_addr_bits:]
-        host_offset = self.host_addr[:cfg.bank_addr_bits]
+        host_bank = self.host.addr[cfg.bank_addr_bits:]
+        host_offset = self.host.addr[:cfg.bank_addr_bits]
         rd_bank = Signal(range(cfg.banks))
         m.d.sync += rd_bank.eq(host_bank)
+        # Each bank is read by the unit running the layer (or the host while idle) and
+        # written by the drain (or the host); every reader sees every bank's data.
+        readers = [unit for unit in (feeder, engine, adder) if unit is not None]
         for b in range(cfg.banks):
             m.submodules[f"bank{b}"] = bank = ActivationBank(cfg, depth=self.bank_depth if generic else None)
+            rd, wr = bank.read, bank.write
             with m.If(busy):
-                m.d.comb += [bank.rd_addr.eq(feeder.bank_addr[b]), bank.rd_en.eq(feeder.mem_en),
-                             bank.wr_addr.eq(drain.wr_addr), bank.wr_data.eq(drain.wr_data),
-                             bank.wr_en.eq(drain.wr_en & (drain.wr_bank == b))]
+                m.d.comb += [rd.addr.eq(feeder.banks[b].addr), rd.en.eq(feeder.banks[b].en),
+                             wr.addr.eq(drain.write.addr), wr.data.eq(drain.write.data),
+                             wr.en.eq(drain.write.en & (drain.write.bank == b))]
                 if engine is not None:
                     with m.If(desc.pool):
-                        m.d.comb += [bank.rd_addr.eq(engine.bank_addr[b]), bank.rd_en.eq(engine.mem_en)]
+                        m.d.comb += [rd.addr.eq(engine.banks[b].addr), rd.en.eq(engine.banks[b].en)]
                 if adder is not None:
                     with m.If(desc.add):
-                        m.d.comb += [bank.rd_addr.eq(adder.bank_addr[b]), bank.rd_en.eq(adder.mem_en)]
+                        m.d.comb += [rd.addr.eq(adder.banks[b].addr), rd.en.eq(adder.banks[b].en)]
             with m.Else():
-                m.d.comb += [bank.rd_addr.eq(host_offset), bank.rd_en.eq(1),
-                             bank.wr_addr.eq(host_offset), bank.wr_data.eq(self.host_wdata),
-                             bank.wr_en.eq(self.host_we & (host_bank == b))]
-            m.d.comb += feeder.bank_data[b].eq(bank.rd_data)
-            if engine is not None:
-                m.d.comb += engine.bank_data[b].eq(bank.rd_data)
-            if adder is not None:
-                m.d.comb += adder.bank_data[b].eq(bank.rd_data)
+                m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
+                             wr.addr.eq(host_offset), wr.data.eq(self.host.wdata),
+                             wr.en.eq(self.host.we & (host_bank == b))]
+            m.d.comb += [unit.banks[b].data.eq(rd.data) for unit in readers]
             with m.If(rd_bank == b):
-                m.d.comb += self.host_rdata.eq(bank.rd_data)
+                m.d.comb += self.host.rdata.eq(rd.data)
 
+        # The host's load port reaches the weights only while the core is idle.
         m.d.comb += [
-            weights.read.addr.eq(feeder.weight_addr), weights.read.en.eq(feeder.mem_en),
-            feeder.weight_data.eq(weights.read.data),
-            weights.load.addr.eq(self.wload_addr), weights.load.data.eq(self.wload_data),
-            weights.load.we.eq(self.wload_we & ~busy),
+            weights.load.addr.eq(self.wload.addr), weights.load.data.eq(self.wload.data),
+            weights.load.we.eq(self.wload.we & ~busy),
         ]
 
         # Activation tables: all of the program's in a ROM, copied into the drain's table

@@ -16,11 +16,12 @@ bytes of each input, then issues four elements.  It reads the parameter memory o
 the drain's X and P stages are empty (``param_free``), so the two never share a cycle.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layer_desc import engine_members, write_layout
+from .layer_desc import write_layout
+from .ports import engine_members, param_read_signature
 
 
 def add_element_layout(config):
@@ -36,9 +37,7 @@ class AddEngine(wiring.Component):
         self.config = config
         super().__init__({
             **engine_members(config),
-            "param_addr": Out(config.param_addr_bits),
-            "param_en": Out(1),
-            "param_data": In(signed(32)),
+            "param": Out(param_read_signature(config)),
             "param_free": In(1),
             "o": Out(stream.Signature(add_element_layout(config))),
         })
@@ -56,6 +55,7 @@ class AddEngine(wiring.Component):
             """Entry of ``value`` (int8 bits) in table ``table`` (0: first input, 1: second)."""
             return d.param_base + (table << 8) + 128 + value.as_signed()
 
+        bank_data = Cat(port.data for port in self.banks)
         m.d.comb += self.o.p.bank.eq(k)
         with m.FSM():
             with m.State("IDLE"):
@@ -64,23 +64,25 @@ class AddEngine(wiring.Component):
                     m.d.sync += offset.eq(0)
                     m.next = "READ_A"
             with m.State("READ_A"):
-                m.d.comb += [self.mem_en.eq(1), *(self.bank_addr[n].eq(d.in_base + offset) for n in range(banks))]
+                m.d.comb += [*(port.en.eq(1) for port in self.banks),
+                             *(port.addr.eq(d.in_base + offset) for port in self.banks)]
                 m.next = "READ_B"
             with m.State("READ_B"):
-                m.d.comb += [self.mem_en.eq(1), *(self.bank_addr[n].eq(d.other_base + offset) for n in range(banks))]
-                m.d.sync += a.eq(self.bank_data)
+                m.d.comb += [*(port.en.eq(1) for port in self.banks),
+                             *(port.addr.eq(d.other_base + offset) for port in self.banks)]
+                m.d.sync += a.eq(bank_data)
                 m.next = "LATCH_B"
             with m.State("LATCH_B"):
-                m.d.sync += [b.eq(self.bank_data), k.eq(0)]
+                m.d.sync += [b.eq(bank_data), k.eq(0)]
                 m.next = "LOOK"
             with m.State("LOOK"):
                 with m.If(self.param_free):
-                    m.d.comb += [self.param_en.eq(1), self.param_addr.eq(entry(0, a[k]))]
+                    m.d.comb += [self.param.en.eq(1), self.param.addr.eq(entry(0, a[k]))]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [
                     self.o.valid.eq(1),
-                    self.o.p.acc.eq(self.param_data),
+                    self.o.p.acc.eq(self.param.data.bias),
                     self.o.p.param.eq(entry(1, b[k])),
                     self.o.p.addr.eq(d.out_base + offset),
                 ]

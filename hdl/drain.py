@@ -22,12 +22,61 @@ from .add_engine import add_element_layout
 from .layer_desc import Loop, desc_layout, write_layout
 from .mac_array import result_shape
 from .pool_engine import result_layout
+from .ports import bank_write_signature, param_read_signature
 from .requant import Requantizer
 
 
-def param_layout():
-    """One output channel's requantisation parameters (the rest is per layer, in the descriptor)."""
-    return data.StructLayout({"bias": signed(32), "multiplier": 31, "shift": signed(6)})
+class OutputAddress:
+    """Where the drain's elements go: the bank address of the current pass's first element
+    (``pass_base``; an element adds its column), of its block row and of its channel group,
+    and the group's first parameter entry and channels left.  The bases move by adding
+    only; they are those of the word's first group while groups share weight words, and
+    ``word_step``, the channels the group's end moves them (0 inside a word), is chosen a
+    group ahead.  Statements go into the module it was made for."""
+
+    def __init__(self, m, config, desc):
+        self._m, self._d = m, desc
+        addr = config.bank_addr_bits
+        self.pass_base, self.row_base, self.group_base = Signal(addr), Signal(addr), Signal(addr)
+        self.param_group = Signal(config.param_addr_bits)   # param_base + first channel of the group
+        self.ch_left = Signal(config.dim_bits)              # out_c - first channel of the group
+        self.word_step = Signal(config.dim_bits)
+
+    def load(self):
+        """The layer's first pass, from the descriptor."""
+        d = self._d
+        self._m.d.sync += [
+            self.word_step.eq(Mux(d.word_groups == 1, d.word_channels, 0)),
+            self.pass_base.eq(d.out_base), self.row_base.eq(d.out_base), self.group_base.eq(d.out_base),
+            self.param_group.eq(d.param_base), self.ch_left.eq(d.out_c),
+        ]
+
+    def next_block(self, moves):
+        """The next block of the row; ``moves``: its pixels are at the next address (a
+        one-pixel pass's blocks take turns between the parity banks, so every other one)."""
+        with self._m.If(moves):
+            self._m.d.sync += self.pass_base.eq(self.pass_base + self._d.out_c)
+
+    def rewind_row(self):
+        """Back to the first block of the row."""
+        self._m.d.sync += self.pass_base.eq(self.row_base)
+
+    def next_row(self, moves):
+        """The next block row; ``moves`` as for :meth:`next_block`."""
+        with self._m.If(moves):
+            next_row = self.row_base + self._d.out_row_stride
+            self._m.d.sync += [self.row_base.eq(next_row), self.pass_base.eq(next_row)]
+
+    def next_group(self):
+        """The next channel group."""
+        next_group = self.group_base + self.word_step
+        self._m.d.sync += [self.group_base.eq(next_group), self.row_base.eq(next_group),
+                           self.pass_base.eq(next_group), self.param_group.eq(self.param_group + self.word_step),
+                           self.ch_left.eq(self.ch_left - self.word_step)]
+
+    def choose_step(self, word_ends):
+        """``word_step`` for the next group's end: ``word_ends``, that group is its word's last."""
+        self._m.d.sync += self.word_step.eq(Mux(word_ends, self._d.word_channels, 0))
 
 
 class Drain(wiring.Component):
@@ -50,13 +99,8 @@ class Drain(wiring.Component):
             "i": In(stream.Signature(result_shape(config))),
             "aux": In(stream.Signature(result_layout(config))),
             "table_write": In(TableWriteSignature),
-            "param_addr": Out(config.param_addr_bits),
-            "param_en": Out(1),
-            "param_data": In(param_layout()),
-            "wr_en": Out(1),
-            "wr_bank": Out(range(config.banks)),
-            "wr_addr": Out(config.bank_addr_bits),
-            "wr_data": Out(signed(8)),
+            "param": Out(param_read_signature(config)),
+            "write": Out(bank_write_signature(config, banked=True)),
         })
 
     def elaborate(self, platform):
@@ -97,17 +141,13 @@ class Drain(wiring.Component):
         pass_end = Signal()                         # slot is the pass's last
         needs_x = Signal()                          # slot may hold an element
         bx, by, g, share = (Loop(name, cfg.dim_bits) for name in ("bx", "by", "g", "share"))
-        # Groups sharing weight words: the group's columns [lane_lo, lane_hi).  The bases
-        # below are those of the word's first group, so an element adds its column as is.
+        # Groups sharing weight words: the group's columns [lane_lo, lane_hi).  The output
+        # addresses are those of the word's first group, so an element adds its column as is.
         lane_lo, lane_hi = Signal(range(cols + 1)), Signal(range(cols + 1))
-        word_step = Signal(cfg.dim_bits)            # channels the group's end moves the bases: 0 inside a word
-        addr = cfg.bank_addr_bits
-        pass_base, row_base, group_base = Signal(addr), Signal(addr), Signal(addr)
-        param_group = Signal(cfg.param_addr_bits)   # param_base + first channel of the group
-        ch_left = Signal(cfg.dim_bits)              # out_c - first channel of the group
+        out = OutputAddress(m, cfg, d)
 
         pixel_ok = ~(row[0] & bx.last & ow_odd) & ~(row[1] & by.last & oh_odd)
-        element = needs_x & (half | pixel_ok) & (col < ch_left) & (col >= lane_lo) & (col < lane_hi)
+        element = needs_x & (half | pixel_ok) & (col < out.ch_left) & (col >= lane_lo) & (col < lane_hi)
 
         # ---- X stage: one element, taken only when empty, so that ``i.ready`` is a function
         # of registers (an element moves on the cycle after it arrives; a fused pool's first
@@ -131,9 +171,9 @@ class Drain(wiring.Component):
                 m.d.sync += [
                     x_valid.eq(element),
                     x_val.eq(Mux(fused, bigger, value)),
-                    x_param.eq(param_group + col),
+                    x_param.eq(out.param_group + col),
                     x_write.bank.eq(Mux(half, (by.odd << 1) | bx.odd, row)),
-                    x_write.addr.eq(pass_base + col),
+                    x_write.addr.eq(out.pass_base + col),
                 ]
 
         if self.adds:
@@ -152,8 +192,8 @@ class Drain(wiring.Component):
         with m.If(x_move):
             m.d.sync += x_valid.eq(0)
         m.d.comb += [
-            self.param_addr.eq(x_param),
-            self.param_en.eq(p_free),
+            self.param.addr.eq(x_param),
+            self.param.en.eq(p_free),
             fifo.w_en.eq(x_move),
             fifo.w_data.eq(x_write),
         ]
@@ -168,9 +208,9 @@ class Drain(wiring.Component):
             m.d.comb += [
                 rq.i.valid.eq(p_valid & (turn == k)),
                 lane.acc.eq(p_acc),
-                lane.bias.eq(self.param_data.bias),
-                lane.multiplier.eq(self.param_data.multiplier),
-                lane.shift.eq(self.param_data.shift),
+                lane.bias.eq(self.param.data.bias),
+                lane.multiplier.eq(self.param.data.multiplier),
+                lane.shift.eq(self.param.data.shift),
                 rq.i.p.zero_point.eq(d.zero_point),
                 rq.i.p.act_min.eq(d.act_min),
                 rq.i.p.act_max.eq(d.act_max),
@@ -207,10 +247,10 @@ class Drain(wiring.Component):
                     write.eq(aux_write), fifo.r_en.eq(0),
                 ]
         m.d.comb += [
-            self.wr_en.eq(t_out.valid),
-            self.wr_bank.eq(write.bank),
-            self.wr_addr.eq(write.addr),
-            self.wr_data.eq(t_out.p[0]),
+            self.write.en.eq(t_out.valid),
+            self.write.bank.eq(write.bank),
+            self.write.addr.eq(write.addr),
+            self.write.data.eq(t_out.p[0]),
         ]
         # Every element in flight is in the X stage or has its address in the FIFO; a
         # POOL value is in flight only in the table.
@@ -225,46 +265,35 @@ class Drain(wiring.Component):
                 slot.eq(0), pass_end.eq(0), fused.eq(d.fused_pool), half.eq(d.fused_pool | d.block1),
                 needs_x.eq(~d.fused_pool), ow_odd.eq(d.ow[0]), oh_odd.eq(d.oh[0]),
                 *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups),
-                lane_lo.eq(0), lane_hi.eq(d.group_channels), word_step.eq(Mux(d.word_groups == 1, d.word_channels, 0)),
-                pass_base.eq(d.out_base), row_base.eq(d.out_base), group_base.eq(d.out_base),
-                param_group.eq(d.param_base), ch_left.eq(d.out_c),
+                lane_lo.eq(0), lane_hi.eq(d.group_channels),
             ]
+            out.load()
         with m.Elif(took):
             m.d.sync += [slot.eq(slot + 1), pass_end.eq(slot == rows * cols - 2),
                          needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
+            # The pass's end steps the output addresses by a block, a block row or a channel
+            # group; a one-pixel pass steps them every other pixel, where the parity banks wrap.
             with m.If(pass_end):
-                self._next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base,
-                                param_group, ch_left, word_step, running)
+                with m.If(~bx.last):
+                    m.d.sync += bx.advance()
+                    out.next_block(~half | bx.odd)
+                with m.Else():
+                    m.d.sync += bx.restart(d.nbx)
+                    out.rewind_row()
+                    with m.If(~by.last):
+                        m.d.sync += by.advance()
+                        out.next_row(~half | by.odd)
+                    with m.Else():
+                        m.d.sync += by.restart(d.nby)
+                        with m.If(~g.last):
+                            m.d.sync += g.advance()
+                            out.next_group()
+                        with m.Else():
+                            m.d.sync += running.eq(0)
                 with m.If(bx.last & by.last):
-                    m.d.sync += word_step.eq(Mux(share.next_last(1), d.word_channels, 0))
+                    out.choose_step(share.next_last(1))
                     with m.If(share.last):
                         m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0), lane_hi.eq(d.group_channels)]
                     with m.Else():
                         m.d.sync += [*share.advance(), lane_lo.eq(lane_hi), lane_hi.eq(lane_hi + d.group_channels)]
         return m
-
-    @staticmethod
-    def _next_pass(m, d, half, bx, by, g, pass_base, row_base, group_base, param_group, ch_left, word_step,
-                   running):
-        """Output addresses step by a channel group, a block row or a block column; a
-        one-pixel pass steps them every other pixel, where the parity banks wrap."""
-        with m.If(~bx.last):
-            m.d.sync += bx.advance()
-            with m.If(~half | bx.odd):
-                m.d.sync += pass_base.eq(pass_base + d.out_c)
-        with m.Else():
-            m.d.sync += [*bx.restart(d.nbx), pass_base.eq(row_base)]
-            with m.If(~by.last):
-                m.d.sync += by.advance()
-                with m.If(~half | by.odd):
-                    next_row = row_base + d.out_row_stride
-                    m.d.sync += [row_base.eq(next_row), pass_base.eq(next_row)]
-            with m.Else():
-                m.d.sync += by.restart(d.nby)
-                with m.If(~g.last):
-                    next_group = group_base + word_step
-                    m.d.sync += [*g.advance(), group_base.eq(next_group), row_base.eq(next_group),
-                                 pass_base.eq(next_group), param_group.eq(param_group + word_step),
-                                 ch_left.eq(ch_left - word_step)]
-                with m.Else():
-                    m.d.sync += running.eq(0)

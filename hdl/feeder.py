@@ -20,37 +20,80 @@ flags, registered) with a skid register beside it; the read stage (the banks' an
 weight address); the result stage (the tap's activations registered, the weights' answer).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
-from .layer_desc import Loop, coord_shape, engine_members, ptr_shape
+from .layer_desc import Loop, coord_shape, ptr_shape
 from .mac_array import term_layout
+from .ports import engine_members, weight_read_signature
+
+
+class PairTracker:
+    """One axis of the taps: a pair of consecutive input rows (or columns) as coordinates
+    (for the bounds test) and as bank pointers by parity (for the addresses), each also as
+    at the start of the pass, which the kernel loop rewinds to and the block loops move.
+    The methods emit adders and copies into the module the tracker was made for; a later
+    call's statements override an earlier one's, so an outer loop's end takes precedence."""
+
+    def __init__(self, m, config, coord_name, ptr_name):
+        self._m = m
+
+        def pair(name, shape):
+            return [Signal(shape, name=f"{name}{k}") for k in (0, 1)]
+
+        coord, ptr = coord_shape(config), ptr_shape(config)
+        self.pos, self.pos_s = pair(coord_name, coord), pair(f"{coord_name}_s", coord)
+        self.ptr, self.ptr_s = pair(ptr_name, ptr), pair(f"{ptr_name}_s", ptr)
+
+    def load(self, pos, ptr):
+        """Both the current pair and the pass start from descriptor pairs (the map's first)."""
+        for k in (0, 1):
+            self._m.d.sync += [self.pos[k].eq(pos[k]), self.pos_s[k].eq(pos[k]),
+                               self.ptr[k].eq(ptr[k]), self.ptr_s[k].eq(ptr[k])]
+
+    def step(self, ptr_step):
+        """The next kernel row (column): only the pointer of the member that leaves moves."""
+        m = self._m
+        m.d.sync += [self.pos[k].eq(self.pos[k] + 1) for k in (0, 1)]
+        with m.If(self.pos[0][0]):
+            m.d.sync += self.ptr[1].eq(self.ptr[1] + ptr_step)
+        with m.Else():
+            m.d.sync += self.ptr[0].eq(self.ptr[0] + ptr_step)
+
+    def rewind(self):
+        """Back to the pass start (the kernel loop restarts)."""
+        self._m.d.sync += [*(self.pos[k].eq(self.pos_s[k]) for k in (0, 1)),
+                           *(self.ptr[q].eq(self.ptr_s[q]) for q in (0, 1))]
+
+    def next_start(self, step, step_ptr):
+        """Pass start and current pair move ``step`` on (the next block).  An odd step swaps
+        the parities of the pair: the new even member comes from the old odd one."""
+        moved = [self.ptr_s[q] + step_ptr[q] for q in (0, 1)]
+        for k in (0, 1):
+            new_pos, new_ptr = self.pos_s[k] + step, Mux(step[0], moved[1 - k], moved[k])
+            self._m.d.sync += [self.pos_s[k].eq(new_pos), self.pos[k].eq(new_pos),
+                               self.ptr_s[k].eq(new_ptr), self.ptr[k].eq(new_ptr)]
 
 
 class Feeder(wiring.Component):
     """Generates every term of one CONV descriptor after ``start``; ``done`` when all issued.
 
-    Both memories answer one cycle after their address and hold their data while ``mem_en``
-    is low, which is how array back-pressure stalls the read stage.
+    Both memories answer one cycle after their address and hold their data while ``en`` is
+    low, which is how array back-pressure stalls the read stage.
     """
 
     def __init__(self, config):
         self.config = config
         super().__init__({
             **engine_members(config),
-            "weight_addr": Out(config.weight_addr_bits),
-            "weight_data": In(data.ArrayLayout(signed(8), config.cols)),
+            "weights": Out(weight_read_signature(config)),
             "o": Out(stream.Signature(term_layout(config))),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg, d = self.config, self.desc
-        coord, ptr = coord_shape(cfg), ptr_shape(cfg)
-
-        def pair(name, shape):
-            return [Signal(shape, name=f"{name}{k}") for k in (0, 1)]
 
         running, block1, first = Signal(), Signal(), Signal()
         # Whether the current tap ends the kx loop / the pass, kept a step ahead (the outer
@@ -64,8 +107,8 @@ class Feeder(wiring.Component):
         # next group reads the same words), kept a group ahead so gbase's enable stays as is.
         gstep = Signal(cfg.taps_bits)
         wptr, gbase = Signal(cfg.weight_addr_bits), Signal(cfg.weight_addr_bits)
-        iy, ix, iy_s, ix_s = pair("iy", coord), pair("ix", coord), pair("iy_s", coord), pair("ix_s", coord)
-        rp, cp, rp_s, cp_s = pair("rp", ptr), pair("cp", ptr), pair("rp_s", ptr), pair("cp_s", ptr)
+        ys, xs = PairTracker(m, cfg, "iy", "rp"), PairTracker(m, cfg, "ix", "cp")
+        iy, ix, rp, cp = ys.pos, xs.pos, ys.ptr, xs.ptr
 
         # The tap the trackers describe, the address stage (whose addresses the memories
         # read), a skid register beside it, and the read stage.  The skid lets the trackers
@@ -102,11 +145,13 @@ class Feeder(wiring.Component):
         advance = Signal()
         m.d.comb += [
             advance.eq(~r_valid | self.o.ready),
-            self.mem_en.eq(advance),
             self.done.eq(~running & ~skid.valid & ~a.valid & ~s_valid & ~r_valid),
-            self.bank_addr.eq(a.bank_addr),
-            self.weight_addr.eq(s_weight_addr),
+            self.weights.addr.eq(s_weight_addr),
+            self.weights.en.eq(advance),
         ]
+        for b, port in enumerate(self.banks):
+            m.d.comb += [port.addr.eq(a.bank_addr[b]), port.en.eq(advance)]
+        bank_data = Cat(port.data for port in self.banks)
         with m.If(~a.valid | advance):
             m.d.sync += [a.eq(Mux(skid.valid, skid, t)), skid.valid.eq(0)]
         with m.Elif(running & ~skid.valid):
@@ -117,13 +162,13 @@ class Feeder(wiring.Component):
                          r_valid.eq(s_valid), r_first.eq(s_first), r_last.eq(s_last)]
             for r in range(cfg.rows):
                 m.d.sync += self.o.p.act[r].eq(
-                    Mux(s_inside[r], self.bank_data.as_value().word_select(s_bank[r], 8).as_signed(), d.pad_value))
+                    Mux(s_inside[r], bank_data.word_select(s_bank[r], 8).as_signed(), d.pad_value))
 
         m.d.comb += [
             self.o.valid.eq(r_valid),
             self.o.p.first.eq(r_first),
             self.o.p.last.eq(r_last),
-            self.o.p.weight.eq(self.weight_data),
+            self.o.p.weight.eq(self.weights.data),
         ]
 
         # While idle the trackers follow the descriptor, so they hold the layer's start
@@ -140,10 +185,8 @@ class Feeder(wiring.Component):
             ]
             m.d.sync += [end_kx.eq((d.red_c == 1) & (d.kw == 1)),
                          end_pass.eq((d.red_c == 1) & (d.kw == 1) & (d.kh == 1)), chan.eq(0)]
-            for k in (0, 1):
-                for cur, start, init in ((iy, iy_s, d.iy0), (rp, rp_s, d.rowptr0),
-                                         (ix, ix_s, d.ix0), (cp, cp_s, d.colptr0)):
-                    m.d.sync += [cur[k].eq(init[k]), start[k].eq(init[k])]
+            ys.load(d.iy0, d.rowptr0)
+            xs.load(d.ix0, d.colptr0)
         with m.Elif(~skid.valid):
             next_kx = ci_loop.next_last(1) & kx.next_last(ci_loop.last)
             m.d.sync += [wptr.eq(wptr + 1), first.eq(end_pass), end_kx.eq(next_kx),
@@ -153,26 +196,33 @@ class Feeder(wiring.Component):
             with m.Else():
                 m.d.sync += [*ci_loop.restart(d.red_c), ci.eq(chan)]
                 with m.If(~kx.last):
-                    m.d.sync += [*kx.advance(), *(ix[k].eq(ix[k] + 1) for k in (0, 1))]
-                    with m.If(ix[0][0]):
-                        m.d.sync += cp[1].eq(cp[1] + d.c)
-                    with m.Else():
-                        m.d.sync += cp[0].eq(cp[0] + d.c)
+                    m.d.sync += kx.advance()
+                    xs.step(d.c)
                 with m.Else():
-                    m.d.sync += [*kx.restart(d.kw), *(ix[k].eq(ix_s[k]) for k in (0, 1)),
-                                 *(cp[q].eq(cp_s[q]) for q in (0, 1))]
+                    m.d.sync += kx.restart(d.kw)
+                    xs.rewind()
             with m.If(end_kx):
                 with m.If(~ky.last):
-                    m.d.sync += [*ky.advance(), *(iy[k].eq(iy[k] + 1) for k in (0, 1))]
-                    with m.If(iy[0][0]):
-                        m.d.sync += rp[1].eq(rp[1] + d.row_stride)
-                    with m.Else():
-                        m.d.sync += rp[0].eq(rp[0] + d.row_stride)
+                    m.d.sync += ky.advance()
+                    ys.step(d.row_stride)
                 with m.Else():
                     m.d.sync += ky.restart(d.kh)
-            self._next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, gstep, iy, iy_s, ix, ix_s,
-                            rp, rp_s, cp, cp_s)
-            with m.If(end_pass & bx.last & by.last):
+
+            # The pass's end moves the pass start to the next block, block row, channel
+            # group or the end; a later loop's statements override an earlier one's.
+            end_row = end_pass & bx.last
+            end_group = end_row & by.last
+            with m.If(end_pass):
+                m.d.sync += [wptr.eq(gbase), *bx.advance()]
+                xs.next_start(d.xstep, d.xstep_ptr)
+                ys.rewind()
+            with m.If(end_row):
+                m.d.sync += [*bx.restart(d.nbx), *by.advance()]
+                xs.load(d.ix0, d.colptr0)
+                ys.next_start(d.ystep, d.ystep_ptr)
+            with m.If(end_group):
+                m.d.sync += [*by.restart(d.nby), *g.advance(), gbase.eq(gbase + gstep), wptr.eq(gbase + gstep)]
+                ys.load(d.iy0, d.rowptr0)
                 with m.If(d.depthwise):
                     m.d.sync += [chan.eq(chan + 1), ci.eq(chan + 1)]
                 with m.If(share.last):
@@ -180,40 +230,6 @@ class Feeder(wiring.Component):
                 with m.Else():
                     m.d.sync += share.advance()
                 m.d.sync += gstep.eq(Mux(share.next_last(1), d.taps, 0))
+            with m.If(end_group & g.last):
+                m.d.sync += running.eq(0)
         return m
-
-    @staticmethod
-    def _next_pass(m, d, end_pass, running, bx, by, g, wptr, gbase, gstep, iy, iy_s, ix, ix_s, rp, rp_s, cp, cp_s):
-        """End of a pass: move the pass-start trackers to the next block, row, group or the
-        end; a later loop's assignments override an earlier one's.
-
-        A step by an odd number of rows (columns) swaps the parities of the pair: the new
-        even member comes from the old odd one."""
-        def stepped(ptr, steps, odd):
-            moved = [ptr[q] + steps[q] for q in (0, 1)]
-            return [Mux(odd, moved[1 - q], moved[q]) for q in (0, 1)]
-
-        end_row = end_pass & bx.last
-        end_group = end_row & by.last
-        with m.If(end_pass):
-            ncp = stepped(cp_s, d.xstep_ptr, d.xstep[0])
-            m.d.sync += [wptr.eq(gbase), *bx.advance()]
-            for k in (0, 1):
-                nix = ix_s[k] + d.xstep
-                m.d.sync += [ix_s[k].eq(nix), ix[k].eq(nix), cp_s[k].eq(ncp[k]), cp[k].eq(ncp[k]),
-                             iy[k].eq(iy_s[k]), rp[k].eq(rp_s[k])]
-        with m.If(end_row):
-            nrp = stepped(rp_s, d.ystep_ptr, d.ystep[0])
-            m.d.sync += [*bx.restart(d.nbx), *by.advance()]
-            for k in (0, 1):
-                niy = iy_s[k] + d.ystep
-                m.d.sync += [ix_s[k].eq(d.ix0[k]), cp_s[k].eq(d.colptr0[k]),
-                             ix[k].eq(d.ix0[k]), cp[k].eq(d.colptr0[k]),
-                             iy_s[k].eq(niy), iy[k].eq(niy), rp_s[k].eq(nrp[k]), rp[k].eq(nrp[k])]
-        with m.If(end_group):
-            m.d.sync += [*by.restart(d.nby), *g.advance(), gbase.eq(gbase + gstep), wptr.eq(gbase + gstep)]
-            for k in (0, 1):
-                m.d.sync += [iy_s[k].eq(d.iy0[k]), rp_s[k].eq(d.rowptr0[k]),
-                             iy[k].eq(d.iy0[k]), rp[k].eq(d.rowptr0[k])]
-        with m.If(end_group & g.last):
-            m.d.sync += running.eq(0)

@@ -8,7 +8,6 @@ ever add.  Field widths come from the configuration.
 
 from amaranth.hdl import Mux, Shape, Signal, signed
 from amaranth.lib import data
-from amaranth.lib.wiring import In, Out
 
 from compiler.program import ADD, CONV, POOL, CompileError, bank_address, bank_bytes
 
@@ -21,19 +20,6 @@ def ptr_shape(config):
 def coord_shape(config):
     """A tracker's map coordinate (``config.dim_bits``, signed: negative in the padding)."""
     return signed(config.dim_bits)
-
-
-def engine_members(config):
-    """Ports shared by the units that run descriptors over the activation banks (feeder,
-    pool engine): the descriptor, start/done, and one read port per bank."""
-    return {
-        "desc": In(desc_layout(config)),
-        "start": In(1),
-        "done": Out(1),
-        "mem_en": Out(1),
-        "bank_addr": Out(data.ArrayLayout(config.bank_addr_bits, config.banks)),
-        "bank_data": In(data.ArrayLayout(signed(8), config.banks)),
-    }
 
 
 def write_layout(config):

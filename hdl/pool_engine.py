@@ -13,8 +13,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import Out
 
-from .layer_desc import coord_shape, engine_members, ptr_shape, write_layout
+from .layer_desc import coord_shape, ptr_shape, write_layout
 from .pool import Pool, PoolMode
+from .ports import engine_members
 
 
 def result_layout(config):
@@ -71,18 +72,17 @@ class PoolEngine(wiring.Component):
         m.d.comb += [
             bank.eq((iy[0] << 1) | ix[0]),
             addr.eq(d.in_base + rp + cp + c),
-            self.mem_en.eq(advance),
             self.done.eq(~running & ~s_valid & ~addrs.r_rdy & ~pool.o.valid),
         ]
-        for b in range(cfg.banks):
-            m.d.comb += self.bank_addr[b].eq(addr)
+        for port in self.banks:
+            m.d.comb += [port.addr.eq(addr), port.en.eq(advance)]
         with m.If(advance):
             m.d.sync += [s_valid.eq(issue), s_first.eq(first), s_last.eq(last), s_bank.eq(bank)]
         m.d.comb += [
             pool.i.valid.eq(s_valid),
             pool.i.p.first.eq(s_first),
             pool.i.p.last.eq(s_last),
-            pool.i.p.data[0].eq(self.bank_data.as_value().word_select(s_bank, 8).as_signed()),
+            pool.i.p.data[0].eq(Cat(port.data for port in self.banks).word_select(s_bank, 8).as_signed()),
         ]
 
         out_write, queued = Signal(write), write(addrs.r_data)

@@ -89,7 +89,7 @@ class Soc(wiring.Component):
             self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
             flash.cipo.eq(self.flash_cipo),
             flash.length.eq(self.boot_bytes),
-            core.host_addr.eq(walker.addr),
+            core.host.addr.eq(walker.addr),
         ]
 
         idx = Signal(range(len(self.rom)))        # ROM byte: INFO reply, expected length, header
@@ -130,7 +130,7 @@ class Soc(wiring.Component):
         m.d.sync += wload_we.eq(0)
         with m.If(wload_we):
             m.d.sync += waddr.eq(waddr + 1)
-        m.d.comb += [core.wload_addr.eq(waddr), core.wload_data.eq(word), core.wload_we.eq(wload_we)]
+        m.d.comb += [core.wload.addr.eq(waddr), core.wload.data.eq(word), core.wload.we.eq(wload_we)]
 
         def take_weight_byte(byte, write):
             m.d.sync += [lane.eq(Mux(lane == cols - 1, 0, lane + 1)), word.eq(Cat(word[8:], byte))]
@@ -144,9 +144,9 @@ class Soc(wiring.Component):
         host_we, host_wdata = Signal(), Signal(8)
         settle = Signal(2)
         value = Signal(8)
-        m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0), value.eq(core.host_rdata)]
+        m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0), value.eq(core.host.rdata)]
         m.d.comb += [walker.next.eq(walk_next), walker.restart.eq(walk_restart), walker.select.eq(walk_output),
-                     core.host_we.eq(host_we), core.host_wdata.eq(host_wdata)]
+                     core.host.we.eq(host_we), core.host.wdata.eq(host_wdata)]
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
 

@@ -8,12 +8,14 @@ runs.  tests/test_spram.py checks the instance against yosys' own model
 """
 
 import numpy as np
-from amaranth.hdl import C, Cat, ClockSignal, Instance, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.hdl import C, Cat, ClockSignal, Instance, Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ConfigError
+
+from .ports import weight_layout, weight_load_signature, weight_read_signature
 
 SPRAM_ADDR_BITS = 14
 SPRAM_DEPTH = 1 << SPRAM_ADDR_BITS
@@ -89,11 +91,6 @@ class SPRAM(wiring.Component):
         return m
 
 
-def weight_layout(config):
-    """One weight word: the ``cols`` int8 weights entering the array in one cycle."""
-    return data.ArrayLayout(signed(8), config.cols)
-
-
 class WeightMemory(wiring.Component):
     """Words of ``config.cols`` int8 weights: SPRAMs on iCE40, one block-RAM memory otherwise.
 
@@ -129,13 +126,7 @@ class WeightMemory(wiring.Component):
                 f"{self.sprams_wide} x {self.banks} SB_SPRAM256KA, but the UP5K has {UP5K_SPRAMS}; "
                 f"lower weight_mem_bytes")
         self._init = None if init is None else self._check_init(init)
-        addr = config.weight_addr_bits
-        super().__init__({
-            "read": In(wiring.Signature({
-                "addr": Out(addr), "en": Out(1), "data": In(weight_layout(config))})),
-            "load": In(wiring.Signature({
-                "addr": Out(addr), "data": Out(weight_layout(config)), "we": Out(1)})),
-        })
+        super().__init__({"read": In(weight_read_signature(config)), "load": In(weight_load_signature(config))})
 
     @property
     def latency(self):

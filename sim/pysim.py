@@ -52,18 +52,18 @@ def run(program, x, vcd=None, max_cycles=5_000_000):
 
     async def bench(ctx):
         for i, word in enumerate(weight_words(program)):
-            ctx.set(dut.wload_addr, i)
-            ctx.set(dut.wload_data, word)
-            ctx.set(dut.wload_we, 1)
+            ctx.set(dut.wload.addr, i)
+            ctx.set(dut.wload.data.as_value(), word)
+            ctx.set(dut.wload.we, 1)
             await ctx.tick()
-        ctx.set(dut.wload_we, 0)
+        ctx.set(dut.wload.we, 0)
         for row in np.asarray(x):
             for addr, byte in input_writes(program, row):
-                ctx.set(dut.host_addr, addr)
-                ctx.set(dut.host_wdata, byte)
-                ctx.set(dut.host_we, 1)
+                ctx.set(dut.host.addr, addr)
+                ctx.set(dut.host.wdata, byte)
+                ctx.set(dut.host.we, 1)
                 await ctx.tick()
-            ctx.set(dut.host_we, 0)
+            ctx.set(dut.host.we, 0)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -76,9 +76,9 @@ def run(program, x, vcd=None, max_cycles=5_000_000):
             cycles.append(ctx.get(dut.cycles))
             got = []
             for addr in out_addrs:
-                ctx.set(dut.host_addr, addr)
+                ctx.set(dut.host.addr, addr)
                 await ctx.tick()
-                got.append(ctx.get(dut.host_rdata))
+                got.append(ctx.get(dut.host.rdata))
             outs.append(got)
 
     sim = Simulator(dut)

@@ -24,10 +24,11 @@ def yosys_fallback():
             os.environ["YOSYS"] = saved
 
 
-def amaranth_verilog(design, name):
+def amaranth_verilog(design, name, ports=None):
     """The Amaranth ``design`` as Verilog text with top module ``name`` (no source locations,
-    internal attributes stripped), using :func:`yosys_fallback`."""
+    internal attributes stripped), using :func:`yosys_fallback`; ``ports`` as for
+    ``verilog.convert`` (by default a component's, named by path joined with ``__``)."""
     from amaranth.back import verilog
 
     with yosys_fallback():
-        return verilog.convert(design, name=name, emit_src=False, strip_internal_attrs=True)
+        return verilog.convert(design, name=name, ports=ports, emit_src=False, strip_internal_attrs=True)

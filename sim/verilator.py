@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from amaranth.hdl import Value
 
 from .tools import amaranth_verilog
 
@@ -127,7 +128,16 @@ def _check_ports(ports, top_name):
 def _verilog_of(design, top_name):
     if isinstance(design, str):
         return design
-    return amaranth_verilog(design, top_name)
+    return amaranth_verilog(design, top_name, ports=_harness_ports(design))
+
+
+def _harness_ports(component):
+    """The component's ports named as the harness drives them: a port group's members after
+    its name and one underscore (the accelerator's ``host.addr`` is ``host_addr``), where
+    Amaranth joins with two, which Verilator would mangle in the C++ names.  Directions are
+    inferred (a port the design drives is an output)."""
+    return {"_".join(map(str, path)): (Value.cast(value), None)
+            for path, _, value in component.signature.flatten(component)}
 
 
 def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defines=None,

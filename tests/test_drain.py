@@ -2,7 +2,7 @@
 """The drain alone in the Amaranth simulator: the array's results of every pass of one CONV
 descriptor fed in chain order (:func:`hdl.mac_array.chain_order`) from accumulators computed
 in NumPy, the parameter memory answered from ``program.params`` (one cycle of latency, held
-while ``param_en`` is low), and each byte written compared with the emulator's output at
+while ``param.en`` is low), and each byte written compared with the emulator's output at
 its :func:`compiler.program.bank_address` position.
 """
 
@@ -121,7 +121,7 @@ def run_drain(cases, gap, seed=0, options=None, config=CONFIG):
         state["values"], state["fed"] = values, 0       # the array's results arrive after start
         for cycle in range(bound):
             _, _, done, en, bank, addr, data = await ctx.tick().sample(
-                dut.done, dut.wr_en, dut.wr_bank, dut.wr_addr, dut.wr_data)
+                dut.done, dut.write.en, dut.write.bank, dut.write.addr, dut.write.data)
             if en:
                 writes.append((bank, addr, data))
             if done:
@@ -131,7 +131,7 @@ def run_drain(cases, gap, seed=0, options=None, config=CONFIG):
             raise AssertionError(f"drain not done within {bound} cycles ({state['fed']} of {len(values)} results "
                                  f"taken, {len(writes)} of {elements} written)")
         for _ in range(flush):
-            _, _, done, en = await ctx.tick().sample(dut.done, dut.wr_en)
+            _, _, done, en = await ctx.tick().sample(dut.done, dut.write.en)
             assert done and not en, "a write after done"
         results.append(writes)
 
@@ -139,7 +139,7 @@ def run_drain(cases, gap, seed=0, options=None, config=CONFIG):
         for case in cases:
             await run_one(ctx, case)
 
-    simulate(dut, main, [array, read_port(dut.param_en, dut.param_addr, dut.param_data, read_params)])
+    simulate(dut, main, [array, read_port(dut.param, read_params)])
     return results
 
 

@@ -1,6 +1,6 @@
 """The feeder alone in the Amaranth simulator: one CONV descriptor of a compiled model, the
 four activation banks and the weight memory answered from NumPy (one cycle of latency,
-data held while ``mem_en`` is low), every term taken from ``o`` under random
+data held while their ``en`` is low), every term taken from ``o`` under random
 back-pressure.  The dot products of each pass must equal the accumulators computed in
 NumPy from the model's weights (padding fed as the input zero point), which the harness
 first checks against the emulator's pre-requantisation values.
@@ -8,11 +8,12 @@ first checks against the emulator's pre-requantisation values.
 
 import numpy as np
 import pytest
+from amaranth.hdl import Cat
 
 from hdl.feeder import Feeder
-from unit_support import (CONFIG, conv_case, conv_model, dense_model, depthwise_model, kick, lane_accumulators,
-                          lossy_ready, pass_accumulators, pass_pixels, preload_banks, random_steps, read_port,
-                          simulate)
+from unit_support import (CONFIG, bank_ports, conv_case, conv_model, dense_model, depthwise_model, kick,
+                          lane_accumulators, lossy_ready, pass_accumulators, pass_pixels, preload_banks, random_steps,
+                          read_port, simulate)
 
 CASES = {
     # 5x7x3 -> 6 channels, 3x3 SAME: padding on every side, odd map sides (the last block
@@ -36,8 +37,8 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
     """Simulate one feeder over each case's descriptor in turn, as the sequencer runs layers
     (the banks are reloaded while it is idle); returns per case the terms taken (act rows,
     weight columns, first, last) and the cycle of each transfer.  Checks the stream protocol
-    on the way: a term refused by ``ready`` stays, unchanged, and while it waits ``mem_en``
-    is low."""
+    on the way: a term refused by ``ready`` stays, unchanged, and while it waits no memory
+    is read."""
     rng = np.random.default_rng(seed)
     garbage = rng.integers(-128, 128, config.cols)
     state = {}
@@ -46,10 +47,8 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
         addr, weights = int(addr), state["weights"]
         return [int(v) for v in (weights[addr] if addr < len(weights) else garbage)]
 
-    def read_banks(addrs):
-        return [int(state["banks"][b, int(a)]) for b, a in enumerate(addrs)]
-
     dut = Feeder(config)
+    reading = Cat(dut.weights.en, *(port.en for port in dut.banks))
     results = []
 
     async def run_one(ctx, case):
@@ -64,8 +63,8 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
         for cycle in range(bound):
             ready = lossy_ready(rng, stall)
             ctx.set(dut.o.ready, ready)
-            _, _, valid, payload, mem_en, done = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.mem_en,
-                                                                         dut.done)
+            _, _, valid, payload, reads, done = await ctx.tick().sample(dut.o.valid, dut.o.payload, reading,
+                                                                        dut.done)
             term = (tuple(payload.act), tuple(payload.weight), payload.first, payload.last)
             if held is not None:
                 assert valid and term == held, f"cycle {cycle}: a refused term changed or vanished"
@@ -74,7 +73,7 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
                 terms.append(term)
                 cycles.append(cycle)
             elif valid:
-                assert not mem_en, f"cycle {cycle}: mem_en high while the output waits"
+                assert not reads, f"cycle {cycle}: a memory read while the output waits"
                 held = term
             if done:
                 assert not valid, f"cycle {cycle}: done with a term on o"
@@ -91,8 +90,7 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
         for case in cases:
             await run_one(ctx, case)
 
-    simulate(dut, main, [read_port(dut.mem_en, dut.bank_addr, dut.bank_data, read_banks),
-                         read_port(dut.mem_en, dut.weight_addr, dut.weight_data, read_weights)])
+    simulate(dut, main, [*bank_ports(dut.banks, lambda: state["banks"]), read_port(dut.weights, read_weights)])
     return results
 
 
@@ -117,7 +115,7 @@ def pass_sums(terms, d, config=CONFIG):
 def test_passes_under_backpressure_equal_numpy(name):
     """Every pass's dot products (all rows x columns, including the lanes past the map or the
     channels, which the drain discards) under random ``o.ready`` (low 40 % of cycles): no term
-    lost, duplicated or changed while waiting, ``mem_en`` low while it waits, ``done`` last."""
+    lost, duplicated or changed while waiting, no memory read while it waits, ``done`` last."""
     case = CASES[name]()
     [(terms, _)] = run_feeder([case], stall=0.4, seed=1)
     np.testing.assert_array_equal(pass_sums(terms, case.d), pass_accumulators(case.d, case.acc))

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The pool engine alone in the Amaranth simulator: one POOL (or LOOKUP) descriptor of a
 compiled model, the four activation banks answered from NumPy (one cycle of latency, data
-held while ``mem_en`` is low), every result taken from ``o`` under random back-pressure and
+held while their ``en`` is low), every result taken from ``o`` under random back-pressure and
 compared, value and write address, with the emulator's output.
 """
 
@@ -17,8 +17,8 @@ from golden.ops import Lookup
 from hdl.layer_desc import encode
 from hdl.pool import Pool
 from hdl.pool_engine import PoolEngine
-from unit_support import (CONFIG, compile_for, emulate_upto, kick, layer_input, lossy_ready, out_positions,
-                          pool_model, preload_banks, random_steps, read_port, simulate)
+from unit_support import (CONFIG, bank_ports, compile_for, emulate_upto, kick, layer_input, lossy_ready, out_positions,
+                          pool_model, preload_banks, random_steps, simulate)
 
 MODELS = {
     # 3x3 stride 2 SAME on 7x6x3: padded windows of 4, 6 and 9 elements, clamped by RELU.
@@ -91,9 +91,6 @@ def run_engine(cases, stall, seed=0, config=CONFIG):
     state = {}
     results = []
 
-    def read_banks(addrs):
-        return [int(state["banks"][b, int(a)]) for b, a in enumerate(addrs)]
-
     async def run_one(ctx, case):
         d = case.d
         state["banks"] = preload_banks(config, d.in_shape, d.in_base, case.in_map, rng)
@@ -129,7 +126,7 @@ def run_engine(cases, stall, seed=0, config=CONFIG):
         for case in cases:
             await run_one(ctx, case)
 
-    simulate(dut, main, [read_port(dut.mem_en, dut.bank_addr, dut.bank_data, read_banks)])
+    simulate(dut, main, bank_ports(dut.banks, lambda: state["banks"]))
     return results
 
 

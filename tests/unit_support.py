@@ -289,14 +289,21 @@ def conv_case(model, config=CONFIG, seed=0, index=None, program=None):
 
 # ---------------------------------------------------------------- simulation
 
-def read_port(en, addr, data, read):
-    """A background testbench answering a synchronous read port: ``data`` takes
-    ``read(addr)`` one cycle after ``addr`` when ``en`` was high, and holds otherwise."""
+def read_port(port, read):
+    """A background testbench answering a read port of :mod:`hdl.ports` (``addr``, ``en``,
+    ``data``): ``data`` takes ``read(addr)`` one cycle after ``addr`` when ``en`` was high,
+    and holds otherwise."""
     async def process(ctx):
-        async for _, _, enabled, address in ctx.tick().sample(en, addr):
+        async for _, _, enabled, address in ctx.tick().sample(port.en, port.addr):
             if enabled:
-                ctx.set(data, read(address))
+                ctx.set(port.data, read(address))
     return process
+
+
+def bank_ports(ports, banks):
+    """Background testbenches answering a unit's activation bank read ports from
+    ``banks()``, a (banks, depth) array (called at each read, so a test may swap it)."""
+    return [read_port(port, lambda addr, b=b: int(banks()[b, int(addr)])) for b, port in enumerate(ports)]
 
 
 def simulate(dut, main, background=()):
