@@ -19,13 +19,15 @@ class BankedMemory:
     def __init__(self, config):
         self.banks = np.zeros((config.banks, config.act_bank_bytes), np.int8)
 
-    def _index(self, shape, base):
+    def _index(self, shape, base, stride=0):
+        """Bank and address of every element; ``stride``: the stored map's channels when the
+        tensor is a slice of a wider one (a CONCATENATION's input), else its own."""
         h, w, c = shape
         y, x, ch = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
-        return bank_address(shape, base, y, x, ch)
+        return bank_address((h, w, stride or c), base, y, x, ch)
 
-    def store(self, shape, base, tensor):
-        bank, addr = self._index(shape, base)
+    def store(self, shape, base, tensor, stride=0):
+        bank, addr = self._index(shape, base, stride)
         self.banks[bank, addr] = tensor.reshape(shape)
 
     def load(self, shape, base):
@@ -61,7 +63,7 @@ def _conv(mem, d, program):
                    single_rounding=d.single_rounding)
     if d.table >= 0:
         y = program.tables[d.table][y.astype(np.int16) + 128]
-    mem.store(d.out_shape, d.out_base, y)
+    mem.store(d.out_shape, d.out_base, y, d.out_stride)
 
 
 def _add(mem, d, program):
@@ -92,7 +94,7 @@ def run_program(program, x):
             elif d.kind in (POOL, LOOKUP):
                 layer = _by_name(program, d.name)
                 y = layer.run(mem.load(d.in_shape, d.in_base)[None])[0]
-                mem.store(d.out_shape, d.out_base, y)
+                mem.store(d.out_shape, d.out_base, y, d.out_stride)
         outs.append(mem.load(program.output_desc.out_shape, program.output_desc.out_base))
     return np.array(outs)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.model import is_int8, type_name
-from golden.ops import (Add, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Mean, Pad, Pool2D, Quantize,
-                        Reshape, Softmax)
+from golden.ops import (Add, Concatenation, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Mean, Pad, Pool2D,
+                        Quantize, Reshape, Softmax)
 from golden.ops.add import LEFT_SHIFT as ADD_LEFT_SHIFT
 from golden.ops.add import add_params
 from golden.ops.mean import mean_multiplier
@@ -79,6 +79,8 @@ class LayerDesc:
     depthwise: bool = False   #: CONV: group g reads input channel g only (one tap per kernel position)
     group_channels: int = 0   #: CONV: output channels a group computes (``cols``; depthwise: the multiplier)
     word_groups: int = 1      #: CONV: groups sharing one weight word, group g in lanes (g % it) * group_channels on
+    out_stride: int = 0       #: channels of the stored output map when this step fills a slice of a
+                              #: CONCATENATION (out_base points at the slice); 0: out_shape's own
 
     @property
     def taps(self):
@@ -163,6 +165,7 @@ class _Builder:
         self.root = {model.input_name: model.input_name}    # tensor -> the stored tensor it aliases
         self.last_use = last_use                            # stored tensor -> last step reading it
         self.pad_of = {}                                    # folded PAD -> (top, left) its readers add
+        self.slice_of = {}                                  # concatenated tensor -> (CONCATENATION, first channel)
         self.high_water = bank_bytes(self.input_shape)
 
     def src(self, name):
@@ -186,6 +189,18 @@ class _Builder:
         self.high_water = max(self.high_water, base + size)
         self.place[name], self.root[name] = (shape, base), name
         return base
+
+    def _out(self, name, shape):
+        """(base, out_stride) of a step's output: its own place, or its slice of the
+        CONCATENATION it fills (placed, whole, by its first producer)."""
+        if name not in self.slice_of:
+            return self._alloc(name, shape), 0
+        cat, first = self.slice_of[name]
+        if cat.name not in self.place:
+            self._alloc(cat.name, _hwc(cat.output_shape))
+        base = self.place[cat.name][1] + first
+        self.place[name], self.root[name] = (shape, base), cat.name
+        return base, cat.output_shape[2]
 
     def _table_slot(self, lookup):
         table = _table(lookup)
@@ -261,9 +276,10 @@ class _Builder:
         param_base = self._param_base(layer, out_c)
         self.params.append((bias, mult, shift))
         last = lookup or pool or layer
+        out_base, out_stride = self._out(last.name, _hwc(out_shape))
         self.descs.append(LayerDesc(
-            name=last.name, kind=CONV, in_shape=in_shape, out_shape=_hwc(out_shape),
-            in_base=in_base, out_base=self._alloc(last.name, _hwc(out_shape)), kernel=tuple(kernel),
+            name=last.name, kind=CONV, in_shape=in_shape, out_shape=_hwc(out_shape), out_stride=out_stride,
+            in_base=in_base, out_base=out_base, kernel=tuple(kernel),
             stride=tuple(stride), pads=tuple(pads), conv_shape=_hwc(conv_shape), pad_value=zp,
             fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
@@ -277,8 +293,9 @@ class _Builder:
             _fail(f"{layer.name}: {layer.filter[0]}x{layer.filter[1]} pooling window has {area} elements, "
                   f"the pool unit reduces at most {self.config.pool_window}")
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
+        out_base, out_stride = self._out(layer.name, _hwc(layer.output_shape))
         self.descs.append(LayerDesc(name=layer.name, kind=POOL, in_shape=in_shape, out_shape=layer.output_shape,
-                             in_base=in_base, out_base=self._alloc(layer.name, _hwc(layer.output_shape)),
+                             in_base=in_base, out_base=out_base, out_stride=out_stride,
                              kernel=layer.filter, stride=layer.stride, pads=layer.pads,
                              pool_kind=layer.kind, act_min=lo, act_max=hi))
 
@@ -313,8 +330,9 @@ class _Builder:
 
     def lookup(self, layer):
         in_shape, in_base = self.src(self.model.inputs_of(layer)[0])
+        out_base, out_stride = self._out(layer.name, in_shape)
         self.descs.append(LayerDesc(name=layer.name, kind=LOOKUP, in_shape=in_shape, out_shape=in_shape,
-                             in_base=in_base, out_base=self._alloc(layer.name, in_shape),
+                             in_base=in_base, out_base=out_base, out_stride=out_stride,
                              table=self._table_slot(layer)))
 
     def add(self, layer):
@@ -402,6 +420,41 @@ def _foldable_pad(model, pad, readers):
                               for r in users))
 
 
+def _concat_slices(model, layers, readers):
+    """Tensor -> (CONCATENATION, first channel) for every channel concatenation of HWC maps
+    whose inputs are distinct outputs of convolution, pool or table steps that only it reads:
+    those steps write their slices in place (a pixel stride of the whole map), so the
+    concatenation moves nothing.  Others are refused with the reason."""
+    made_by = {x.name: x for x in layers}
+    slices = {}
+    for cat in layers:
+        if not isinstance(cat, Concatenation):
+            continue
+        ins = model.inputs_of(cat)
+        why = None
+        if len(cat.input_shape) != 3 or cat.axis != 2:
+            why = f"axis {cat.axis} of {cat.input_shape} (the channel axis of HWC maps is mapped)"
+        elif cat is layers[-1]:
+            why = "the hardware's output (the host reads one map)"
+        elif len(set(ins)) != len(ins):
+            why = "an input twice"
+        else:
+            for t in ins:
+                p = made_by.get(t)
+                if p is None or readers.get(t) != [cat] or not (
+                        isinstance(p, (Conv2D, DepthwiseConv2D, FullyConnected, Pool2D)) or _is_table(p)):
+                    why = (f"input {t!r}: only outputs of convolution, pool or table steps that nothing else "
+                           "reads are written in place")
+                    break
+        if why:
+            _fail(f"{cat.name}: CONCATENATION of {why}")
+        first = 0
+        for t in ins:
+            slices[t] = (cat, first)
+            first += _hwc(made_by[t].output_shape)[2]
+    return slices
+
+
 def _readers(model, layers):
     """Tensor name -> the ops among ``layers`` that read it, in order."""
     readers = {}
@@ -435,6 +488,10 @@ def _plan(model, layers, readers):
         elif isinstance(layer, Pad) and _foldable_pad(model, layer, readers):
             actions.append(("pad", layer))
             root[layer.name] = root[model.inputs_of(layer)[0]]
+            i += 1
+            continue
+        elif isinstance(layer, Concatenation):
+            root[layer.name] = layer.name                   # stored whole; its producers filled it
             i += 1
             continue
         elif isinstance(layer, Reshape):
@@ -482,10 +539,12 @@ def compile_model(model, config):
         _fail(f"{model.name}: the output is '{model.output_name}', not the last op's; the accelerator runs "
               "graphs that end in the model output")
     readers = _readers(model, body)
+    slices = _concat_slices(model, body, readers)
     actions, root, last_use, steps = _plan(model, body, readers)
     if body:
         last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
     b = _Builder(model, config, last_use)
+    b.slice_of = slices
     for kind, item in actions:
         if kind == "view":
             b.view(item, readers)

@@ -34,9 +34,18 @@ from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from host import protocol
 
-from .pll import PllError, pll_settings
-from .toolchain import (BITSTREAM, PLACED, PLAN_FILES, ToolError, find_tools, fmax_mhz, pack, place_and_route,
-                        yosys)
+from .board.pll import PllError, pll_settings
+from .toolchain import (
+    BITSTREAM,
+    PLACED,
+    PLAN_FILES,
+    ToolError,
+    find_tools,
+    fmax_mhz,
+    pack,
+    place_and_route,
+    yosys,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,8 +75,8 @@ def load_program(model_path, config):
 
 
 def make_soc(program, tflite_bytes, f_clk_hz, baud, weights_offset=protocol.WEIGHTS_OFFSET):
-    from .soc import Soc
-    from .uart import divisor_for
+    from .board.soc import Soc
+    from .board.uart import divisor_for
     try:
         divisor = divisor_for(f_clk_hz, baud)
     except ValueError as e:
@@ -223,7 +232,7 @@ def other_seeds(workdir, board, tools, pll, pnr, fmax, seed, attempts):
 def implement(program, tflite_bytes, board, pll, args, tools, workdir, seed):
     """Generate the design for ``pll``'s clock, synthesise, place and route: (soc, nextpnr report)."""
     log(f"[2/5] generating the design (PLL {pll.f_out_mhz:.3f} MHz from {board.osc_hz / 1e6:g} MHz)")
-    from .board_top import BoardTop
+    from .board.board_top import BoardTop
     soc = make_soc(program, tflite_bytes, pll.f_out_hz, args.baud, board.weights_offset)
     platform = board.make_platform()
     # Never ``-dsp`` on iCE40: it rewrites the hand-instantiated SB_MAC16s (bench/synth.py).

@@ -18,8 +18,8 @@ from cocotb.triggers import FallingEdge, Timer
 
 from cocotb_support import run_icarus
 from golden.config import AcceleratorConfig
-from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
-from hdl.mac_array import chain_order, term_layout
+from hdl.units.dsp import ICE40_SIM_DEFINES, ice40_sim_model
+from hdl.units.mac_array import chain_order, term_layout
 
 INT8_MIN, INT8_MAX = -128, 127
 

@@ -21,7 +21,7 @@ from cocotb.triggers import FallingEdge, Timer
 from cocotb_support import run_icarus
 from golden.config import AcceleratorConfig
 from golden.quant import INT32_MAX, INT32_MIN, requantize, wrap_int32
-from hdl.requant import Requantizer, output_layout, payload_layout
+from hdl.units.requant import Requantizer, output_layout, payload_layout
 
 INT8_MIN, INT8_MAX = -128, 127
 Q30, Q31_MAX = 1 << 30, INT32_MAX       # the ends of QuantizeMultiplier's range

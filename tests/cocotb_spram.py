@@ -16,8 +16,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
 from cocotb_support import run_icarus
-from hdl.dsp import ICE40_SIM_DEFINES, ice40_sim_model
-from hdl.spram import SPRAM_DEPTH
+from hdl.units.dsp import ICE40_SIM_DEFINES, ice40_sim_model
+from hdl.core.spram import SPRAM_DEPTH
 
 
 def run(component, name, build_dir, *, depth, width, latency, seed):

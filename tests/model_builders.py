@@ -3,7 +3,7 @@
 import numpy as np
 
 from golden.model import Model, QParams
-from golden.ops import Add, Conv2D, DepthwiseConv2D, FullyConnected, Mean, Pad, Pool2D, Reshape
+from golden.ops import Add, Concatenation, Conv2D, DepthwiseConv2D, FullyConnected, Mean, Pad, Pool2D, Reshape
 
 
 def depthwise_model(c=5, mult=2, stride=(1, 1), padding="SAME", pool=False):
@@ -68,3 +68,32 @@ def pad_mean_model(value=None, pad_channels=False, keep_dims=True, seed=3):
     mean = Mean(name="mean", input_shape=conv.output_shape, axes=(0, 1), keep_dims=keep_dims,
                 input_q=conv.output_q, output_q=QParams(0.07, -4))
     return Model(name="pad_mean", input_shape=(7, 6, 3), input_q=q, layers=(p1, dw, p2, conv, mean))
+
+
+def concat_model(h=6, w=7, seed=4, pooled=True):
+    """An inception-like block: a 3x3 conv (3 channels; with ``pooled`` a fused 2x2 max pool)
+    and a 3x3 average pool of a 1x1 conv's 5 channels, concatenated along channels and read
+    by a 3x3 conv: the two producing steps write their slices of the concatenation in place."""
+    rng = np.random.default_rng(seed)
+    q, mid = QParams(0.04, -5), QParams(0.06, 2)
+
+    def conv(name, shape, oc, k, src, in_q, out_q):
+        return Conv2D(name=name, input_shape=shape, inputs=(src,), padding="SAME",
+                      weights=rng.integers(-128, 128, (oc, k, k, shape[2])).astype(np.int8),
+                      bias=rng.integers(-2000, 2000, oc).astype(np.int32),
+                      weight_scales=rng.uniform(0.002, 0.01, oc).astype(np.float32), input_q=in_q,
+                      output_q=out_q, activation="RELU")
+
+    layers = []
+    for name, oc, k in (("a", 5, 1), ("b", 3, 3)):
+        layers.append(conv(name, (h, w, 2), oc, k, "input", q, mid))
+        if pooled:
+            layers.append(Pool2D(name=f"{name}_pool", input_shape=layers[-1].output_shape, inputs=(name,),
+                                 kind="MAX", filter=(2, 2), stride=(2, 2), padding="VALID", q=mid))
+    a, b = layers[len(layers) // 2 - 1], layers[-1]
+    c = Pool2D(name="c", input_shape=a.output_shape, inputs=(a.name,), kind="AVERAGE", filter=(3, 3),
+               stride=(1, 1), padding="SAME", q=mid)
+    cat = Concatenation(name="cat", input_shape=b.output_shape, inputs=(b.name, c.name),
+                        others=(c.output_shape,), axis=-1, q=mid)
+    d = conv("d", cat.output_shape, 4, 3, "cat", mid, QParams(0.1, -3))
+    return Model(name="concat", input_shape=(h, w, 2), input_q=q, layers=(*layers, c, cat, d))

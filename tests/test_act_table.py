@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from golden.model import QParams
 from golden.nonlinear import lookup_table
-from hdl.act_table import ActivationTable
+from hdl.units.act_table import ActivationTable
 
 import cocotb_units
 

@@ -9,10 +9,10 @@ from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_inputs, random_model
 from golden.model import Model, QParams
-from golden.ops import Add, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
+from golden.ops import Add, Concatenation, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from model_builders import depthwise_model, pad_mean_model, residual_model
+from model_builders import concat_model, depthwise_model, pad_mean_model, residual_model
 from published import load_published
 
 
@@ -185,3 +185,40 @@ def test_pad_folds_into_convolutions_and_mean_is_a_depthwise_sum(kwargs):
 def test_pads_that_are_not_convolution_padding_are_refused(kwargs, message):
     with pytest.raises(CompileError, match=message):
         compile_model(pad_mean_model(**kwargs), AcceleratorConfig())
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_concatenation_is_written_in_place(pooled):
+    """The steps feeding a channel CONCATENATION write their slices of it (a pixel stride of
+    the whole map, no copy step), a conv with a fused pool and a pool engine step among them:
+    emulated equal to golden."""
+    model = concat_model(pooled=pooled)
+    program = compile_model(model, AcceleratorConfig())
+    *slices, reader = program.layers[-3:]
+    assert [d.out_stride for d in slices] == [8, 8] and slices[1].out_base == slices[0].out_base + 3
+    assert reader.in_shape[2] == 8 and reader.in_base == slices[0].out_base
+    x = random_inputs(np.random.default_rng(6), model, 5)
+    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+
+
+def _with_concat(model, inputs, shapes):
+    """``model`` (concat_model(pooled=False)) with its CONCATENATION replaced by one of ``inputs``."""
+    *body, cat, reader = model.layers
+    new = Concatenation(name="cat", input_shape=shapes[0], inputs=inputs, others=tuple(shapes[1:]), axis=-1, q=cat.q)
+    c = new.output_shape[2]
+    conv = Conv2D(name="d", input_shape=new.output_shape, inputs=("cat",), padding="SAME",
+                  weights=np.ones((2, 1, 1, c), np.int8), weight_scales=np.array([0.01], np.float32),
+                  input_q=cat.q, output_q=QParams(0.1, 0))
+    return Model(name="cat", input_shape=model.input_shape, input_q=model.input_q, layers=(*body, new, conv))
+
+
+def test_concatenations_that_would_move_data_are_refused():
+    model = concat_model(pooled=False)
+    last = Model(name="last", input_shape=model.input_shape, input_q=model.input_q, layers=model.layers[:-1])
+    with pytest.raises(CompileError, match=r"cat: CONCATENATION of the hardware's output"):
+        compile_model(last, AcceleratorConfig())
+    with pytest.raises(CompileError, match=r"cat: CONCATENATION of an input twice"):
+        compile_model(_with_concat(model, ("b", "b"), [(6, 7, 3)] * 2), AcceleratorConfig())
+    # "a" is read by the average pool "c" too, so it cannot live inside the concatenation.
+    with pytest.raises(CompileError, match=r"cat: CONCATENATION of input 'a': only outputs of convolution"):
+        compile_model(_with_concat(model, ("a", "c"), [(6, 7, 5), (6, 7, 5)]), AcceleratorConfig())

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """The drain alone in the Amaranth simulator: the array's results of every pass of one CONV
-descriptor fed in chain order (:func:`hdl.mac_array.chain_order`) from accumulators computed
+descriptor fed in chain order (:func:`hdl.units.mac_array.chain_order`) from accumulators computed
 in NumPy, the parameter memory answered from ``program.params`` (one cycle of latency, held
 while ``param.en`` is low), and each byte written compared with the emulator's output at
 its :func:`compiler.program.bank_address` position.
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from compiler.program import ADD, LOOKUP, POOL
-from hdl.act_table import ActivationTable
-from hdl.drain import Drain
-from hdl.mac_array import chain_order
-from hdl.requant import Requantizer
+from hdl.units.act_table import ActivationTable
+from hdl.core.drain import Drain
+from hdl.units.mac_array import chain_order
+from hdl.units.requant import Requantizer
 from unit_support import (CONFIG, conv_case, conv_model, dense_model, depthwise_model, group_lane, kick,
                           out_positions, pass_pixels, random_steps, read_port, simulate)
 

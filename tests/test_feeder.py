@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Cat
 
-from hdl.feeder import Feeder
+from hdl.core.feeder import Feeder
 from unit_support import (CONFIG, bank_ports, conv_case, conv_model, dense_model, depthwise_model, kick,
                           lane_accumulators, lossy_ready, pass_accumulators, pass_pixels, preload_banks, random_steps,
                           read_port, simulate)

@@ -8,7 +8,7 @@ from boards import ICEBREAKER
 from compiler.program import CompileError, compile_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from hdl.layer_desc import desc_layout, encode
+from hdl.core.layer_desc import desc_layout, encode
 
 
 @pytest.mark.parametrize("config", [ICEBREAKER, ICEBREAKER.with_(act_bank_bytes=16384)],

@@ -14,8 +14,8 @@ from amaranth.sim import Simulator
 from boards import ICEBREAKER
 from cocotb_mac_array import Stimulus, expected_results, random_reductions, run
 from golden.config import MAX_PRODUCT, AcceleratorConfig
-from hdl.dsp import DualMul8
-from hdl.mac_array import MacArray
+from hdl.units.dsp import DualMul8
+from hdl.units.mac_array import MacArray
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPES = [(1, 2), (2, 2), (4, 4), (3, 2), (1, 1)]

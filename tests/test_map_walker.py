@@ -5,8 +5,8 @@ from amaranth.sim import Simulator
 
 from boards import ICEBREAKER
 from compiler.program import bank_address
-from hdl.accelerator import host_address
-from hdl.map_walker import MapWalker
+from hdl.core.accelerator import host_address
+from hdl.board.map_walker import MapWalker
 
 
 def expected(shape, base):

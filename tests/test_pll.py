@@ -3,7 +3,7 @@ figures icepll gives for the usual iCEBreaker clocks."""
 
 import pytest
 
-from hdl.pll import PllError, ecp5_pll, ice40_pll
+from hdl.board.pll import PllError, ecp5_pll, ice40_pll
 
 
 @pytest.mark.parametrize("req_mhz, got_mhz, divf, divq", [(48, 48.0, 63, 4), (40, 39.75, 52, 4), (30, 30.0, 79, 5)])

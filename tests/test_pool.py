@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from golden.model import QParams
 from golden.ops import Pool2D
-from hdl.pool import Pool, PoolMode, RoundingDivider
+from hdl.units.pool import Pool, PoolMode, RoundingDivider
 
 import cocotb_units
 from cocotb_units import window_positions, window_stream

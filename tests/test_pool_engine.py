@@ -14,9 +14,9 @@ from amaranth.hdl import Fragment
 from compiler.program import LOOKUP, POOL
 from golden.model import Model, QParams
 from golden.ops import Lookup
-from hdl.layer_desc import encode
-from hdl.pool import Pool
-from hdl.pool_engine import PoolEngine
+from hdl.core.layer_desc import encode
+from hdl.units.pool import Pool
+from hdl.core.pool_engine import PoolEngine
 from unit_support import (CONFIG, bank_ports, compile_for, emulate_upto, kick, layer_input, lossy_ready, out_positions,
                           pool_model, preload_banks, random_steps, simulate)
 
@@ -46,7 +46,7 @@ def lookup_model():
 class PoolCase:
     program: object
     d: object             #: the POOL or LOOKUP step
-    fields: dict          #: hdl.layer_desc.encode of it
+    fields: dict          #: hdl.core.layer_desc.encode of it
     in_map: np.ndarray    #: the map it reads (the emulator's, after a convolution)
     out: np.ndarray       #: the emulator's output of the step (H, W, C)
 

@@ -19,7 +19,7 @@ from cocotb_requant import (INT8_MAX, INT8_MIN, Q30, Q31_MAX, Stimulus, channel,
                             expected, no_wrap_range, random_transfers, run, single_ok, tensor)
 from golden.config import AcceleratorConfig
 from golden.quant import INT32_MAX, INT32_MIN, wrap_int32
-from hdl.requant import DEFAULT_DIGIT_BITS, Requantizer
+from hdl.units.requant import DEFAULT_DIGIT_BITS, Requantizer
 
 REPO = Path(__file__).resolve().parent.parent
 

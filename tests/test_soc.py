@@ -14,7 +14,7 @@ from host import protocol
 from host.protocol import Client, DeviceError
 from sim.run import sim_config
 from sim.serial import SimSerial
-from hdl.soc import Soc
+from hdl.board.soc import Soc
 
 DIVISOR = 8
 TIMEOUT_CYCLES = 40 * DIVISOR * 10      # 40 byte times

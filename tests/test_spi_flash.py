@@ -12,7 +12,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hdl.spi_flash import SpiFlashReader
+from hdl.board.spi_flash import SpiFlashReader
 from sim.models import FlashCommand, SpiFlashModel
 from synth_support import synthesise
 

@@ -19,7 +19,7 @@ from boards import ICEBREAKER
 from cocotb_spram import hot_addresses, run
 from cocotb_support import verilog_text
 from golden.config import AcceleratorConfig, ConfigError
-from hdl.spram import SPRAM, SPRAM_DEPTH, WeightMemory
+from hdl.core.spram import SPRAM, SPRAM_DEPTH, WeightMemory
 
 #: Two banks of two SPRAMs, like the iCEBreaker, but the generic twin.
 TWO_BANKS = AcceleratorConfig(cols=4)

@@ -9,7 +9,7 @@ from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Module, Signal
 from amaranth.sim import Simulator
 
-from hdl.uart import UartRx, UartTx, divisor_for
+from hdl.board.uart import UartRx, UartTx, divisor_for
 from sim.models import UartMonitor, uart_break, uart_send
 from synth_support import synthesise
 

@@ -3,7 +3,7 @@ tests/test_drain.py, tests/test_pool_engine.py): small models compiled by
 :func:`compiler.program.compile_model`, the state the emulator (:mod:`compiler.emulate`)
 gives a layer, accumulators computed in NumPy from the model's own weights, and Python
 models of the memories the units read (one cycle of latency, data held while the enable
-is low, as :class:`hdl.accelerator.Accelerator` wires them).
+is low, as :class:`hdl.core.accelerator.Accelerator` wires them).
 """
 
 import dataclasses
@@ -20,7 +20,7 @@ from golden.config import AcceleratorConfig
 from golden.generate import random_model
 from golden.model import Model, QParams
 from golden.ops import Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Pool2D, Reshape
-from hdl.layer_desc import encode
+from hdl.core.layer_desc import encode
 
 #: The default configuration: a 4 x 4 array, two requantisers with 4-bit digits, 2,560-byte banks.
 CONFIG = AcceleratorConfig()
@@ -241,7 +241,7 @@ class ConvCase:
     program: object
     index: int            #: the step under test
     d: object             #: its LayerDesc
-    fields: dict          #: hdl.layer_desc.encode of it
+    fields: dict          #: hdl.core.layer_desc.encode of it
     layer: object         #: the model layer whose accumulators the passes compute
     x: np.ndarray         #: the model input
     in_map: np.ndarray    #: the map the step reads (the emulator's, for a later step)
@@ -290,7 +290,7 @@ def conv_case(model, config=CONFIG, seed=0, index=None, program=None):
 # ---------------------------------------------------------------- simulation
 
 def read_port(port, read):
-    """A background testbench answering a read port of :mod:`hdl.ports` (``addr``, ``en``,
+    """A background testbench answering a read port of :mod:`hdl.core.ports` (``addr``, ``en``,
     ``data``): ``data`` takes ``read(addr)`` one cycle after ``addr`` when ``en`` was high,
     and holds otherwise."""
     async def process(ctx):

@@ -3,7 +3,7 @@ back requantised: the 2x2 max of a fused pool (before requantisation, which is m
 per-channel parameters from the parameter memory, the requantisers, the activation table,
 and the banked write address of each element.
 
-The array delivers a pass column by column (:func:`~hdl.mac_array.chain_order`): the four
+The array delivers a pass column by column (:func:`~hdl.units.mac_array.chain_order`): the four
 pixels of the 2x2 block for output channel 0, then channel 1, ...  So a fused pool is a
 running max over four consecutive values, a one-pixel pass keeps every fourth value, and
 the per-element logic reads nothing but a slot counter and registered loop flags.
@@ -17,13 +17,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .act_table import ActivationTable, TableWriteSignature
+from ..units.act_table import ActivationTable, TableWriteSignature
+from ..units.mac_array import result_shape
+from ..units.requant import Requantizer
 from .add_engine import add_element_layout
 from .layer_desc import Loop, desc_layout, write_layout
-from .mac_array import result_shape
 from .pool_engine import result_layout
 from .ports import bank_write_signature, param_read_signature
-from .requant import Requantizer
 
 
 class OutputAddress:
@@ -55,7 +55,7 @@ class OutputAddress:
         """The next block of the row; ``moves``: its pixels are at the next address (a
         one-pixel pass's blocks take turns between the parity banks, so every other one)."""
         with self._m.If(moves):
-            self._m.d.sync += self.pass_base.eq(self.pass_base + self._d.out_c)
+            self._m.d.sync += self.pass_base.eq(self.pass_base + self._d.out_stride)
 
     def rewind_row(self):
         """Back to the first block of the row."""

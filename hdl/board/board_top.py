@@ -1,4 +1,4 @@
-"""A board's top level: the PLL from its oscillator, and the :class:`~hdl.soc.Soc` on its
+"""A board's top level: the PLL from its oscillator, and the :class:`~hdl.board.soc.Soc` on its
 UART, SPI flash and LED pins, as the board profile names them."""
 
 from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module

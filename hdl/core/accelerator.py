@@ -16,13 +16,19 @@ from amaranth.lib.wiring import In, Out
 
 from compiler.program import ADD, LOOKUP, POOL
 
+from ..units.mac_array import MacArray
 from .add_engine import AddEngine
 from .drain import Drain
 from .feeder import Feeder
 from .layer_desc import desc_layout, encode
-from .mac_array import MacArray
 from .pool_engine import PoolEngine
-from .ports import bank_read_signature, bank_write_signature, host_signature, param_layout, weight_load_signature
+from .ports import (
+    bank_read_signature,
+    bank_write_signature,
+    host_signature,
+    param_layout,
+    weight_load_signature,
+)
 from .spram import WeightMemory
 
 

@@ -3,7 +3,7 @@ the fly): one kernel tap of four output pixels and ``cols`` output channels per 
 
 Loop nest, outermost first: channel group, block row, block column, then the reduction
 (ky, kx, ci).  Every loop is counted down with a registered ``last`` flag
-(:class:`~hdl.layer_desc.Loop`), and input positions are tracked by adding only.  The
+(:class:`~hdl.core.layer_desc.Loop`), and input positions are tracked by adding only.  The
 trackers follow a pair of input rows and a pair of input columns (those of the block's two
 pixel rows and columns; in one-pixel mode, ``block1``, the second of each pair is only
 carried along).  Their coordinates serve the bounds test, their bank pointers are kept by
@@ -24,8 +24,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
+from ..units.mac_array import term_layout
 from .layer_desc import Loop, coord_shape, ptr_shape
-from .mac_array import term_layout
 from .ports import engine_members, weight_read_signature
 
 

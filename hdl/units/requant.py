@@ -36,7 +36,16 @@ The lanes run in lockstep and share the control, the zero point and the activati
 shift are per lane (per channel).
 """
 
-from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import (
+    Cat,
+    Const,
+    EnableInserter,
+    Module,
+    Mux,
+    Signal,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

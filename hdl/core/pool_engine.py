@@ -13,8 +13,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import Out
 
+from ..units.pool import Pool, PoolMode
 from .layer_desc import coord_shape, ptr_shape, write_layout
-from .pool import Pool, PoolMode
 from .ports import engine_members
 
 
@@ -125,7 +125,7 @@ class PoolEngine(wiring.Component):
                 nix0, ncp0 = ix0 + d.xstep, cp0 + d.xstep_ptr[ix0[0]]
                 m.d.sync += [c.eq(0), ox.eq(ox + 1), ix0.eq(nix0), cp0.eq(ncp0)]
                 with m.If(ox[0]):
-                    m.d.sync += xpart.eq(xpart + d.out_c)
+                    m.d.sync += xpart.eq(xpart + d.out_stride)
                 start_window(rp0, ncp0, iy0, nix0)
             with m.Elif(oy != d.nby - 1):
                 niy0, nrp0 = iy0 + d.ystep, rp0 + d.ystep_ptr[iy0[0]]

@@ -83,6 +83,7 @@ def desc_layout(config):
         "oh": count, "ow": count,            # computed conv pixels (rows beyond are discarded)
         # drain: output map, requantisation and post-processing
         "fused_pool": 1, "out_c": count, "out_row_stride": ptr,
+        "out_stride": count,                 # bytes between output pixels: out_c, or a CONCATENATION's channels
         "group_channels": count,             # output channels per group: cols, or the depth multiplier
         "word_groups": count,                # groups sharing a weight word, group g in lanes from (g % it) * group_channels
         "word_channels": count,              # their output channels: word_groups * group_channels
@@ -142,9 +143,11 @@ def _encode(desc, config, is_last):
     h, w, c = shape
     (kh, kw), (sh, sw), (pt, pl) = desc.kernel, desc.stride, desc.pads
     out_h, out_w, out_c = desc.out_shape
+    stored = (out_h, out_w, desc.out_stride or out_c)     # a CONCATENATION's slice steps by the whole map
     common = {
         "in_base": desc.in_base, "out_base": desc.out_base, "c": c, "kw": kw, "kh": kh, "h": h, "w": w,
-        "row_stride": _row_ptr(shape, 2), "out_c": out_c, "out_row_stride": _row_ptr(desc.out_shape, 2),
+        "row_stride": _row_ptr(shape, 2), "out_c": out_c, "out_stride": stored[2],
+        "out_row_stride": _row_ptr(stored, 2),
         "act_min": desc.act_min, "act_max": desc.act_max, "table": int(desc.table >= 0),
         "table_slot": max(desc.table, 0), "last": int(is_last),
     }

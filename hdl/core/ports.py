@@ -41,7 +41,7 @@ def bank_write_signature(config, banked=False):
 
 def host_signature(config):
     """The host's port to the activation banks (used while the core is idle): ``addr`` is
-    the bank above the offset (:func:`hdl.accelerator.host_address`), ``rdata`` answers a
+    the bank above the offset (:func:`hdl.core.accelerator.host_address`), ``rdata`` answers a
     cycle later."""
     return wiring.Signature({"addr": Out(config.host_addr_bits), "wdata": Out(8), "we": Out(1), "rdata": In(8)})
 

@@ -3,7 +3,7 @@ over a UART around the accelerator core.
 
 Everything here is sized by one compiled program: the expected lengths, the flash header
 and the INFO reply are constants in a small ROM, and the input and output tensors are
-walked in NHWC order by :class:`~hdl.map_walker.MapWalker`.  The logic is deliberately
+walked in NHWC order by :class:`~hdl.board.map_walker.MapWalker`.  The logic is deliberately
 byte-serial and narrow, because it shares a nearly full UP5K with the core.
 """
 
@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from host import protocol
 
-from .accelerator import Accelerator
+from ..core.accelerator import Accelerator
 from .map_walker import MapWalker
 from .spi_flash import SpiFlashReader
 from .uart import UartRx, UartTx

@@ -4,7 +4,7 @@ yosys does not map a ``lib.memory.Memory`` to SPRAM (Amaranth always emits an in
 and SPRAM has no initial contents), so the iCE40 variant instantiates the primitive by
 hand; the generic variant is its behavioural twin, which is what the Amaranth simulator
 runs.  tests/test_spram.py checks the instance against yosys' own model
-(:func:`hdl.dsp.ice40_sim_model`) in lockstep with the twin.
+(:func:`hdl.units.dsp.ice40_sim_model`) in lockstep with the twin.
 """
 
 import numpy as np

@@ -1,0 +1,1 @@
+"""Datapath units, each synthesised and tested alone: the MAC array and its DSP pairs, the requantiser, the activation table, the pooling unit."""
