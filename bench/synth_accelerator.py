@@ -2,7 +2,7 @@
 
 Reports logic cells, DSPs, block RAMs, SPRAMs and Fmax, and where the logic cells go.
 
-The :class:`~hdl.accelerator.Accelerator` sits between two pins: a shift register clocked
+The :class:`~hdl.core.accelerator.Accelerator` sits between two pins: a shift register clocked
 in from ``sin`` drives every input port (all registered, none constant, so yosys can
 remove nothing), and a registered 4-ary XOR tree folds every output bit into ``sout``.
 ``clk`` is the board's 12 MHz pin (35); there is no PLL, nextpnr is simply asked to time
@@ -38,7 +38,7 @@ from boards import ICEBREAKER  # noqa: E402
 from compiler.program import compile_model  # noqa: E402
 from golden.run import DEFAULT_MODEL  # noqa: E402
 from golden.tflite_io import load_tflite  # noqa: E402
-from hdl.accelerator import Accelerator  # noqa: E402
+from hdl.core.accelerator import Accelerator  # noqa: E402
 from synth import (BELS, BOARD, DEVICE, UP5K, BenchTop, check_dsp_modes, is_wrapper, make_workdir,  # noqa: E402
                    netlist_cells, nextpnr, run_nextpnr, run_yosys, tools, write_report)
 

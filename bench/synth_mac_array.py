@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from boards import ICEBREAKER  # noqa: E402
-from hdl.mac_array import MacArray  # noqa: E402
+from hdl.units.mac_array import MacArray  # noqa: E402
 from synth import BenchTop, check_dsp_modes, lfsr68, make_workdir, measure, netlist_cells, stream_ports, write_report  # noqa: E402
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from boards import ICEBREAKER  # noqa: E402
-from hdl.requant import Requantizer  # noqa: E402
+from hdl.units.requant import Requantizer  # noqa: E402
 from synth import BenchTop, lfsr68, make_workdir, measure, stream_ports, write_report  # noqa: E402
 
 

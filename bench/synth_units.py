@@ -13,8 +13,8 @@ from pathlib import Path
 from boards import ICEBREAKER
 from golden.model import QParams
 from golden.nonlinear import lookup_table
-from hdl.act_table import ActivationTable
-from hdl.pool import Pool
+from hdl.units.act_table import ActivationTable
+from hdl.units.pool import Pool
 from synth import BenchTop, make_workdir, measure, write_report
 
 #: Fibonacci LFSRs x^n + x^t + 1, both primitive (maximal length): (n, t).

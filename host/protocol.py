@@ -1,7 +1,7 @@
 """Host side of the board's UART protocol and of the weight region of its flash image.
 
 docs/protocol.md is the specification; this module follows it exactly.  The constants are
-plain module-level ints and bytes so the device generator (``hdl/soc.py``) can import them
+plain module-level ints and bytes so the device generator (``hdl/board/soc.py``) can import them
 too, and nothing here imports hardware code.  A :class:`Client` talks to anything with
 pyserial's ``write(bytes)``, ``read(n)`` (returning fewer bytes when its timeout expires)
 and ``reset_input_buffer()``: a real serial port from :func:`open_serial`, a test double,

@@ -10,7 +10,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from compiler.program import bank_address
-from hdl.accelerator import Accelerator, host_address
+from hdl.core.accelerator import Accelerator, host_address
 
 
 def input_writes(program, x):

@@ -28,7 +28,7 @@ from golden.ops import run_model
 from golden.run import DEFAULT_MODEL, UsageError, load_input, mnist_set
 from golden.tflite_io import load_tflite
 
-from hdl.accelerator import Accelerator
+from hdl.core.accelerator import Accelerator
 
 from . import pysim, verilator
 from .verilator import SimulatorError

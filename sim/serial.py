@@ -2,7 +2,7 @@
 
 :class:`SimSerial` has the part of pyserial's interface the host code uses (``write``,
 ``read``, ``reset_input_buffer``, ``timeout``), so ``host.protocol.Client`` and
-``python -m hdl.run`` talk to the simulated :class:`~hdl.soc.Soc` exactly as to a board:
+``python -m hdl.run`` talk to the simulated :class:`~hdl.board.soc.Soc` exactly as to a board:
 the same bytes, bit-banged on the UART pins, while an SPI flash model
 (:class:`~sim.models.SpiFlashModel`) serves the weight image the device boots from.
 
