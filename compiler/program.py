@@ -111,6 +111,7 @@ class Program:
     weights: np.ndarray                  #: int8 (weight_words_used, cols)
     params: ChannelParams
     tables: np.ndarray                   #: int8 (slots_used, 256)
+    host_head: tuple = ()                #: model layers the host runs first (golden): QUANTIZE of a uint8/float input
     host_tail: tuple = ()                #: model layers the host finishes (golden), e.g. SOFTMAX
     input_shape: tuple = ()              #: (H, W, C) of the stored model input, at byte 0 of every bank
     output_name: str = ""                #: model layer whose output the hardware delivers
@@ -130,6 +131,14 @@ class Program:
         """The weight words as bytes, lowest lane first: what the load port, the flash and
         the WEIGHTS command carry."""
         return self.weights.astype(np.uint8).tobytes()
+
+    def start_on_host(self, x):
+        """Model inputs (N, *input_shape) -> the int8 bytes the hardware takes, running the
+        host head (uint8 is an offset, float a quantisation) in golden."""
+        y = np.asarray(x)
+        for layer in self.host_head:
+            y = layer.run(y)
+        return y.astype(np.int8)
 
     def finish_on_host(self, hw):
         """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
@@ -157,12 +166,12 @@ class _Builder:
     it overlaps no tensor still to be read (first fit over the tensors' lifetimes), so the
     residual inputs of an ADD stay where they are while the branch runs."""
 
-    def __init__(self, model, config, last_use):
-        self.model, self.config = model, config
+    def __init__(self, model, config, last_use, input_name):
+        self.model, self.config, self.input_name = model, config, input_name
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
         self.input_shape = _hwc(model.input_shape)
-        self.place = {model.input_name: (self.input_shape, 0)}
-        self.root = {model.input_name: model.input_name}    # tensor -> the stored tensor it aliases
+        self.place = {input_name: (self.input_shape, 0)}
+        self.root = {input_name: input_name}                # tensor -> the stored tensor it aliases
         self.last_use = last_use                            # stored tensor -> last step reading it
         self.pad_of = {}                                    # folded PAD -> (top, left) its readers add
         self.slice_of = {}                                  # concatenated tensor -> (CONCATENATION, first channel)
@@ -308,7 +317,7 @@ class _Builder:
         shape, base = self.src(source)
         new = _hwc(layer.output_shape)
         readers = readers_of.get(layer.name, [])
-        if source == self.model.input_name and not self.descs and readers_of[source] == [layer]:
+        if source == self.input_name and not self.descs and readers_of[source] == [layer]:
             self.input_shape = new
             self.place[source] = (new, 0)
             self.high_water = bank_bytes(new)
@@ -464,7 +473,7 @@ def _readers(model, layers):
     return readers
 
 
-def _plan(model, layers, readers):
+def _plan(model, layers, readers, input_name):
     """Group the layers the hardware runs into steps (a convolution with the 2x2 max pool and
     the table that only it feeds); returns the actions in order, ("step", [layers]) or
     ("view", layer), and each stored tensor's last reading step."""
@@ -473,7 +482,7 @@ def _plan(model, layers, readers):
         return (nxt is not None and readers.get(layer.name) == [nxt] and model.inputs_of(nxt) == (layer.name,)
                 and layer.name != model.output_name)
 
-    actions, root, last_use, steps = [], {model.input_name: model.input_name}, {}, 0
+    actions, root, last_use, steps = [], {input_name: input_name}, {}, 0
     i = 0
     while i < len(layers):
         layer = layers[i]
@@ -520,16 +529,29 @@ def compile_model(model, config):
     """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
-    if not (is_int8(model.input_q) and is_int8(model.output_q)):
-        _fail(f"{model.name}: the accelerator takes int8 input and output, the model has "
-              f"{type_name(model.input_q)} and {type_name(model.output_q)}")
     layers = list(model.layers)
+    # A uint8 or float input's QUANTIZE to int8 runs on the host (uint8 is an offset).
+    head, input_name, q = [], model.input_name, model.input_q
+    while (not is_int8(q) and len(head) < len(layers) and isinstance(layers[len(head)], Quantize)
+           and model.inputs_of(layers[len(head)]) == (input_name,)):
+        head.append(layers[len(head)])
+        input_name, q = head[-1].name, head[-1].output_q
+    if not is_int8(q):
+        _fail(f"{model.name}: the accelerator takes int8 maps; the {type_name(model.input_q)} input is not "
+              "quantised to int8 by the model's first ops")
     tail_start = len(layers)
-    # Trailing SOFTMAX and views run on the host (a view that ends the graph moves nothing).
-    while tail_start > 0 and isinstance(layers[tail_start - 1], (Softmax, Reshape)):
+    # Trailing SOFTMAX, views and QUANTIZE/DEQUANTIZE to the output's type run on the host (a
+    # view that ends the graph moves nothing).
+    while tail_start > len(head) and (isinstance(layers[tail_start - 1], (Softmax, Reshape)) or (
+            isinstance(layers[tail_start - 1], Quantize) and not is_int8(layers[tail_start - 1].output_q))):
         tail_start -= 1
-    body, tail = [_hardware_op(x) for x in layers[:tail_start]], layers[tail_start:]
-    produced = body[-1].name if body else model.input_name
+    body, tail = [_hardware_op(x) for x in layers[len(head):tail_start]], layers[tail_start:]
+    before = ({model.input_name} | {h.name for h in head}) - {input_name}
+    for layer in body:
+        early = [t for t in model.inputs_of(layer) if t in before]
+        if early:
+            _fail(f"{layer.name}: {layer.op} reads '{early[0]}' before the host's QUANTIZE to int8")
+    produced = body[-1].name if body else input_name
     for layer in tail:
         if model.inputs_of(layer) != (produced,):
             _fail(f"{layer.name}: {layer.op} runs on the host after the accelerator, so it must read "
@@ -540,10 +562,10 @@ def compile_model(model, config):
               "graphs that end in the model output")
     readers = _readers(model, body)
     slices = _concat_slices(model, body, readers)
-    actions, root, last_use, steps = _plan(model, body, readers)
+    actions, root, last_use, steps = _plan(model, body, readers, input_name)
     if body:
         last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
-    b = _Builder(model, config, last_use)
+    b = _Builder(model, config, last_use, input_name)
     b.slice_of = slices
     for kind, item in actions:
         if kind == "view":
@@ -585,5 +607,5 @@ def compile_model(model, config):
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
-                   tables=tables, host_tail=tuple(tail),
+                   tables=tables, host_head=tuple(head), host_tail=tuple(tail),
                    input_shape=b.input_shape, output_name=b.descs[-1].name, memory_map=memory_map)

@@ -131,15 +131,17 @@ def flash_image(bitstream, weights, board):
 def measure_cycles(program, log=log):
     """Cycles per inference of the generated core, and per layer, from one cycle-accurate
     inference (they do not depend on the data); checked bit-exact against golden on the way."""
+    from golden.generate import random_inputs
     from golden.ops import run_model
     from sim.run import open_engine, sim_config
     sim_program = compile_model(program.model, sim_config(program.config))
-    x = np.random.default_rng(0).integers(-128, 128, size=(1, *program.model.input_shape), dtype=np.int8)
+    x = random_inputs(np.random.default_rng(0), program.model, 1)
+    hw = sim_program.start_on_host(x)
     eng = open_engine(sim_program, jobs=1, log=lambda msg, **_: log(f"      {msg}"))
-    r = eng.run(x)
+    r = eng.run(hw)
     y = sim_program.finish_on_host(r["outputs"])
     exact = bool(np.array_equal(y, run_model(program.model, x)))
-    return {"cycles_per_inference": int(r["cycles"][0]), "cycles_per_layer": eng.layer_cycles(x[0]),
+    return {"cycles_per_inference": int(r["cycles"][0]), "cycles_per_layer": eng.layer_cycles(hw[0]),
             "bit_exact_vs_golden": exact, "engine": eng.engine}
 
 

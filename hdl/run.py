@@ -130,7 +130,7 @@ def _run(args, port):
                 print(f"sending {len(image)} weight bytes ({why}), about "
                       f"{len(image) * 10 / args.baud:.1f} s at {args.baud} baud", flush=True)
             client.load_weights(image)
-        result = client.infer(x)
+        result = client.infer(program.start_on_host(np.asarray(x)[None])[0])
     finally:
         if opened:
             port.close()

@@ -26,10 +26,12 @@ def input_writes(program, x):
     return writes
 
 
-def map_addresses(config, shape, base):
-    """Host addresses of every element of an (H, W, C) map, in NHWC order."""
+def map_addresses(config, shape, base, stride=0):
+    """Host addresses of every element of an (H, W, C) map, in NHWC order; ``stride``: the
+    stored map's channels when it is a slice of a CONCATENATION."""
     h, w, c = shape
-    return [host_address(config, *bank_address(shape, base, y, xx, ch))
+    stored = (h, w, stride or c)
+    return [host_address(config, *bank_address(stored, base, y, xx, ch))
             for y in range(h) for xx in range(w) for ch in range(c)]
 
 

@@ -75,10 +75,10 @@ class Engine:
     def first_bad_layer(self, x_one):
         """Name of the first layer whose hardware output differs from golden, or None."""
         p = self.program
-        addrs = [pysim.map_addresses(p.config, d.out_shape, d.out_base) for d in p.layers]
+        addrs = [pysim.map_addresses(p.config, d.out_shape, d.out_base, d.out_stride) for d in p.layers]
         flat = sorted({a for layer in addrs for a in layer})
         index = {a: i for i, a in enumerate(flat)}
-        mem = self.run(x_one[None], step_addrs=flat)["steps"][0]["mem"]
+        mem = self.run(p.start_on_host(x_one[None]), step_addrs=flat)["steps"][0]["mem"]
         _, golden_layers = run_model(p.model, x_one[None], intermediates=True)
         for d, layer_addrs, layer_mem in zip(p.layers, addrs, mem):
             got = layer_mem[[index[a] for a in layer_addrs]].astype(np.int8)
@@ -115,7 +115,8 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
             log(f"  simulated {done}/{total} inputs", file=sys.stderr)
 
     t1 = time.perf_counter()
-    r = eng.run(x, progress=progress)
+    hw = program.start_on_host(x)
+    r = eng.run(hw, progress=progress)
     sim_s = time.perf_counter() - t1
     y = program.finish_on_host(r["outputs"])
     cycles = int(r["cycles"][0])
@@ -123,7 +124,7 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
     report = {
         "model": model.name, "engine": engine, "inputs": int(len(x)),
         "cycles_per_inference": cycles,
-        "cycles_per_layer": eng.layer_cycles(x[0]),
+        "cycles_per_layer": eng.layer_cycles(hw[0]),
         "macs": int(model.macs), "lanes": lanes,
         "utilisation": round(model.macs / (cycles * lanes), 4),
         "host_ops": [layer.op for layer in program.host_tail],

@@ -149,19 +149,23 @@ def test_residual_block_in_amaranth_simulator():
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
-#: Random graphs (part 1's generator, int8 edges) run with room for their maps and tables.
+#: Random graphs (part 1's generator) run with room for their maps and tables: 40 with int8
+#: edges, 8 with uint8 or float32 edges (QUANTIZE/DEQUANTIZE there run on the host).
 GRAPH_CONFIG = AcceleratorConfig(act_bank_bytes=8192, param_depth=4096, table_slots=8)
-N_GRAPHS = 40
+GRAPH_IO = [("int8", "int8")] * 40 + [("uint8", "uint8"), ("float32", "float32"), ("uint8", "float32"),
+                                      ("float32", "uint8")] * 2
 
 
 @functools.cache
-def compiling_graph_seeds():
-    """The first seeds whose random graph the accelerator runs (today about 1 in 3:
-    broadcasting ADDs, PADs that are not a convolution's padding, MEANs over other than the
-    spatial axes and CONCATENATIONs that would move data are refused in one line)."""
-    seeds = [s for s in range(400) if _compiles(random_graph(np.random.default_rng(s), io=("int8", "int8")))]
-    assert len(seeds) >= N_GRAPHS, f"only {len(seeds)} of 400 random graphs compile"
-    return seeds[:N_GRAPHS]
+def compiling_graph_seeds(io):
+    """The first seeds whose random graph with ``io`` edges the accelerator runs (about 1 in
+    3 with int8 edges: broadcasting ADDs, PADs that are not a convolution's padding, MEANs
+    over other than the spatial axes and CONCATENATIONs that would move data are refused in
+    one line)."""
+    count = GRAPH_IO.count(io)
+    seeds = [s for s in range(400) if _compiles(random_graph(np.random.default_rng(s), io=io))]
+    assert len(seeds) >= count, f"only {len(seeds)} of 400 random graphs with {io} edges compile"
+    return seeds[:count]
 
 
 def _compiles(model):
@@ -172,16 +176,17 @@ def _compiles(model):
         return False
 
 
-@pytest.mark.parametrize("index", range(N_GRAPHS))
+@pytest.mark.parametrize("index", range(len(GRAPH_IO)))
 def test_random_graph_in_amaranth_simulator(index):
-    """Residual ADDs, depthwise, requantising QUANTIZEs, views, pools and tables in random
-    DAGs, through the RTL, equal to golden."""
-    seed = compiling_graph_seeds()[index]
+    """Residual ADDs, depthwise, requantising QUANTIZEs, views, pools, tables, MEANs, folded
+    PADs and concatenations in random DAGs, through the RTL, equal to golden."""
+    io = GRAPH_IO[index]
+    seed = compiling_graph_seeds(io)[GRAPH_IO[:index].count(io)]
     rng = np.random.default_rng(seed)
-    model = random_graph(rng, io=("int8", "int8"))
+    model = random_graph(rng, io=io)
     program = compile_model(model, GRAPH_CONFIG)
     x = random_inputs(rng, model, 2)
-    out, _ = pysim.run(program, x, max_cycles=400_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=400_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 

@@ -7,7 +7,7 @@ from boards import ICEBREAKER
 from compiler.emulate import cycles, run_program
 from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
-from golden.generate import random_inputs, random_model
+from golden.generate import random_graph, random_inputs, random_model
 from golden.model import Model, QParams
 from golden.ops import Add, Concatenation, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
@@ -222,3 +222,26 @@ def test_concatenations_that_would_move_data_are_refused():
     # "a" is read by the average pool "c" too, so it cannot live inside the concatenation.
     with pytest.raises(CompileError, match=r"cat: CONCATENATION of input 'a': only outputs of convolution"):
         compile_model(_with_concat(model, ("a", "c"), [(6, 7, 5), (6, 7, 5)]), AcceleratorConfig())
+
+
+@pytest.mark.parametrize("io", [("uint8", "uint8"), ("float32", "float32"), ("uint8", "float32")])
+def test_uint8_and_float_edges_run_on_the_host(io):
+    """The input's QUANTIZE to int8 and the output's QUANTIZE/DEQUANTIZE run on the host
+    (golden), the int8 body on the hardware: random graphs with those edges, emulated, equal
+    golden."""
+    checked = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        model = random_graph(rng, io=io)
+        try:
+            program = compile_model(model, AcceleratorConfig(act_bank_bytes=8192, param_depth=4096, table_slots=8))
+        except CompileError as e:
+            assert "\n" not in str(e)
+            continue
+        assert [layer.op for layer in program.host_head] == ["QUANTIZE"]
+        assert program.host_tail[-1].op == ("QUANTIZE" if io[1] == "uint8" else "DEQUANTIZE")
+        x = random_inputs(rng, model, 4)
+        got = program.finish_on_host(run_program(program, program.start_on_host(x)))
+        np.testing.assert_array_equal(got, run_model(model, x))
+        checked += 1
+    assert checked >= 20
