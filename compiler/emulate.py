@@ -69,7 +69,7 @@ def _conv(mem, d, program):
 def _add(mem, d, program):
     """The two inputs' table entries summed, requantised with the output's multiplier."""
     a = mem.load(d.in_shape, d.in_base).astype(np.int64)
-    b = mem.load(d.in_shape, d.other_base).astype(np.int64)
+    b = np.broadcast_to(mem.load(d.other_shape or d.in_shape, d.other_base), d.in_shape).astype(np.int64)
     p, at = program.params, d.param_base
     acc = p.bias[at + 128 + a] + p.bias[at + 384 + b]
     y = requantize(acc, p.multiplier[at + 256], p.shift[at + 256], d.zero_point, d.act_min, d.act_max)

@@ -59,6 +59,7 @@ class LayerDesc:
     in_base: int              #: byte offset of the input map in every bank
     out_base: int
     other_base: int = 0       #: ADD: the second input map
+    other_shape: tuple = ()   #: ADD: its stored shape when it broadcasts over the first's pixels, (1, 1, C or 1)
     kernel: tuple = (1, 1)    #: CONV: kernel; POOL: filter
     stride: tuple = (1, 1)
     pads: tuple = (0, 0)      #: top, left
@@ -348,21 +349,25 @@ class _Builder:
         """ADD as two 256-entry tables, one per input: TFLite's per-input rescale of every int8
         value (``((x - zp) << 20) * multiplier >> shift``) is a function of the byte alone, so
         the hardware looks it up, adds the two and requantises the sum like an accumulator."""
-        if layer.input_shape != layer.other_shape:
-            _fail(f"{layer.name}: ADD of {layer.input_shape} and {layer.other_shape} broadcasts; the "
-                  "accelerator adds maps of one shape (yet)")
         (a_shape, a_base), (b_shape, b_base) = (self.src(t) for t in self.model.inputs_of(layer))
-        if a_shape != b_shape:
-            _fail(f"{layer.name}: ADD inputs are stored as {a_shape} and {b_shape}; they must be stored alike")
-        (m1, s1), (m2, s2), (mo, so) = add_params(layer.input_q, layer.other_q, layer.output_q)
+        a_q, b_q = layer.input_q, layer.other_q
+        if a_shape != b_shape and _channel_broadcast(a_shape, b_shape):
+            # The broadcast input is the second one: its bytes repeat over the other's pixels.
+            (a_shape, a_base, a_q), (b_shape, b_base, b_q) = (b_shape, b_base, b_q), (a_shape, a_base, a_q)
+        if a_shape != b_shape and not _channel_broadcast(b_shape, a_shape):
+            _fail(f"{layer.name}: ADD of {layer.input_shape} and {layer.other_shape} (stored as {a_shape} and "
+                  f"{b_shape}) broadcasts other than one value or one vector of channels per pixel; the "
+                  "accelerator adds those and maps of one shape")
+        (m1, s1), (m2, s2), (mo, so) = add_params(a_q, b_q, layer.output_q)
         v = np.arange(-128, 128, dtype=np.int64)
-        ta = multiply_by_quantized_multiplier((v - layer.input_q.zero_point) << ADD_LEFT_SHIFT, m1, s1)
-        tb = multiply_by_quantized_multiplier((v - layer.other_q.zero_point) << ADD_LEFT_SHIFT, m2, s2)
+        ta = multiply_by_quantized_multiplier((v - a_q.zero_point) << ADD_LEFT_SHIFT, m1, s1)
+        tb = multiply_by_quantized_multiplier((v - b_q.zero_point) << ADD_LEFT_SHIFT, m2, s2)
         param_base = self._param_base(layer, 512)
         self.params.append((np.concatenate([ta, tb]), np.full(512, mo, np.int64), np.full(512, so, np.int64)))
         lo, hi = layer.act_range
         self.descs.append(LayerDesc(name=layer.name, kind=ADD, in_shape=a_shape, out_shape=a_shape, in_base=a_base,
-                             other_base=b_base, out_base=self._alloc(layer.name, a_shape), param_base=param_base,
+                             other_base=b_base, other_shape=b_shape if b_shape != a_shape else (),
+                             out_base=self._alloc(layer.name, a_shape), param_base=param_base,
                              zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi))
 
     def _param_base(self, layer, entries):
@@ -462,6 +467,11 @@ def _concat_slices(model, layers, readers):
             slices[t] = (cat, first)
             first += _hwc(made_by[t].output_shape)[2]
     return slices
+
+
+def _channel_broadcast(small, big):
+    """``small`` (as stored) repeats over ``big``'s pixels: one value or one per channel."""
+    return small[:2] == (1, 1) and small[2] in (1, big[2]) and big != small
 
 
 def _readers(model, layers):

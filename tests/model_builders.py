@@ -97,3 +97,34 @@ def concat_model(h=6, w=7, seed=4, pooled=True):
                         others=(c.output_shape,), axis=-1, q=mid)
     d = conv("d", cat.output_shape, 4, 3, "cat", mid, QParams(0.1, -3))
     return Model(name="concat", input_shape=(h, w, 2), input_q=q, layers=(*layers, c, cat, d))
+
+
+def broadcast_add_model(small_first=False, scalar=False, seed=5):
+    """ADD of a 5x6x4 conv output and a per-channel vector (its spatial MEAN, (1, 1, 4)) or one
+    value (a 1-channel MEAN of a 1x1 conv), either order: the add engine repeats the small
+    input's bytes over the map's pixels."""
+    rng = np.random.default_rng(seed)
+    q, mid = QParams(0.04, -5), QParams(0.06, 2)
+
+    def conv(name, shape, oc, src, in_q, out_q):
+        return Conv2D(name=name, input_shape=shape, inputs=(src,), padding="SAME",
+                      weights=rng.integers(-128, 128, (oc, 3, 3, shape[2])).astype(np.int8),
+                      bias=rng.integers(-2000, 2000, oc).astype(np.int32),
+                      weight_scales=rng.uniform(0.002, 0.01, oc).astype(np.float32), input_q=in_q,
+                      output_q=out_q, activation="RELU")
+
+    a = conv("a", (5, 6, 3), 4, "input", q, mid)
+    layers = [a]
+    src = "a"
+    if scalar:
+        layers.append(conv("one", (5, 6, 4), 1, "a", mid, QParams(0.05, -1)))
+        src = "one"
+    mean = Mean(name="mean", input_shape=layers[-1].output_shape, inputs=(src,), axes=(0, 1), keep_dims=True,
+                input_q=layers[-1].output_q, output_q=QParams(0.03, 7))
+    ins = ("mean", "a") if small_first else ("a", "mean")
+    shapes = (mean.output_shape, a.output_shape) if small_first else (a.output_shape, mean.output_shape)
+    qs = (mean.output_q, a.output_q) if small_first else (a.output_q, mean.output_q)
+    add = Add(name="add", input_shape=shapes[0], inputs=ins, other_shape=shapes[1], input_q=qs[0], other_q=qs[1],
+              output_q=QParams(0.09, -4), activation="RELU")
+    after = conv("after", add.output_shape, 2, "add", add.output_q, QParams(0.2, 1))
+    return Model(name="bcast", input_shape=(5, 6, 3), input_q=q, layers=(*layers, mean, add, after))

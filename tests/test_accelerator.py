@@ -24,7 +24,7 @@ from golden.tflite_io import load_tflite
 from sim import pysim
 from sim.run import simulate
 from published import load_published
-from model_builders import concat_model, depthwise_model, pad_mean_model, residual_model
+from model_builders import broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model
 
 N_RANDOM = 40
 REPO = Path(__file__).resolve().parent.parent
@@ -134,6 +134,16 @@ def test_concatenation_in_amaranth_simulator(pooled):
     model = concat_model(pooled=pooled)
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(np.random.default_rng(13), model, 2)
+    out, _ = pysim.run(program, x, max_cycles=100_000)
+    np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
+
+
+@pytest.mark.parametrize("kwargs", [{"small_first": True}, {"scalar": True}])
+def test_broadcast_add_in_amaranth_simulator(kwargs):
+    """The add engine repeating a per-channel vector, and one value, over a map, through the RTL."""
+    model = broadcast_add_model(**kwargs)
+    program = compile_model(model, AcceleratorConfig())
+    x = random_inputs(np.random.default_rng(14), model, 2)
     out, _ = pysim.run(program, x, max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 

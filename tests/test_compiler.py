@@ -12,7 +12,7 @@ from golden.model import Model, QParams
 from golden.ops import Add, Concatenation, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from model_builders import concat_model, depthwise_model, pad_mean_model, residual_model
+from model_builders import broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model
 from published import load_published
 
 
@@ -245,3 +245,16 @@ def test_uint8_and_float_edges_run_on_the_host(io):
         np.testing.assert_array_equal(got, run_model(model, x))
         checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"small_first": True}, {"scalar": True}, {"scalar": True, "small_first": True}])
+def test_add_of_a_vector_or_value_per_pixel(kwargs):
+    """ADD where one input is one value or one vector of channels for every pixel (either
+    operand): the broadcast input becomes the second, stored as one pixel; emulated equal to
+    golden."""
+    model = broadcast_add_model(**kwargs)
+    program = compile_model(model, AcceleratorConfig())
+    [add] = [d for d in program.layers if d.kind == "ADD"]
+    assert add.other_shape == (1, 1, 1 if kwargs.get("scalar") else 4) and add.in_shape == (5, 6, 4)
+    x = random_inputs(np.random.default_rng(7), model, 5)
+    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))

@@ -12,11 +12,14 @@ writes the byte.
 Both inputs and the output share one banked layout, so the engine walks byte offsets, not
 coordinates: offset ``o`` of all four banks holds four elements (or unused padding bytes of
 the layout, whose results land in the output's own padding).  Per offset it reads the four
-bytes of each input, then issues four elements.  It reads the parameter memory only while
+bytes of each input, then issues four elements.  A second input that broadcasts (one value,
+or one per channel, for every pixel: ``add_bcast``) is stored as one pixel in bank 0; since
+a bank holds its pixels' channels contiguously, offset ``o`` is channel ``o mod c``, so a
+channel counter wrapping at ``other_c`` addresses it and its byte serves all four banks.  It reads the parameter memory only while
 the drain's X and P stages are empty (``param_free``), so the two never share a cycle.
 """
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,6 +53,10 @@ class AddEngine(wiring.Component):
         a = Signal(data.ArrayLayout(8, banks))      # the bytes as stored (two's complement)
         b = Signal(data.ArrayLayout(8, banks))
         k = Signal(range(banks))
+        ch = Signal(cfg.dim_bits)                   # offset mod c: the broadcast input's byte
+        # The looked-up entry, kept after its first cycle: while an element waits on ``o`` the
+        # drain may read the shared parameter memory, which changes its output.
+        acc, held = Signal(signed(32)), Signal()
 
         def entry(table, value):
             """Entry of ``value`` (int8 bits) in table ``table`` (0: first input, 1: second)."""
@@ -61,7 +68,7 @@ class AddEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.done.eq(1)
                 with m.If(self.start):
-                    m.d.sync += offset.eq(0)
+                    m.d.sync += [offset.eq(0), ch.eq(0)]
                     m.next = "READ_A"
             with m.State("READ_A"):
                 m.d.comb += [*(port.en.eq(1) for port in self.banks),
@@ -69,20 +76,23 @@ class AddEngine(wiring.Component):
                 m.next = "READ_B"
             with m.State("READ_B"):
                 m.d.comb += [*(port.en.eq(1) for port in self.banks),
-                             *(port.addr.eq(d.other_base + offset) for port in self.banks)]
+                             *(port.addr.eq(d.other_base + Mux(d.add_bcast, ch, offset)) for port in self.banks)]
                 m.d.sync += a.eq(bank_data)
                 m.next = "LATCH_B"
             with m.State("LATCH_B"):
-                m.d.sync += [b.eq(bank_data), k.eq(0)]
+                m.d.sync += [b.eq(Mux(d.add_bcast, Cat([self.banks[0].data] * banks), bank_data)), k.eq(0)]
                 m.next = "LOOK"
             with m.State("LOOK"):
                 with m.If(self.param_free):
                     m.d.comb += [self.param.en.eq(1), self.param.addr.eq(entry(0, a[k]))]
+                    m.d.sync += held.eq(0)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
+                looked_up = Mux(held, acc, self.param.data.bias)
+                m.d.sync += [acc.eq(looked_up), held.eq(1)]
                 m.d.comb += [
                     self.o.valid.eq(1),
-                    self.o.p.acc.eq(self.param.data.bias),
+                    self.o.p.acc.eq(looked_up),
                     self.o.p.param.eq(entry(1, b[k])),
                     self.o.p.addr.eq(d.out_base + offset),
                 ]
@@ -90,7 +100,7 @@ class AddEngine(wiring.Component):
                     m.d.sync += k.eq(k + 1)
                     m.next = "LOOK"
                     with m.If(k == banks - 1):
-                        m.d.sync += offset.eq(offset + 1)
+                        m.d.sync += [offset.eq(offset + 1), ch.eq(Mux(ch == d.other_c - 1, 0, ch + 1))]
                         m.next = "READ_A"
                         with m.If(offset == d.add_len - 1):
                             m.next = "IDLE"

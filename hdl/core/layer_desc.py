@@ -91,6 +91,7 @@ def desc_layout(config):
         "single_rounding": 1, "table": 1, "table_slot": config.table_slot_bits,
         "pool": 1, "pool_avg": 1,            # a POOL descriptor, run by the pool engine
         "add": 1, "other_base": addr,        # an ADD descriptor, run by the add engine: second input
+        "add_bcast": 1, "other_c": count,    # it repeats over the first's pixels: its channels, 1 or c
         "add_len": config.bank_addr_bits + 1,  # bytes per bank the maps span
         "last": 1,
     })
@@ -153,6 +154,7 @@ def _encode(desc, config, is_last):
     }
     if desc.kind == ADD:
         return {**common, "add": 1, "other_base": desc.other_base, "add_len": bank_bytes(shape),
+                "add_bcast": int(bool(desc.other_shape)), "other_c": desc.other_shape[2] if desc.other_shape else 1,
                 "param_base": desc.param_base, "zero_point": desc.zero_point}
     if desc.kind != CONV:
         # POOL, and LOOKUP as a 1x1 MAX window: one output pixel per step, raster order.
