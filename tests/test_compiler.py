@@ -129,16 +129,17 @@ def test_graphs_the_hardware_cannot_run_are_refused_in_one_line():
     conv = _conv_model().layers[0]
     q = conv.output_q
     other = Lookup(name="t", input_shape=conv.output_shape, kind="TANH", input_q=q)
-    broadcast = Add(name="add", input_shape=conv.output_shape, inputs=("conv", "t"), other_shape=(1, 1, 6),
+    # A row repeated down the map: the add engine repeats one pixel only.
+    broadcast = Add(name="add", input_shape=conv.output_shape, inputs=("conv", "t"), other_shape=(1, 6, 6),
                     input_q=q, other_q=q, output_q=q)
     for model, needle in [
         (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q, layers=(conv, other),
                output_name="conv"),
          "the output is 'conv', not the last op's"),
         (Model(name="m", input_shape=conv.input_shape, input_q=conv.input_q,
-               layers=(conv, Pool2D(name="t", input_shape=conv.output_shape, kind="MAX", filter=(6, 6),
+               layers=(conv, Pool2D(name="t", input_shape=conv.output_shape, kind="MAX", filter=(6, 1),
                                     stride=(1, 1), q=q), broadcast)),
-         "add: ADD of (6, 6, 6) and (1, 1, 6) broadcasts"),
+         "add: ADD of (6, 6, 6) and (1, 6, 6) (stored as (6, 6, 6) and (1, 6, 6)) broadcasts other than one value"),
     ]:
         with pytest.raises(CompileError) as e:
             compile_model(model, AcceleratorConfig())
