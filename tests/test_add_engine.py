@@ -25,7 +25,7 @@ import pytest
 
 import compiler.emulate
 from compiler.emulate import BankedMemory, run_program
-from compiler.program import ADD, LayerDesc, bank_bytes
+from compiler.program import ADD, bank_bytes
 from golden.model import Model, QParams
 from golden.ops import Add, Mean
 from golden.quant import requantize
@@ -40,9 +40,6 @@ from unit_support import (CONFIG, Q_IN, bank_ports, compile_for, conv_layer, kic
 BIG_PARAMS = CONFIG.with_(param_depth=2048)
 
 #: The compiler maps broadcasting ADDs (a second input of one pixel) onto the engine.
-HAS_BROADCAST = any(f.name == "other_shape" for f in dataclasses.fields(LayerDesc))
-
-
 # ---------------------------------------------------------------- small ADD models
 
 def parallel_model(shape=(7, 5, 3), oc=3, activation="NONE", out_q=QParams(0.15, 3), seed=11):
@@ -148,7 +145,7 @@ class AddCase:
 
 def other_shape(d):
     """The second input's shape as stored: its own when it broadcasts, else the first's."""
-    return tuple(getattr(d, "other_shape", ()) or d.in_shape)
+    return tuple(d.other_shape or d.in_shape)
 
 
 def emulate_adds(program, x):
@@ -251,13 +248,15 @@ def check_elements(case, banks, taken, config):
 
 # ---------------------------------------------------------------- simulation
 
-def run_engine(cases, stall, busy, seed=0, config=CONFIG):
+def run_engine(cases, stall, busy, seed=0, config=CONFIG, shared=False):
     """Simulate one engine over each case's descriptor in turn (the banks reloaded while it
     is idle), ``o.ready`` low a ``stall`` fraction of cycles and ``param_free`` low a ``busy``
     fraction; returns per case the elements taken ((acc, param, bank, addr) in order) and the
     cycles from ``start`` to ``done``.  Checks the protocols on the way: the parameter memory
     is read only while ``param_free`` is high, a refused element stays unchanged, ``done``
-    rises only after the last element has left and nothing is read or offered after it."""
+    rises only after the last element has left and nothing is read or offered after it.
+    ``shared``: on cycles the engine does not read the parameter memory, another reader (the
+    drain) reads junk through it half the time, so its output changes under a waiting element."""
     rng = np.random.default_rng(seed)
     dut = AddEngine(config)
     state = {}
@@ -314,7 +313,13 @@ def run_engine(cases, stall, busy, seed=0, config=CONFIG):
         for case in cases:
             await run_one(ctx, case)
 
-    simulate(dut, main, [*bank_ports(dut.banks, lambda: state["banks"]), read_port(dut.param, read_params)])
+    async def drain_reads(ctx):
+        async for _, _, enabled in ctx.tick().sample(dut.param.en):
+            if not enabled and rng.random() < 0.5:
+                ctx.set(dut.param.data, read_params(10_000_000))
+
+    background = [*bank_ports(dut.banks, lambda: state["banks"]), read_port(dut.param, read_params)]
+    simulate(dut, main, background + ([drain_reads] if shared else []))
     return results
 
 
@@ -412,7 +417,6 @@ def test_descriptors_back_to_back_on_one_engine():
         check_elements(case, banks, taken, BIG_PARAMS)
 
 
-@pytest.mark.skipif(not HAS_BROADCAST, reason="the compiler maps no broadcasting ADD (LayerDesc.other_shape)")
 @pytest.mark.parametrize("name", BROADCAST_MODELS)
 def test_broadcast_second_input(name):
     """A second input of one pixel repeated over the first's: one value per channel or one
@@ -447,3 +451,11 @@ def test_rate_when_always_ready(name):
     print(f"{name}: {cycles} cycles, {len(taken)} elements ({cycles / len(taken):.3f} cycles/element), "
           f"{real} of them real ({cycles / real:.3f} cycles/real element)")
     assert cycles <= offsets * cycles_per_offset() + 2, f"{cycles} cycles for {offsets} offsets"
+
+
+def test_waiting_element_keeps_its_entry_when_the_drain_reads_the_memory():
+    """The drain shares the parameter memory: while an element waits on ``o`` the memory's
+    output may change, and the element must still carry the entry it looked up."""
+    case = add_case(parallel_model(), seed=9)
+    [(taken, _, banks)] = run_engine([case], stall=0.5, busy=0.3, seed=9, shared=True)
+    check_elements(case, banks, taken, CONFIG)
