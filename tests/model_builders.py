@@ -55,7 +55,8 @@ def pad_mean_model(value=None, pad_channels=False, keep_dims=True, seed=3):
     cpad = (0, 1) if pad_channels else (0, 0)
     p1 = Pad(name="pad1", input_shape=(7, 6, 3), paddings=((2, 1), (0, 3), cpad), value=value, q=q)
     c = p1.output_shape[2]
-    dw = DepthwiseConv2D(name="dw", input_shape=p1.output_shape, weights=rng.integers(-128, 128, (1, 3, 3, c)).astype(np.int8),
+    dw = DepthwiseConv2D(name="dw", input_shape=p1.output_shape,
+                         weights=rng.integers(-128, 128, (1, 3, 3, c)).astype(np.int8),
                          bias=rng.integers(-3000, 3000, c).astype(np.int32),
                          weight_scales=rng.uniform(0.005, 0.02, c).astype(np.float32), input_q=q,
                          output_q=QParams(0.3, -20), padding="VALID", activation="RELU")

@@ -25,14 +25,14 @@ import pytest
 
 import compiler.emulate
 from compiler.emulate import BankedMemory, run_program
-from compiler.program import ADD, bank_bytes
+from compiler.program import ADD, bank_bytes, compile_model
 from golden.model import Model, QParams
 from golden.ops import Add, Mean
 from golden.quant import requantize
 from hdl.core.add_engine import AddEngine
 from hdl.core.layer_desc import encode
 from model_builders import residual_model
-from unit_support import (CONFIG, Q_IN, bank_ports, compile_for, conv_layer, kick, lossy_ready, out_positions,
+from unit_support import (CONFIG, Q_IN, StreamTaker, bank_ports, conv_layer, kick, lossy_ready, out_positions,
                           preload_banks, read_port, simulate)
 
 #: Two ADD steps need 2 x 512 table entries besides the convolutions' channels: more than
@@ -166,7 +166,7 @@ def emulate_adds(program, x):
 
 def add_cases(model, config=CONFIG, seed=0):
     """Every ADD step of ``model`` compiled for ``config``, for one random input."""
-    program = compile_for(model, config)
+    program = compile_model(model, config)
     x = np.random.default_rng(seed).integers(-128, 128, program.input_shape).astype(np.int8)
     seen = emulate_adds(program, x)
     cases = []
@@ -279,7 +279,8 @@ def run_engine(cases, stall, busy, seed=0, config=CONFIG, shared=False):
         # Two cycles an element, three a byte offset, each element waiting for both
         # ``o.ready`` and ``param_free``; twice that and a margin.
         bound = int((2 * elements + 3 * offsets) / ((1 - stall) * (1 - busy))) * 2 + 100
-        taken, held = [], None
+        stream = StreamTaker("element")
+        taken = stream.taken
         await kick(ctx, dut, case.fields)
         for cycle in range(bound):
             ready, free = lossy_ready(rng, stall), lossy_ready(rng, busy)
@@ -288,14 +289,7 @@ def run_engine(cases, stall, busy, seed=0, config=CONFIG, shared=False):
             _, _, valid, p, done, param_en = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.done,
                                                                       dut.param.en)
             assert free or not param_en, f"cycle {cycle}: parameter memory read while param_free is low"
-            item = (p.acc, p.param, p.bank, p.addr)
-            if held is not None:
-                assert valid and item == held, f"cycle {cycle}: a refused element changed or vanished"
-            held = None
-            if valid and ready:
-                taken.append(item)
-            elif valid:
-                held = item
+            stream.step(cycle, valid, ready, (p.acc, p.param, p.bank, p.addr))
             if done:
                 assert not valid, f"cycle {cycle}: done with an element on o"
                 assert len(taken) == elements, f"cycle {cycle}: done after {len(taken)} of {elements} elements"

@@ -10,28 +10,15 @@ import numpy as np
 import pytest
 
 from compiler.program import ADD, LOOKUP, POOL
-from hdl.units.act_table import ActivationTable
 from hdl.core.drain import Drain
+from hdl.units.act_table import ActivationTable
 from hdl.units.mac_array import chain_order
 from hdl.units.requant import Requantizer
-from unit_support import (CONFIG, conv_case, conv_model, dense_model, depthwise_model, group_lane, kick,
+from unit_support import (CONFIG, CONV_CASES, conv_case, conv_model, dense_model, depthwise_model, group_lane, kick,
                           out_positions, pass_pixels, random_steps, read_port, simulate)
 
 CASES = {
-    # 5x7x3 -> 6 channels 3x3 SAME: odd sides (the last block's second row / column is cut)
-    # and a second channel group with two channels.
-    "conv-stride1": lambda: conv_case(conv_model()),
-    # 7x6x3 stride 2: one pixel per pass, the bank and address stepping every other pixel.
-    "conv-stride2": lambda: conv_case(conv_model(shape=(7, 6, 3), stride=(2, 2), seed=4)),
-    # Depthwise multiplier 3: three columns per group, parameters stepped by three.
-    "depthwise": lambda: conv_case(depthwise_model()),
-    # Depthwise multiplier 1: one-column groups, four sharing a weight word (``word_groups``):
-    # the group's column moves along the word, the other columns are discarded.
-    "depthwise-mult1": lambda: conv_case(depthwise_model(shape=(6, 5, 5), mult=1, seed=8)),
-    # A dense layer (single rounding), output at bank base 0.
-    "dense": lambda: conv_case(dense_model(), index=1),
-    # Fused 2x2 max pool: the max of the four rows of each column, row/column 6 never computed.
-    "conv-fused-pool": lambda: conv_case(conv_model(shape=(7, 7, 2), oc=5, pool=True, seed=5)),
+    **CONV_CASES,
     # Depthwise 9x7x2 VALID (7x5) with a fused pool (3x2): row 6 and column 4 never computed.
     "depthwise-fused-pool": lambda: conv_case(depthwise_model(shape=(9, 7, 2), mult=2, padding="VALID",
                                                               pool=True)),

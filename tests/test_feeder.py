@@ -11,26 +11,9 @@ import pytest
 from amaranth.hdl import Cat
 
 from hdl.core.feeder import Feeder
-from unit_support import (CONFIG, bank_ports, conv_case, conv_model, dense_model, depthwise_model, kick,
+from unit_support import (CONFIG, CONV_CASES, StreamTaker, bank_ports, conv_case, dense_model, kick,
                           lane_accumulators, lossy_ready, pass_accumulators, pass_pixels, preload_banks, random_steps,
                           read_port, simulate)
-
-CASES = {
-    # 5x7x3 -> 6 channels, 3x3 SAME: padding on every side, odd map sides (the last block
-    # row and column reach past the map), two channel groups, the second half empty.
-    "conv-stride1-padded": lambda: conv_case(conv_model()),
-    # 7x6x3, 3x3 stride 2 SAME: one pixel per pass (block1), padding at the bottom/right.
-    "conv-stride2": lambda: conv_case(conv_model(shape=(7, 6, 3), stride=(2, 2), seed=4)),
-    # 6x5x3 depthwise 3x3 SAME, multiplier 3: group g reads input channel g only.
-    "depthwise": lambda: conv_case(depthwise_model()),
-    # 6x5x5 depthwise, multiplier 1: five one-column groups, four of them sharing a weight
-    # word (``word_groups``): each group's column moves along the word.
-    "depthwise-mult1": lambda: conv_case(depthwise_model(shape=(6, 5, 5), mult=1, seed=8)),
-    # A dense layer whose 4x3 kernel covers its 4x3x5 input map (stored above bank base 0).
-    "dense": lambda: conv_case(dense_model(), index=1),
-    # 7x7x2 3x3 SAME with a fused 2x2 max pool: row and column 6 are never computed.
-    "conv-fused-pool": lambda: conv_case(conv_model(shape=(7, 7, 2), oc=5, pool=True, seed=5)),
-}
 
 
 def run_feeder(cases, stall, seed=0, config=CONFIG):
@@ -57,24 +40,19 @@ def run_feeder(cases, stall, seed=0, config=CONFIG):
         state["weights"] = case.program.weights
         n_terms = len(pass_pixels(d)) * d.taps
         bound = int(n_terms / (1 - stall)) * 2 + 100
-        terms, cycles = [], []
+        stream, cycles = StreamTaker("term"), []
+        terms = stream.taken
         await kick(ctx, dut, case.fields)
-        held = None
         for cycle in range(bound):
             ready = lossy_ready(rng, stall)
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload, reads, done = await ctx.tick().sample(dut.o.valid, dut.o.payload, reading,
                                                                         dut.done)
             term = (tuple(payload.act), tuple(payload.weight), payload.first, payload.last)
-            if held is not None:
-                assert valid and term == held, f"cycle {cycle}: a refused term changed or vanished"
-            held = None
-            if valid and ready:
-                terms.append(term)
-                cycles.append(cycle)
-            elif valid:
+            if stream.step(cycle, valid, ready, term):
                 assert not reads, f"cycle {cycle}: a memory read while the output waits"
-                held = term
+            elif valid:
+                cycles.append(cycle)
             if done:
                 assert not valid, f"cycle {cycle}: done with a term on o"
                 break
@@ -111,21 +89,21 @@ def pass_sums(terms, d, config=CONFIG):
     return np.einsum("ptr,ptc->prc", act, wt)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", CONV_CASES)
 def test_passes_under_backpressure_equal_numpy(name):
     """Every pass's dot products (all rows x columns, including the lanes past the map or the
     channels, which the drain discards) under random ``o.ready`` (low 40 % of cycles): no term
     lost, duplicated or changed while waiting, no memory read while it waits, ``done`` last."""
-    case = CASES[name]()
+    case = CONV_CASES[name]()
     [(terms, _)] = run_feeder([case], stall=0.4, seed=1)
     np.testing.assert_array_equal(pass_sums(terms, case.d), pass_accumulators(case.d, case.acc))
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", CONV_CASES)
 def test_one_term_a_cycle_when_always_ready(name):
     """With ``o.ready`` always high the terms leave back to back, passes and channel groups
     included (the array is fed every cycle), and the dot products still match."""
-    case = CASES[name]()
+    case = CONV_CASES[name]()
     [(terms, cycles)] = run_feeder([case], stall=0.0, seed=2)
     np.testing.assert_array_equal(pass_sums(terms, case.d), pass_accumulators(case.d, case.acc))
     gaps = np.flatnonzero(np.diff(cycles) != 1)
@@ -136,7 +114,7 @@ def test_padding_is_fed_as_zero_point_not_read():
     """A map of one value with a zero point far from it: each padded tap of the first block
     (top-left corner, 3x3 SAME) shows up as the zero point in the activations, never as the
     bank's byte at the address computed for it."""
-    case = CASES["conv-stride1-padded"]()
+    case = CONV_CASES["conv-stride1"]()
     case.in_map[:] = 77
     case.acc = lane_accumulators(case.layer, case.d, case.in_map, CONFIG)
     [(terms, _)] = run_feeder([case], stall=0.0, seed=3)
@@ -156,10 +134,10 @@ def test_layers_back_to_back_on_one_feeder():
     layers of the dense model, a padded convolution and depthwise groups sharing weight
     words, one after the other on one instance: nothing a descriptor leaves behind (channel
     and lane counters, trackers) may change the next one's terms."""
-    names = ["depthwise", "conv-stride2", "conv-stride1-padded", "depthwise-mult1"]
-    cases = [CASES[n]() for n in names]
+    names = ["depthwise", "conv-stride2", "conv-stride1", "depthwise-mult1"]
+    cases = [CONV_CASES[n]() for n in names]
     dense_conv = conv_case(dense_model(), index=0)
-    cases[2:2] = [dense_conv, CASES["dense"]()]
+    cases[2:2] = [dense_conv, CONV_CASES["dense"]()]
     for case, (terms, _) in zip(cases, run_feeder(cases, stall=0.2, seed=4)):
         np.testing.assert_array_equal(pass_sums(terms, case.d), pass_accumulators(case.d, case.acc),
                                       err_msg=case.d.name)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from compiler.program import LOOKUP, POOL
+from compiler.program import LOOKUP, POOL, compile_model
 from golden.model import Model, QParams
 from golden.ops import Lookup
 from hdl.core.layer_desc import encode
-from hdl.units.pool import Pool
 from hdl.core.pool_engine import PoolEngine
-from unit_support import (CONFIG, bank_ports, compile_for, emulate_upto, kick, layer_input, lossy_ready, out_positions,
+from hdl.units.pool import Pool
+from unit_support import (CONFIG, StreamTaker, bank_ports, emulate_upto, kick, layer_input, lossy_ready, out_positions,
                           pool_model, preload_banks, random_steps, simulate)
 
 MODELS = {
@@ -53,7 +53,7 @@ class PoolCase:
 
 def pool_case(model, seed=0, config=CONFIG, index=None, program=None):
     """Compile ``model`` and take its POOL or LOOKUP step ``index`` (the first by default)."""
-    program = compile_for(model, config) if program is None else program
+    program = compile_model(model, config) if program is None else program
     k = next(i for i, d in enumerate(program.layers) if d.kind in (POOL, LOOKUP)) if index is None else index
     d = program.layers[k]
     x = np.random.default_rng(seed).integers(-128, 128, program.input_shape).astype(np.int8)
@@ -96,21 +96,14 @@ def run_engine(cases, stall, seed=0, config=CONFIG):
         state["banks"] = preload_banks(config, d.in_shape, d.in_base, case.in_map, rng)
         reads = window_elements(d)
         bound = int((reads + int(np.prod(d.out_shape)) * latency) / (1 - stall)) * 2 + 100
-        taken = []
+        stream = StreamTaker("result")
+        taken = stream.taken
         await kick(ctx, dut, case.fields)
-        held = None
         for cycle in range(bound):
             ready = lossy_ready(rng, stall)
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload, done = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.done)
-            item = (payload.value, payload.bank, payload.addr)
-            if held is not None:
-                assert valid and item == held, f"cycle {cycle}: a refused result changed or vanished"
-            held = None
-            if valid and ready:
-                taken.append(item)
-            elif valid:
-                held = item
+            stream.step(cycle, valid, ready, (payload.value, payload.bank, payload.addr))
             if done:
                 assert not valid, f"cycle {cycle}: done with a result on o"
                 break

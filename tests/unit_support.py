@@ -98,10 +98,6 @@ def pool_model(shape, kind, filt, stride, padding, activation="NONE", q=QParams(
     return Model(name="pool", input_shape=shape, input_q=layers[0].input_q, layers=tuple(layers))
 
 
-def compile_for(model, config=CONFIG):
-    return compile_model(model, config)
-
-
 # ---------------------------------------------------------------- the emulator's view
 
 def emulate_upto(program, x, k):
@@ -260,7 +256,7 @@ def weighted_layer(model, d):
 def conv_case(model, config=CONFIG, seed=0, index=None, program=None):
     """Compile ``model`` and take its CONV step ``index`` (the first by default); the NumPy
     accumulators are checked against the emulator's before any hardware runs."""
-    program = compile_for(model, config) if program is None else program
+    program = compile_model(model, config) if program is None else program
     if index is None:
         index = next(i for i, d in enumerate(program.layers) if d.kind == CONV)
     d = program.layers[index]
@@ -285,6 +281,30 @@ def conv_case(model, config=CONFIG, seed=0, index=None, program=None):
                                   err_msg="NumPy accumulators differ from the emulator's")
     fields = encode(d, config, index == len(program.layers) - 1)
     return ConvCase(program, index, d, fields, layer, x, in_map, acc, out.reshape(d.out_shape))
+
+
+#: The CONV steps the feeder and drain tests both run (the drain's tests add more).
+CONV_CASES = {
+    # 5x7x3 -> 6 channels, 3x3 SAME: padding on every side, odd map sides (the last block's
+    # second row and column reach past the map, their results are cut), two channel groups,
+    # the second half empty.
+    "conv-stride1": lambda: conv_case(conv_model()),
+    # 7x6x3, 3x3 stride 2 SAME: one pixel per pass (block1), padding at the bottom/right, the
+    # output bank and address stepping every other pixel.
+    "conv-stride2": lambda: conv_case(conv_model(shape=(7, 6, 3), stride=(2, 2), seed=4)),
+    # 6x5x3 depthwise 3x3 SAME, multiplier 3: group g reads input channel g only, three
+    # columns per group, parameters stepped by three.
+    "depthwise": lambda: conv_case(depthwise_model()),
+    # 6x5x5 depthwise, multiplier 1: one-column groups, four sharing a weight word
+    # (``word_groups``): the group's column moves along the word, the others are discarded.
+    "depthwise-mult1": lambda: conv_case(depthwise_model(shape=(6, 5, 5), mult=1, seed=8)),
+    # A dense layer (single rounding) whose 4x3 kernel covers its 4x3x5 input map (stored
+    # above bank base 0), output at bank base 0.
+    "dense": lambda: conv_case(dense_model(), index=1),
+    # 7x7x2 3x3 SAME with a fused 2x2 max pool: the max of each column's four rows; row and
+    # column 6 are never computed.
+    "conv-fused-pool": lambda: conv_case(conv_model(shape=(7, 7, 2), oc=5, pool=True, seed=5)),
+}
 
 
 # ---------------------------------------------------------------- simulation
@@ -328,6 +348,23 @@ async def kick(ctx, dut, fields):
 def lossy_ready(rng, stall):
     """A consumer's ``ready`` for the next cycle: low with probability ``stall``."""
     return int(rng.random() >= stall)
+
+
+class StreamTaker:
+    """The consumer of a unit's output stream: keeps what it takes and checks the stream's
+    rule, that an item refused by ``ready`` is offered again, unchanged, the next cycle."""
+
+    def __init__(self, what):
+        self.what, self.taken, self.held = what, [], None
+
+    def step(self, cycle, valid, ready, item):
+        """One cycle's ``valid``/``ready`` and payload; True when the item was refused."""
+        if self.held is not None:
+            assert valid and item == self.held, f"cycle {cycle}: a refused {self.what} changed or vanished"
+        self.held = item if valid and not ready else None
+        if valid and ready:
+            self.taken.append(item)
+        return self.held is not None
 
 
 # ---------------------------------------------------------------- random models
