@@ -12,11 +12,13 @@ checks every bound the hardware relies on, stopping with one line naming the lay
 memory or limit, what is needed and what there is.
 """
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.model import is_int8, type_name
+from golden.config import SPRAM_BANK_BYTES
+from golden.model import QParams, is_int8, type_name
 from golden.ops import (Add, Concatenation, Conv2D, DepthwiseConv2D, FullyConnected, Lookup, Mean, Pad, Pool2D,
                         Quantize, Reshape, Softmax)
 from golden.ops.add import LEFT_SHIFT as ADD_LEFT_SHIFT
@@ -408,8 +410,58 @@ class _MeanAsDepthwise(DepthwiseConv2D):
         return np.full(self.out_channels, mult, np.int64), np.full(self.out_channels, shift, np.int64)
 
 
+class _AveragePoolAsDepthwise(DepthwiseConv2D):
+    """An AVERAGE pool whose windows all lie inside the map as a depthwise convolution: a
+    kernel of ones sums the raw bytes (no zero point: TFLite averages the stored values), and
+    a multiplier that reproduces TFLite's ``(sum +- count/2) / count`` for every sum the
+    window can reach divides (:func:`_average_multiplier`)."""
+
+    def __init__(self, pool, multiplier):
+        h, w = pool.filter
+        c = pool.input_shape[2]
+        raw = QParams(pool.q.scale, 0)
+        object.__setattr__(self, "_multiplier", multiplier)
+        object.__setattr__(self, "_act_range", pool.act_range)
+        super().__init__(name=pool.name, input_shape=pool.input_shape, weights=np.ones((1, h, w, c), np.int8),
+                         bias=np.zeros(c, np.int32), weight_scales=np.ones(c, np.float32), input_q=raw,
+                         output_q=raw, stride=pool.stride, padding=pool.padding)
+
+    @property
+    def multipliers_shifts(self):
+        mult, shift = self._multiplier
+        return np.full(self.out_channels, mult, np.int64), np.full(self.out_channels, shift, np.int64)
+
+    @property
+    def act_range(self):
+        return self._act_range
+
+
+@functools.cache
+def _average_multiplier(count):
+    """(multiplier, shift) with which the requantiser's MultiplyByQuantizedMultiplier gives
+    TFLite's rounded average of ``count`` int8 values for every reachable sum, or None."""
+    total = np.arange(-128 * count, 127 * count + 1, dtype=np.int64)
+    num = np.where(total > 0, total + count // 2, total - count // 2)
+    want = np.sign(num) * (np.abs(num) // count)
+    for shift in range(0, -31, -1):
+        ideal = 2.0 ** (31 - shift) / count
+        if ideal >= 2 ** 31:
+            continue
+        for mult in sorted(range(max(1, int(ideal) - 64), min(2 ** 31, int(ideal) + 65)), key=lambda m: abs(m - ideal)):
+            if np.array_equal(multiply_by_quantized_multiplier(total, mult, shift), want):
+                return mult, shift
+    return None
+
+
 def _hardware_op(layer):
-    """The op the hardware runs for ``layer``: a spatial MEAN becomes a depthwise convolution."""
+    """The op the hardware runs for ``layer``: a spatial MEAN, and an AVERAGE pool whose
+    windows never cross the map's edge, become depthwise convolutions (no pool engine)."""
+    if isinstance(layer, Pool2D) and layer.kind == "AVERAGE":
+        (h, w, _), (fh, fw), (sh, sw) = layer.input_shape, layer.filter, layer.stride
+        oh, ow, _ = layer.output_shape
+        inside = (oh - 1) * sh + fh <= h and (ow - 1) * sw + fw <= w
+        multiplier = _average_multiplier(fh * fw) if inside and fh * fw > 1 else None
+        return layer if multiplier is None else _AveragePoolAsDepthwise(layer, multiplier)
     if not isinstance(layer, Mean):
         return layer
     if len(layer.input_shape) != 3 or layer.axes != (0, 1):
@@ -536,7 +588,37 @@ def _plan(model, layers, readers, input_name):
 
 
 def compile_model(model, config):
-    """Compile a validated Model for ``config``; raises CompileError naming what does not fit."""
+    """Compile a validated Model for ``config``; raises CompileError naming what does not fit.
+
+    With ``act_memory="auto"`` the maps go to block RAM when they fit it, else to the SPRAMs
+    next to the weights; the program's ``config`` says which."""
+    if config.act_memory != "auto":
+        return _compile(model, config)
+    try:
+        return _compile(model, config.with_(act_memory="bram"))
+    except CompileError:
+        need = _compile(model, config.spram_resolved()).memory_map["activation_bank"]["bytes"]
+        return _compile(model, config.spram_resolved(need))
+
+
+def _shared_spram_plan(model, config, b, weight_words):
+    """Where the weights start in each SPRAM (16-bit words, after the maps) and how deep the
+    block-RAM weight cache is; fails in one line when either does not fit."""
+    act_words = -(-b.high_water // 2)
+    # Word w sits in SPRAM pair w % 2, so each SPRAM holds half of the words, 16 bits each.
+    weight_share = -(-weight_words // 2)
+    if act_words + weight_share > SPRAM_BANK_BYTES // 2:
+        _fail(f"{model.name}: SPRAM needs {2 * (act_words + weight_share)} B per SPRAM ({2 * act_words} B of "
+              f"maps, {2 * weight_share} B of weights), it has {SPRAM_BANK_BYTES} B")
+    cache = max((d.taps for d in b.descs if d.kind == CONV), default=1)
+    if cache > config.weight_cache_words:
+        deepest = max((d for d in b.descs if d.kind == CONV), key=lambda d: d.taps)
+        _fail(f"{deepest.name}: weight cache needs {cache} words of {config.cols} weights, config has "
+              f"{config.weight_cache_words}")
+    return {"weight_base": act_words, "weight_words_per_spram": weight_share, "cache_words": cache}
+
+
+def _compile(model, config):
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
     layers = list(model.layers)
@@ -616,6 +698,8 @@ def compile_model(model, config):
     need = bank_bytes(b.input_shape)
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
+    if config.in_spram:
+        memory_map["spram"] = _shared_spram_plan(model, config, b, len(weights))
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
                    tables=tables, host_head=tuple(head), host_tail=tuple(tail),
                    input_shape=b.input_shape, output_name=b.descs[-1].name, memory_map=memory_map)

@@ -4,6 +4,10 @@ the tests, so that array shape, widths and memory sizes cannot drift apart betwe
 
 from dataclasses import dataclass, replace
 
+#: One SB_SPRAM256KA (16K x 16 bits) and the UP5K's four of them.
+SPRAM_BANK_BYTES = 32 * 1024
+SHARED_SPRAM_BYTES = 4 * SPRAM_BANK_BYTES
+
 #: Largest product magnitude of two int8 values: (-128) * (-128).
 MAX_PRODUCT = 128 * 128
 
@@ -32,6 +36,12 @@ class AcceleratorConfig:
     requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: 32/k + 1 cycles an element)
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
+    #: Where the four activation banks live: "bram" (block RAM of ``act_bank_bytes`` each),
+    #: "spram" (bank b is SPRAM b, its first ``act_bank_bytes`` at most, shared with the
+    #: weights, which a block-RAM cache of ``weight_cache_words`` feeds to the array), or "auto" (block RAM when the program's maps
+    #: fit it, else SPRAM; the compiled program's configuration says which).
+    act_memory: str = "bram"
+    weight_cache_words: int = 1024        #: "spram": largest channel group's weights (taps)
     param_depth: int = 1024               #: output channels of all layers together (the memory holds the program's)
     desc_depth: int = 256                 #: layer descriptors a program may hold (the ROM holds the program's)
     table_slots: int = 2                  #: 256-entry activation tables the program may hold
@@ -40,7 +50,7 @@ class AcceleratorConfig:
 
     def __post_init__(self):
         for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_bank_bytes", "param_depth",
-                     "desc_depth", "table_slots", "pool_window"):
+                     "desc_depth", "table_slots", "pool_window", "weight_cache_words"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")
@@ -52,6 +62,15 @@ class AcceleratorConfig:
             raise ConfigError(f"config: target must be 'generic' or 'ice40', got {self.target!r}")
         if self.target == "ice40" and (self.rows * self.cols) % 2:
             raise ConfigError("config: ice40 packs two 8x8 products per SB_MAC16, so rows*cols must be even")
+        if self.act_memory not in ("bram", "spram", "auto"):
+            raise ConfigError(f"config: act_memory must be 'bram', 'spram' or 'auto', got {self.act_memory!r}")
+        if self.act_memory != "bram" and (self.cols != 4 or self.weight_mem_bytes != SHARED_SPRAM_BYTES):
+            raise ConfigError(f"config: activations in SPRAM share the four 32 KiB SPRAMs with the weights "
+                              f"(two SPRAMs a weight word): cols must be 4 and weight_mem_bytes "
+                              f"{SHARED_SPRAM_BYTES}, got {self.cols} and {self.weight_mem_bytes}")
+        if self.act_memory == "spram" and self.act_bank_bytes > SPRAM_BANK_BYTES:
+            raise ConfigError(f"config: with act_memory 'spram' a bank is one SPRAM: act_bank_bytes must be "
+                              f"at most {SPRAM_BANK_BYTES}, got {self.act_bank_bytes}")
         if self.weight_words < 1:
             raise ConfigError(f"config: weight_mem_bytes must hold one word of cols weights, at least "
                               f"{self.cols}, got {self.weight_mem_bytes}")
@@ -131,6 +150,18 @@ class AcceleratorConfig:
     def max_reduction(self):
         """Deepest int8 reduction that fits the accumulator whatever the weights (1023 at 25 bits)."""
         return self.acc_limit // MAX_PRODUCT
+
+    @property
+    def in_spram(self):
+        """The four activation banks are the SPRAMs, next to the weights."""
+        return self.act_memory == "spram"
+
+    def spram_resolved(self, need=SPRAM_BANK_BYTES):
+        """The configuration of a program whose maps went to SPRAM, needing ``need`` bytes of
+        each bank: the banks' addresses are as wide as that needs (the power of two that holds
+        it), not the SPRAM's 15 bits."""
+        size = 1 << max(9, (max(1, need) - 1).bit_length())
+        return replace(self, act_memory="spram", act_bank_bytes=min(size, SPRAM_BANK_BYTES))
 
     def with_(self, **changes):
         return replace(self, **changes)

@@ -40,12 +40,14 @@ def hot_addresses(depth):
 
 @cocotb.test()
 async def random_ops(dut):
-    """Writes, reads, stalls and read-during-write cycles in random order: whenever yosys'
-    model gives a defined word both variants agree, and every read returns the last word
+    """Writes (of single bytes, where the design has a byte mask), reads, stalls and
+    read-during-write cycles in random order: whenever yosys' model gives a defined word
+    both variants agree, and every read returns the last word
     written there ``latency`` cycles later and holds it through stalls."""
     depth, width = int(os.environ["MEM_DEPTH"]), int(os.environ["MEM_WIDTH"])
     latency, rng = int(os.environ["MEM_LATENCY"]), random.Random(int(os.environ["MEM_SEED"]))
     hot = hot_addresses(depth)
+    byte_mask = hasattr(dut, "wmask")   # SPRAM: byte writes
     written = {}
     expected = None                     # the word rdata must show; None while undefined
     effects = deque([("hold", None)] * (latency - 1))   # each cycle's effect on rdata, in flight
@@ -65,6 +67,11 @@ async def random_ops(dut):
         waddr, wdata = address(), rng.getrandbits(width)
         dut.raddr.value, dut.ren.value = raddr, ren
         dut.waddr.value, dut.wdata.value, dut.we.value = waddr, wdata, we
+        if byte_mask:                   # a byte of a word written before, or the whole word
+            mask = rng.choice((1, 2, 3)) if waddr in written else 3
+            dut.wmask.value = mask
+            keep = sum(0xFF << 8 * k for k in range(2) if not mask >> k & 1)
+            wdata = written.get(waddr, 0) & keep | wdata & ~keep
         if we:                          # the write wins; the output is undefined afterwards
             written[waddr] = wdata
             effects.append(("undefined", None))

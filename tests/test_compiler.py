@@ -116,13 +116,40 @@ def test_views_at_the_input_and_the_tail_move_nothing():
 @pytest.mark.parametrize("name, steps", [("kws_ref_model.tflite", 11), ("micro_speech_quantized.tflite", 2),
                                          ("hello_world_int8.tflite", 3), ("pretrainedResnet_quant.tflite", 14)])
 def test_published_models_emulate_bit_exact(name, steps):
-    """KWS and ResNet-8 need more activation memory than the UP5K's block RAM holds, so they
-    are compiled with larger banks (the iCEBreaker's array otherwise)."""
+    """ResNet-8 needs more parameter entries than the UP5K's block RAM holds, so it is compiled
+    with larger banks and parameter memory (the iCEBreaker's array otherwise; KWS's maps go
+    to SPRAM)."""
     model = load_published(name)
-    config = {"kws_ref_model.tflite": ICEBREAKER.with_(act_bank_bytes=8192),
-              "pretrainedResnet_quant.tflite": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048)}.get(name, ICEBREAKER)
+    config = {"pretrainedResnet_quant.tflite": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048)}.get(
+        name, ICEBREAKER)
     program = check_against_golden(model, random_inputs(np.random.default_rng(6), model, 8), config)
     assert len(program.layers) == steps
+
+
+def test_maps_go_to_spram_only_when_block_ram_is_too_small():
+    """``act_memory="auto"``: the shipped model keeps its 2,560-byte block-RAM banks; KWS's
+    5,117 B per bank go to the SPRAMs, addressed with the 13 bits 8 KiB needs, the weights
+    above them in each SPRAM and a cache as deep as its deepest channel group."""
+    mnist = compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER)
+    assert (mnist.config.act_memory, mnist.config.act_bank_bytes) == ("bram", 2560)
+    assert "spram" not in mnist.memory_map
+    kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
+    assert (kws.config.act_memory, kws.config.act_bank_bytes, kws.config.bank_addr_bits) == ("spram", 8192, 13)
+    plan, need = kws.memory_map["spram"], kws.memory_map["activation_bank"]["bytes"]
+    assert need == 5117 and plan["weight_base"] == 2559
+    assert plan["weight_words_per_spram"] == -(-len(kws.weights) // 2)
+    assert plan["cache_words"] == max(d.taps for d in kws.layers if d.kind == "CONV") == 125
+
+
+def test_spram_maps_that_do_not_fit_are_refused_in_one_line():
+    spram = AcceleratorConfig(act_memory="spram", act_bank_bytes=32768)
+    with pytest.raises(CompileError, match=r"^conv: activation bank needs \d+ B per bank .*config has 32768 B$"):
+        compile_model(_conv_model(h=140, c=4, oc=4), spram)
+    with pytest.raises(CompileError, match=r"^m: SPRAM needs 32900 B per SPRAM \(28980 B of maps, 3920 B of "
+                                           r"weights\), it has 32768 B$"):
+        compile_model(_conv_model(h=60, c=16, oc=20, k=7), spram)
+    with pytest.raises(CompileError, match=r"^conv: weight cache needs 144 words of 4 weights, config has 100$"):
+        compile_model(_conv_model(h=6, c=16, oc=4), spram.with_(weight_cache_words=100))
 
 
 def test_graphs_the_hardware_cannot_run_are_refused_in_one_line():

@@ -66,6 +66,7 @@ def test_spram_generic():
 
     async def bench(ctx):
         ctx.set(dut.we, 1)
+        ctx.set(dut.wmask, 0b11)
         for a, w in words.items():
             ctx.set(dut.addr, a)
             ctx.set(dut.wdata, w)
@@ -178,6 +179,7 @@ class SPRAMTwins(wiring.Component):
     ren: In(1)
     waddr: In(14)
     wdata: In(16)
+    wmask: In(2)
     we: In(1)
     generic: Out(16)
     ice40: Out(16)
@@ -188,6 +190,7 @@ class SPRAMTwins(wiring.Component):
             m.submodules[target] = spram = SPRAM(target)
             m.d.comb += [
                 spram.addr.eq(Mux(self.we, self.waddr, self.raddr)), spram.wdata.eq(self.wdata),
+                spram.wmask.eq(self.wmask),
                 spram.we.eq(self.we), spram.en.eq(self.ren), getattr(self, target).eq(spram.rdata),
             ]
         return m

@@ -29,7 +29,9 @@ from .ports import (
     param_layout,
     weight_load_signature,
 )
+from .shared_spram import SharedSprams
 from .spram import WeightMemory
+from .weight_cache import WeightCache
 
 
 class ActivationBank(wiring.Component):
@@ -96,27 +98,41 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, prog = self.config, self.program
-        m.submodules.feeder = feeder = Feeder(cfg)
+        feeder = Feeder(cfg)
         m.submodules.array = array = MacArray(cfg)
         needs_pool = any(d.kind in (POOL, LOOKUP) for d in prog.layers)
         needs_add = any(d.kind == ADD for d in prog.layers)
         needs_table = len(prog.tables) > 0
         m.submodules.drain = drain = Drain(cfg, tables=needs_table, aux=needs_pool, adds=needs_add)
         generic = cfg.target != "ice40"
-        m.submodules.weights = weights = WeightMemory(cfg, depth=max(1, len(prog.weights)) if generic else None)
-        wiring.connect(m, feeder.o, array.i)
-        wiring.connect(m, feeder.weights, weights.read)
+        engine = PoolEngine(cfg, max_window=prog.pool_window) if needs_pool else None
+        adder = AddEngine(cfg) if needs_add else None
+        # The readers of the banks, the stream each feeds and the drain's end of it.
+        readers = [(name, unit, port, sink) for name, unit, port, sink in
+                   (("feeder", feeder, feeder.o, array.i),
+                    ("pool_engine", engine, engine and engine.o, drain.aux),
+                    ("add_engine", adder, adder and adder.o, drain.add)) if unit is not None]
+        if cfg.in_spram:
+            plan = prog.memory_map["spram"]
+            m.submodules.memory = memory = SharedSprams(cfg, plan["weight_base"])
+            m.submodules.cache = cache = WeightCache(cfg, plan["cache_words"])
+            wiring.connect(m, feeder.weights, cache.read)
+            wiring.connect(m, feeder.fill, cache.fill)
+            wiring.connect(m, cache.fetch, memory.fetch)
+            weight_load = memory.load
+            # Writes (the drain's, or the host's while idle) reach the SPRAMs a cycle late,
+            # from registers: the SPRAMs sit at the die's corners.  A write takes its SPRAM's
+            # cycle, in which the readers read nothing (``stall``).
+            late = bank_write_signature(cfg, banked=True).create(path=("late",))
+            m.d.comb += [unit.stall.eq(late.en) for _, unit, _, _ in readers]
+        else:
+            m.submodules.weights = weights = WeightMemory(cfg, depth=max(1, len(prog.weights)) if generic else None)
+            wiring.connect(m, feeder.weights, weights.read)
+            weight_load = weights.load
+        for name, unit, port, sink in readers:
+            m.submodules[name] = unit
+            wiring.connect(m, port, sink)
         wiring.connect(m, array.o, drain.i)
-        if needs_pool:
-            m.submodules.pool_engine = engine = PoolEngine(cfg, max_window=prog.pool_window)
-            wiring.connect(m, engine.o, drain.aux)
-        else:
-            engine = None
-        if needs_add:
-            m.submodules.add_engine = adder = AddEngine(cfg)
-            wiring.connect(m, adder.o, drain.add)
-        else:
-            adder = None
 
         layout = desc_layout(cfg)
         m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)
@@ -140,6 +156,7 @@ class Accelerator(wiring.Component):
             with m.If(adder.param.en):
                 m.d.comb += [prd.addr.eq(adder.param.addr), prd.en.eq(1)]
 
+
         busy = Signal()
         host_bank = self.host.addr[cfg.bank_addr_bits:]
         host_offset = self.host.addr[:cfg.bank_addr_bits]
@@ -147,14 +164,29 @@ class Accelerator(wiring.Component):
         m.d.sync += rd_bank.eq(host_bank)
         # Each bank is read by the unit running the layer (or the host while idle) and
         # written by the drain (or the host); every reader sees every bank's data.
-        readers = [unit for unit in (feeder, engine, adder) if unit is not None]
-        for b in range(cfg.banks):
-            m.submodules[f"bank{b}"] = bank = ActivationBank(cfg, depth=self.bank_depth if generic else None)
-            rd, wr = bank.read, bank.write
+        units = [unit for _, unit, _, _ in readers]
+        if cfg.in_spram:
             with m.If(busy):
-                m.d.comb += [rd.addr.eq(feeder.banks[b].addr), rd.en.eq(feeder.banks[b].en),
-                             wr.addr.eq(drain.write.addr), wr.data.eq(drain.write.data),
-                             wr.en.eq(drain.write.en & (drain.write.bank == b))]
+                m.d.sync += [late.addr.eq(drain.write.addr), late.data.eq(drain.write.data),
+                             late.bank.eq(drain.write.bank), late.en.eq(drain.write.en)]
+            with m.Else():
+                m.d.sync += [late.addr.eq(host_offset), late.data.eq(self.host.wdata),
+                             late.bank.eq(host_bank), late.en.eq(self.host.we)]
+            wiring.connect(m, late, memory.write)
+        for b in range(cfg.banks):
+            if cfg.in_spram:
+                rd = memory.read[b]
+            else:
+                m.submodules[f"bank{b}"] = bank = ActivationBank(cfg, depth=self.bank_depth if generic else None)
+                rd, wr = bank.read, bank.write
+                with m.If(busy):
+                    m.d.comb += [wr.addr.eq(drain.write.addr), wr.data.eq(drain.write.data),
+                                 wr.en.eq(drain.write.en & (drain.write.bank == b))]
+                with m.Else():
+                    m.d.comb += [wr.addr.eq(host_offset), wr.data.eq(self.host.wdata),
+                                 wr.en.eq(self.host.we & (host_bank == b))]
+            with m.If(busy):
+                m.d.comb += [rd.addr.eq(feeder.banks[b].addr), rd.en.eq(feeder.banks[b].en)]
                 if engine is not None:
                     with m.If(desc.pool):
                         m.d.comb += [rd.addr.eq(engine.banks[b].addr), rd.en.eq(engine.banks[b].en)]
@@ -162,17 +194,15 @@ class Accelerator(wiring.Component):
                     with m.If(desc.add):
                         m.d.comb += [rd.addr.eq(adder.banks[b].addr), rd.en.eq(adder.banks[b].en)]
             with m.Else():
-                m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1),
-                             wr.addr.eq(host_offset), wr.data.eq(self.host.wdata),
-                             wr.en.eq(self.host.we & (host_bank == b))]
-            m.d.comb += [unit.banks[b].data.eq(rd.data) for unit in readers]
+                m.d.comb += [rd.addr.eq(host_offset), rd.en.eq(1)]
+            m.d.comb += [unit.banks[b].data.eq(rd.data) for unit in units]
             with m.If(rd_bank == b):
                 m.d.comb += self.host.rdata.eq(rd.data)
 
         # The host's load port reaches the weights only while the core is idle.
         m.d.comb += [
-            weights.load.addr.eq(self.wload.addr), weights.load.data.eq(self.wload.data),
-            weights.load.we.eq(self.wload.we & ~busy),
+            weight_load.addr.eq(self.wload.addr), weight_load.data.eq(self.wload.data),
+            weight_load.we.eq(self.wload.we & ~busy),
         ]
 
         # Activation tables: all of the program's in a ROM, copied into the drain's table
@@ -206,7 +236,7 @@ class Accelerator(wiring.Component):
             m.next = "KICK"
 
         finished = Signal()                 # low while a unit starts
-        m.d.sync += finished.eq(feeder.done & drain.done & (engine.done if engine is not None else 1)
+        m.d.sync += finished.eq(feeder.done & drain.done & ~(late.en if cfg.in_spram else 0) & (engine.done if engine is not None else 1)
                                 & (adder.done if adder is not None else 1) & ~start_conv & ~start_pool & ~start_add)
 
         m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]

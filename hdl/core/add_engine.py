@@ -71,14 +71,16 @@ class AddEngine(wiring.Component):
                     m.d.sync += [offset.eq(0), ch.eq(0)]
                     m.next = "READ_A"
             with m.State("READ_A"):
-                m.d.comb += [*(port.en.eq(1) for port in self.banks),
+                m.d.comb += [*(port.en.eq(~self.stall) for port in self.banks),
                              *(port.addr.eq(d.in_base + offset) for port in self.banks)]
-                m.next = "READ_B"
+                with m.If(~self.stall):
+                    m.next = "READ_B"
             with m.State("READ_B"):
-                m.d.comb += [*(port.en.eq(1) for port in self.banks),
+                m.d.comb += [*(port.en.eq(~self.stall) for port in self.banks),
                              *(port.addr.eq(d.other_base + Mux(d.add_bcast, ch, offset)) for port in self.banks)]
                 m.d.sync += a.eq(bank_data)
-                m.next = "LATCH_B"
+                with m.If(~self.stall):
+                    m.next = "LATCH_B"
             with m.State("LATCH_B"):
                 m.d.sync += [b.eq(Mux(d.add_bcast, Cat([self.banks[0].data] * banks), bank_data)), k.eq(0)]
                 m.next = "LOOK"

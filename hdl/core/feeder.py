@@ -26,7 +26,7 @@ from amaranth.lib.wiring import Out
 
 from ..units.mac_array import term_layout
 from .layer_desc import Loop, coord_shape, ptr_shape
-from .ports import engine_members, weight_read_signature
+from .ports import engine_members, weight_fill_signature, weight_read_signature
 
 
 class PairTracker:
@@ -85,11 +85,14 @@ class Feeder(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__({
+        members = {
             **engine_members(config),
             "weights": Out(weight_read_signature(config)),
             "o": Out(stream.Signature(term_layout(config))),
-        })
+        }
+        if config.in_spram:
+            members["fill"] = Out(weight_fill_signature(config))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -128,7 +131,19 @@ class Feeder(wiring.Component):
 
         y_in = [(iy[k] >= 0) & (iy[k] < d.h) for k in (0, 1)]
         x_in = [(ix[k] >= 0) & (ix[k] < d.w) for k in (0, 1)]
-        m.d.comb += [t.valid.eq(running), t.first.eq(first), t.last.eq(end_pass), t.weight_addr.eq(wptr)]
+        # Maps in SPRAM: a group whose weights are not in the cache waits for them (``hold``),
+        # fetched once the reads in flight (activations and cached weights) are done.
+        # The request is a register (a one-cycle pulse) that the cache answers with ``busy``
+        # the cycle after, so ``hold`` has no gap.
+        hold = Signal()
+        if cfg.in_spram:
+            need_fill = Signal()
+            m.d.comb += [hold.eq(need_fill | self.fill.busy), self.fill.base.eq(gbase), self.fill.count.eq(d.taps)]
+            m.d.sync += self.fill.start.eq(running & need_fill & ~a.valid & ~skid.valid & ~s_valid
+                                           & ~self.fill.start)
+            with m.If(self.fill.start):
+                m.d.sync += need_fill.eq(0)
+        m.d.comb += [t.valid.eq(running & ~hold), t.first.eq(first), t.last.eq(end_pass), t.weight_addr.eq(wptr)]
         for b in range(banks):
             m.d.comb += t.bank_addr[b].eq(rp[b >> 1] + cp[b & 1] + ci)
         for r in range(cfg.rows):
@@ -144,7 +159,7 @@ class Feeder(wiring.Component):
         # later, answers in the result stage.
         advance = Signal()
         m.d.comb += [
-            advance.eq(~r_valid | self.o.ready),
+            advance.eq((~r_valid | self.o.ready) & ~self.stall),
             self.done.eq(~running & ~skid.valid & ~a.valid & ~s_valid & ~r_valid),
             self.weights.addr.eq(s_weight_addr),
             self.weights.en.eq(advance),
@@ -165,7 +180,7 @@ class Feeder(wiring.Component):
                     Mux(s_inside[r], bank_data.word_select(s_bank[r], 8).as_signed(), d.pad_value))
 
         m.d.comb += [
-            self.o.valid.eq(r_valid),
+            self.o.valid.eq(r_valid & ~self.stall),
             self.o.p.first.eq(r_first),
             self.o.p.last.eq(r_last),
             self.o.p.weight.eq(self.weights.data),
@@ -187,7 +202,9 @@ class Feeder(wiring.Component):
                          end_pass.eq((d.red_c == 1) & (d.kw == 1) & (d.kh == 1)), chan.eq(0)]
             ys.load(d.iy0, d.rowptr0)
             xs.load(d.ix0, d.colptr0)
-        with m.Elif(~skid.valid):
+            if cfg.in_spram:
+                m.d.sync += need_fill.eq(1)
+        with m.Elif(~skid.valid & ~hold):
             next_kx = ci_loop.next_last(1) & kx.next_last(ci_loop.last)
             m.d.sync += [wptr.eq(wptr + 1), first.eq(end_pass), end_kx.eq(next_kx),
                          end_pass.eq(next_kx & ky.next_last(end_kx))]
@@ -230,6 +247,8 @@ class Feeder(wiring.Component):
                 with m.Else():
                     m.d.sync += share.advance()
                 m.d.sync += gstep.eq(Mux(share.next_last(1), d.taps, 0))
+                if cfg.in_spram:
+                    m.d.sync += need_fill.eq(gstep != 0)
             with m.If(end_group & g.last):
                 m.d.sync += running.eq(0)
         return m

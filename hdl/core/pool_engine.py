@@ -63,7 +63,7 @@ class PoolEngine(wiring.Component):
         x_end = Mux(ix0 + d.kw > d.w, d.w, ix0 + d.kw)
 
         s_valid, s_first, s_last, s_bank = Signal(), Signal(), Signal(), Signal(range(cfg.banks))
-        advance = ~s_valid | pool.i.ready
+        advance = (~s_valid | pool.i.ready) & ~self.stall
         issue = running & advance & addrs.w_rdy
         first = (iy == y_start) & (ix == x_start)
         last = (iy == y_end - 1) & (ix == x_end - 1)
@@ -79,7 +79,7 @@ class PoolEngine(wiring.Component):
         with m.If(advance):
             m.d.sync += [s_valid.eq(issue), s_first.eq(first), s_last.eq(last), s_bank.eq(bank)]
         m.d.comb += [
-            pool.i.valid.eq(s_valid),
+            pool.i.valid.eq(s_valid & ~self.stall),
             pool.i.p.first.eq(s_first),
             pool.i.p.last.eq(s_last),
             pool.i.p.data[0].eq(Cat(port.data for port in self.banks).word_select(s_bank, 8).as_signed()),

@@ -57,6 +57,21 @@ def weight_load_signature(config):
                              "we": Out(1)})
 
 
+def weight_fetch_signature(config):
+    """The weight cache's port to the weights in the shared SPRAMs: a read is taken in a cycle
+    with ``en`` and ``ok`` (no write has the SPRAMs), and its word arrives the next cycle with
+    ``valid``."""
+    return wiring.Signature({"addr": Out(config.weight_addr_bits), "en": Out(1), "ok": In(1),
+                             "valid": In(1), "data": In(weight_layout(config))})
+
+
+def weight_fill_signature(config):
+    """The feeder's request to the weight cache: ``start`` copies ``count`` words from
+    ``base`` on; ``busy`` until the last is in."""
+    return wiring.Signature({"start": Out(1), "base": Out(config.weight_addr_bits),
+                             "count": Out(config.taps_bits), "busy": In(1)})
+
+
 def param_read_signature(config):
     """A read port of the per-channel parameter memory."""
     return wiring.Signature({"addr": Out(config.param_addr_bits), "en": Out(1), "data": In(param_layout())})
@@ -64,10 +79,13 @@ def param_read_signature(config):
 
 def engine_members(config):
     """Ports shared by the units that run descriptors over the activation banks (feeder,
-    pool engine, add engine): the descriptor, start/done, and a read port per bank."""
+    pool engine, add engine): the descriptor, start/done, a read port per bank, and ``stall``:
+    high in a cycle whose bank reads would not be done (a write has the SPRAMs), so the unit
+    reads nothing then and moves no read data on."""
     return {
         "desc": In(desc_layout(config)),
         "start": In(1),
         "done": Out(1),
+        "stall": In(1),
         "banks": Out(bank_read_signature(config)).array(config.banks),
     }

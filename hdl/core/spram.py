@@ -27,7 +27,8 @@ UP5K_SPRAMS = 4
 class SPRAM(wiring.Component):
     """One 16K x 16 single-port RAM.
 
-    ``we`` writes ``wdata`` at ``addr`` (whatever ``en`` is).  Otherwise ``en`` reads
+    ``we`` writes the bytes of ``wdata`` that ``wmask`` selects (bit 0 the low byte) at
+    ``addr`` (whatever ``en`` is).  Otherwise ``en`` reads
     ``addr``: ``rdata`` is valid :attr:`latency` cycles later and holds while ``en`` and
     ``we`` are both low (the SPRAM is deselected), so a stalled pipeline keeps its
     operand without re-reading it.
@@ -40,6 +41,7 @@ class SPRAM(wiring.Component):
 
     addr: In(SPRAM_ADDR_BITS)
     wdata: In(SPRAM_WIDTH)
+    wmask: In(2)
     we: In(1)
     en: In(1)
     rdata: Out(SPRAM_WIDTH)
@@ -70,7 +72,8 @@ class SPRAM(wiring.Component):
                 i_CLOCK=ClockSignal(),
                 i_ADDRESS=self.addr,
                 i_DATAIN=self.wdata,
-                i_MASKWREN=C(0b1111, 4),
+                # One mask bit a nibble: both of a byte's.
+                i_MASKWREN=Cat(self.wmask[0], self.wmask[0], self.wmask[1], self.wmask[1]),
                 i_WREN=self.we,
                 # Deselected, DATAOUT keeps its value: that is the read enable.
                 i_CHIPSELECT=self.en | self.we,
@@ -81,10 +84,10 @@ class SPRAM(wiring.Component):
             )
         else:
             m.submodules.mem = mem = Memory(shape=SPRAM_WIDTH, depth=SPRAM_DEPTH, init=self._init)
-            wr = mem.write_port()
+            wr = mem.write_port(granularity=8)
             rd = mem.read_port()
             m.d.comb += [
-                wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.we),
+                wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.wmask & self.we.replicate(2)),
                 rd.addr.eq(self.addr), rd.en.eq(self.en & ~self.we),
                 self.rdata.eq(rd.data),
             ]
@@ -182,7 +185,7 @@ class WeightMemory(wiring.Component):
                 m.submodules[f"spram{b}_{w}"] = spram = SPRAM(cfg.target)
                 m.d.comb += [
                     spram.addr.eq(addr[:SPRAM_ADDR_BITS]),
-                    spram.wdata.eq(wdata.word_select(w, SPRAM_WIDTH)),
+                    spram.wdata.eq(wdata.word_select(w, SPRAM_WIDTH)), spram.wmask.eq(0b11),
                     spram.we.eq(loading & selected),
                     spram.en.eq(reading & selected),
                 ]

@@ -1,0 +1,79 @@
+"""The four SPRAMs as activation banks and weight store at once (``act_memory="spram"``).
+
+Bank ``b`` is SPRAM ``b``: byte ``a`` of the bank is byte ``a & 1`` of word ``a >> 1``.  The
+weights sit above the maps, from word ``weight_base``: weight word ``w`` (``cols`` = 4 bytes)
+is word ``weight_base + (w >> 1)`` of SPRAM pair ``w & 1`` (bytes 0-1 in SPRAM ``2 (w & 1)``,
+bytes 2-3 in the next), so the maps and weights of a program spread evenly.
+
+Each SPRAM has one port, taken in this order: a byte write (the drain's, or the host's
+while idle), a weight load (while idle), a weight fetch for the cache, an activation read.
+A write takes its SPRAM's cycle, so the accelerator holds the readers in that cycle; since
+the SPRAM's output is undefined after a write, each bank keeps the last byte it read and
+answers with it until the next read, which is the block-RAM banks' contract ("data holds
+while ``en`` is low") whatever happened in between.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .ports import bank_read_signature, bank_write_signature, weight_fetch_signature, weight_load_signature
+from .spram import SPRAM
+
+
+class SharedSprams(wiring.Component):
+    """``weight_base``: the SPRAM word where the weights start (the program's)."""
+
+    def __init__(self, config, weight_base):
+        if not config.in_spram:
+            raise ValueError("SharedSprams: the configuration keeps its maps in block RAM")
+        self.config, self.weight_base = config, weight_base
+        super().__init__({
+            "read": In(bank_read_signature(config)).array(config.banks),
+            "write": In(bank_write_signature(config, banked=True)),
+            "load": In(weight_load_signature(config)),
+            "fetch": In(weight_fetch_signature(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, base = self.config, self.weight_base
+        load_pair, fetch_pair = self.load.addr[0], Signal()
+        # Loads (while idle) and fetches share one weight address.
+        weight_word = base + (Mux(self.load.we, self.load.addr, self.fetch.addr) >> 1)
+        m.d.comb += self.fetch.ok.eq(~self.write.en & ~self.load.we)
+        fetching = self.fetch.en & self.fetch.ok
+        with m.If(fetching):
+            m.d.sync += fetch_pair.eq(self.fetch.addr[0])
+        m.d.sync += self.fetch.valid.eq(fetching)
+        rdata = []
+        for b in range(cfg.banks):
+            m.submodules[f"spram{b}"] = spram = SPRAM(cfg.target)
+            pair, half = b >> 1, b & 1
+            writing = self.write.en & (self.write.bank == b)
+            loading = self.load.we & (load_pair == pair)
+            reading = self.read[b].en & ~self.write.en & ~self.load.we & ~self.fetch.en
+            with m.If(writing):
+                m.d.comb += [spram.addr.eq(self.write.addr >> 1), spram.we.eq(1),
+                             spram.wdata.eq(Cat(self.write.data, self.write.data)),
+                             spram.wmask.eq(Mux(self.write.addr[0], 0b10, 0b01))]
+            with m.Elif(self.load.we | self.fetch.en):
+                m.d.comb += [spram.addr.eq(weight_word), spram.we.eq(loading), spram.wmask.eq(0b11),
+                             spram.wdata.eq(self.load.data.as_value().word_select(half, 16)),
+                             spram.en.eq(fetching & (self.fetch.addr[0] == pair))]
+            with m.Else():
+                m.d.comb += [spram.addr.eq(self.read[b].addr >> 1), spram.en.eq(reading)]
+            # The byte the last activation read asked for, and a copy that outlives the SPRAM's
+            # output (a write or a fetch may follow).
+            fresh, lane = Signal(name=f"fresh{b}"), Signal(name=f"lane{b}")
+            held = Signal(8, name=f"held{b}")
+            m.d.sync += fresh.eq(reading)
+            with m.If(reading):
+                m.d.sync += lane.eq(self.read[b].addr[0])
+            byte = spram.rdata.word_select(lane, 8)
+            with m.If(fresh):
+                m.d.sync += held.eq(byte)
+            m.d.comb += self.read[b].data.eq(Mux(fresh, byte, held))
+            rdata.append(spram.rdata)
+        m.d.comb += self.fetch.data.eq(Mux(fetch_pair, Cat(rdata[2], rdata[3]), Cat(rdata[0], rdata[1])))
+        return m

@@ -1,0 +1,105 @@
+# amaranth: UnusedElaboratable=no
+"""The four SPRAMs shared by the activation banks and the weights (``act_memory="spram"``),
+against a Python model of their contents, under random traffic on every port at once:
+byte writes (which take their cycle), weight loads, weight fetches for the cache and
+activation reads, whose data must follow the block-RAM banks' contract (the byte of the
+last read, held through writes and fetches)."""
+
+import numpy as np
+import pytest
+
+from golden.config import AcceleratorConfig, ConfigError
+from hdl.core.shared_spram import SharedSprams
+from unit_support import simulate
+
+CONFIG = AcceleratorConfig(act_memory="spram", act_bank_bytes=32768)
+#: Maps in the low 600 bytes of each SPRAM, 400 weight words above them.
+WEIGHT_BASE, MAP_BYTES, WORDS = 300, 600, 400
+
+
+def word_lanes(word):
+    return [(word >> 8 * k) & 0xFF for k in range(4)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_traffic_against_model(seed):
+    rng = np.random.default_rng(seed)
+    dut = SharedSprams(CONFIG, WEIGHT_BASE)
+    banks = rng.integers(0, 256, (4, MAP_BYTES))
+    weights = rng.integers(0, 1 << 32, WORDS, dtype=np.uint64)
+    checked = {"reads": 0, "fetches": 0}
+
+    async def main(ctx):
+        # Fill both regions through the ports the host uses while idle.
+        for b in range(4):
+            for a in range(MAP_BYTES):
+                ctx.set(dut.write.bank, b)
+                ctx.set(dut.write.addr, a)
+                ctx.set(dut.write.data, int(banks[b, a]))
+                ctx.set(dut.write.en, 1)
+                await ctx.tick()
+        ctx.set(dut.write.en, 0)
+        for w in range(WORDS):
+            ctx.set(dut.load.addr, w)
+            ctx.set(dut.load.data.as_value(), int(weights[w]))
+            ctx.set(dut.load.we, 1)
+            await ctx.tick()
+        ctx.set(dut.load.we, 0)
+
+        expect = [None] * 4              # the byte each bank's data must show
+        for cycle in range(3000):
+            write = rng.random() < 0.2
+            load = not write and rng.random() < 0.05
+            fetch = rng.random() < 0.3
+            wb, wa, wd = int(rng.integers(4)), int(rng.integers(MAP_BYTES)), int(rng.integers(256))
+            lw, ld = int(rng.integers(WORDS)), int(rng.integers(1 << 32))
+            fw = int(rng.integers(WORDS))
+            reads = [(rng.random() < 0.8, int(rng.integers(MAP_BYTES))) for _ in range(4)]
+            ctx.set(dut.write.en, write)
+            ctx.set(dut.write.bank, wb)
+            ctx.set(dut.write.addr, wa)
+            ctx.set(dut.write.data, wd)
+            ctx.set(dut.load.we, load)
+            ctx.set(dut.load.addr, lw)
+            ctx.set(dut.load.data.as_value(), ld)
+            ctx.set(dut.fetch.en, fetch)
+            ctx.set(dut.fetch.addr, fw)
+            for b, (en, a) in enumerate(reads):
+                ctx.set(dut.read[b].en, en)
+                ctx.set(dut.read[b].addr, a)
+            assert ctx.get(dut.fetch.ok) == (not write and not load), f"cycle {cycle}: fetch.ok"
+            fetch_taken = fetch and not write and not load
+            for b, (en, a) in enumerate(reads):
+                if en and not write and not load and not fetch:
+                    expect[b] = int(banks[b, a])
+            this_fetch = int(weights[fw]) if fetch_taken else None
+            if write:
+                banks[wb, wa] = wd
+            if load:
+                weights[lw] = ld
+            await ctx.tick()
+            for b in range(4):
+                if expect[b] is not None:
+                    got = ctx.get(dut.read[b].data) & 0xFF
+                    assert got == expect[b], f"cycle {cycle}: bank {b} data {got}, expected {expect[b]}"
+                    checked["reads"] += 1
+            assert ctx.get(dut.fetch.valid) == (this_fetch is not None), f"cycle {cycle}: fetch.valid"
+            if this_fetch is not None:
+                got = [v & 0xFF for v in ctx.get(dut.fetch.data)]
+                assert got == word_lanes(this_fetch), f"cycle {cycle}: fetched {got}"
+                checked["fetches"] += 1
+
+    simulate(dut, main)
+    assert checked["reads"] > 5000 and checked["fetches"] > 300
+
+
+def test_needs_the_spram_configuration():
+    with pytest.raises(ValueError, match="block RAM"):
+        SharedSprams(AcceleratorConfig(), 0)
+
+
+def test_config_refuses_spram_maps_beside_other_weight_layouts():
+    with pytest.raises(ConfigError, match="cols must be 4"):
+        AcceleratorConfig(cols=8, act_memory="auto")
+    with pytest.raises(ConfigError, match="act_bank_bytes must be"):
+        AcceleratorConfig(act_memory="spram", act_bank_bytes=65536)
