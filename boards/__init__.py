@@ -44,8 +44,10 @@ class Board:
 #: One requantiser of 8-bit digits (0.2 elements a cycle) rather than two of 4-bit digits
 #: (0.22): nearly the same rate for about 150 logic cells less, which the UP5K needs for
 #: the UART and flash logic next to the core.
-#: Maps that outgrow the block RAM go to the SPRAMs next to the weights (``act_memory``).
-ICEBREAKER = AcceleratorConfig(target="ice40", requant_lanes=1, requant_digit_bits=8, act_memory="auto")
+#: Maps that outgrow the block RAM go to the SPRAMs next to the weights (``act_memory``), and
+#: the accumulators are as wide as the model's sums need (``narrow_acc``).
+ICEBREAKER = AcceleratorConfig(target="ice40", requant_lanes=1, requant_digit_bits=8, act_memory="auto",
+                               narrow_acc=True)
 
 ICEBREAKER_BOARD = Board(
     name="icebreaker",

@@ -179,6 +179,7 @@ class _Builder:
         self.pad_of = {}                                    # folded PAD -> (top, left) its readers add
         self.slice_of = {}                                  # concatenated tensor -> (CONCATENATION, first channel)
         self.high_water = bank_bytes(self.input_shape)
+        self.acc_worst = 0                                  # largest |sum of products| any step can reach
 
     def src(self, name):
         """(shape as stored, base) of a tensor an op reads."""
@@ -258,6 +259,7 @@ class _Builder:
         taps = int(np.prod(weights.shape[1:]))
         flat = weights.reshape(out_c, taps).astype(np.int64)
         worst = np.abs(flat).sum(axis=1) * 128
+        self.acc_worst = max(self.acc_worst, int(worst.max()))
         if worst.max() > cfg.acc_limit:
             _fail(f"{layer.name}: worst-case dot product {int(worst.max())} exceeds the "
                   f"{cfg.acc_width}-bit accumulator (limit {cfg.acc_limit})")
@@ -593,12 +595,17 @@ def compile_model(model, config):
     With ``act_memory="auto"`` the maps go to block RAM when they fit it, else to the SPRAMs
     next to the weights; the program's ``config`` says which."""
     if config.act_memory != "auto":
-        return _compile(model, config)
-    try:
-        return _compile(model, config.with_(act_memory="bram"))
-    except CompileError:
-        need = _compile(model, config.spram_resolved()).memory_map["activation_bank"]["bytes"]
-        return _compile(model, config.spram_resolved(need))
+        program = _compile(model, config)
+    else:
+        try:
+            program = _compile(model, config.with_(act_memory="bram"))
+        except CompileError:
+            need = _compile(model, config.spram_resolved()).memory_map["activation_bank"]["bytes"]
+            program = _compile(model, config.spram_resolved(need))
+    need = max(17, program.memory_map["accumulator"]["bits"])
+    if config.narrow_acc and need < program.config.acc_width:
+        program = _compile(model, program.config.with_(acc_width=need))
+    return program
 
 
 def _shared_spram_plan(model, config, b, weight_words):
@@ -690,6 +697,7 @@ def _compile(model, config):
         "weights": {"bytes": int(weights.size), "capacity": config.weight_mem_bytes},
         "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": config.banks},
         "params": {"channels": int(params.bias.size), "capacity": config.param_depth},
+        "accumulator": {"bits": b.acc_worst.bit_length() + 1, "capacity": config.acc_width},
         "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
         "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "other_base": d.other_base,
                     "out_base": d.out_base,

@@ -32,6 +32,9 @@ class AcceleratorConfig:
     rows: int = 4                 #: activations entering the array per cycle
     cols: int = 4                 #: weights entering the array per cycle
     acc_width: int = 25           #: array accumulator; the bias is added in 32 bits later
+    #: The compiled program's configuration narrows ``acc_width`` to the largest sum its
+    #: weights can reach (at least 17 bits), so a model of small reductions spends less logic.
+    narrow_acc: bool = False
     requant_lanes: int = 2        #: one-lane requantisers the drain takes in turn
     requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: 32/k + 1 cycles an element)
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
@@ -62,6 +65,8 @@ class AcceleratorConfig:
             raise ConfigError(f"config: target must be 'generic' or 'ice40', got {self.target!r}")
         if self.target == "ice40" and (self.rows * self.cols) % 2:
             raise ConfigError("config: ice40 packs two 8x8 products per SB_MAC16, so rows*cols must be even")
+        if not isinstance(self.narrow_acc, bool):
+            raise ConfigError(f"config: narrow_acc must be True or False, got {self.narrow_acc!r}")
         if self.act_memory not in ("bram", "spram", "auto"):
             raise ConfigError(f"config: act_memory must be 'bram', 'spram' or 'auto', got {self.act_memory!r}")
         if self.act_memory != "bram" and (self.cols != 4 or self.weight_mem_bytes != SHARED_SPRAM_BYTES):

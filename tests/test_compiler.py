@@ -135,10 +135,24 @@ def test_maps_go_to_spram_only_when_block_ram_is_too_small():
     assert "spram" not in mnist.memory_map
     kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
     assert (kws.config.act_memory, kws.config.act_bank_bytes, kws.config.bank_addr_bits) == ("spram", 8192, 13)
+    assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25) == ICEBREAKER
     plan, need = kws.memory_map["spram"], kws.memory_map["activation_bank"]["bytes"]
     assert need == 5117 and plan["weight_base"] == 2559
     assert plan["weight_words_per_spram"] == -(-len(kws.weights) // 2)
     assert plan["cache_words"] == max(d.taps for d in kws.layers if d.kind == "CONV") == 125
+
+
+def test_narrow_acc_sizes_the_accumulator_from_the_weights():
+    """The widest sum a step can reach, sum |w| * 128 over a channel's taps, plus a sign bit:
+    24 bits for the shipped model, 20 for KWS, never below 17; without ``narrow_acc`` the
+    configuration's width stays."""
+    mnist = compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER)
+    kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
+    assert (mnist.config.acc_width, kws.config.acc_width) == (24, 20)
+    tiny = _conv_model(weights=np.ones((2, 3, 3, 4), np.int8))       # 36 * 128: 14 bits
+    assert compile_model(tiny, AcceleratorConfig(narrow_acc=True)).config.acc_width == 17
+    assert compile_model(tiny, AcceleratorConfig()).config.acc_width == 25
+    assert compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER.with_(narrow_acc=False)).config.acc_width == 25
 
 
 def test_spram_maps_that_do_not_fit_are_refused_in_one_line():

@@ -30,6 +30,11 @@ def test_bank_address_grows_with_the_bank(size, bits):
     ({"target": "ecp5"}, "target must be 'generic' or 'ice40'"),
     ({"target": "ice40", "rows": 3, "cols": 3}, "rows*cols must be even"),
     ({"cols": 8, "weight_mem_bytes": 4}, "weight_mem_bytes must hold one word of cols weights"),
+    ({"narrow_acc": 1}, "narrow_acc must be True or False"),
+    ({"act_memory": "flash"}, "act_memory must be 'bram', 'spram' or 'auto'"),
+    ({"act_memory": "auto", "cols": 8}, "cols must be 4 and weight_mem_bytes 131072"),
+    ({"act_memory": "spram", "act_bank_bytes": 65536}, "act_bank_bytes must be at most 32768"),
+    ({"weight_cache_words": 0}, "weight_cache_words must be a positive int"),
 ])
 def test_bad_configurations_are_refused_in_one_line(changes, needle):
     with pytest.raises(ConfigError) as e:

@@ -133,16 +133,19 @@ class Feeder(wiring.Component):
         x_in = [(ix[k] >= 0) & (ix[k] < d.w) for k in (0, 1)]
         # Maps in SPRAM: a group whose weights are not in the cache waits for them (``hold``),
         # fetched once the reads in flight (activations and cached weights) are done.
-        # The request is a register (a one-cycle pulse) that the cache answers with ``busy``
-        # the cycle after, so ``hold`` has no gap.
+        # The request waits for the pipeline to empty (the cache rereads the waiting term's
+        # word) and is a one-cycle pulse; ``hold`` is a register from the group's end to the
+        # cache's ``done``, since it gates every tracker.
         hold = Signal()
         if cfg.in_spram:
             need_fill = Signal()
-            m.d.comb += [hold.eq(need_fill | self.fill.busy), self.fill.base.eq(gbase), self.fill.count.eq(d.taps)]
-            m.d.sync += self.fill.start.eq(running & need_fill & ~a.valid & ~skid.valid & ~s_valid
+            m.d.comb += [self.fill.base.eq(gbase), self.fill.count.eq(d.taps)]
+            m.d.sync += self.fill.start.eq(running & need_fill & ~a.valid & ~skid.valid & ~s_valid & ~r_valid
                                            & ~self.fill.start)
             with m.If(self.fill.start):
                 m.d.sync += need_fill.eq(0)
+            with m.If(self.fill.done):
+                m.d.sync += hold.eq(0)
         m.d.comb += [t.valid.eq(running & ~hold), t.first.eq(first), t.last.eq(end_pass), t.weight_addr.eq(wptr)]
         for b in range(banks):
             m.d.comb += t.bank_addr[b].eq(rp[b >> 1] + cp[b & 1] + ci)
@@ -203,7 +206,7 @@ class Feeder(wiring.Component):
             ys.load(d.iy0, d.rowptr0)
             xs.load(d.ix0, d.colptr0)
             if cfg.in_spram:
-                m.d.sync += need_fill.eq(1)
+                m.d.sync += [need_fill.eq(1), hold.eq(1)]
         with m.Elif(~skid.valid & ~hold):
             next_kx = ci_loop.next_last(1) & kx.next_last(ci_loop.last)
             m.d.sync += [wptr.eq(wptr + 1), first.eq(end_pass), end_kx.eq(next_kx),
@@ -248,7 +251,7 @@ class Feeder(wiring.Component):
                     m.d.sync += share.advance()
                 m.d.sync += gstep.eq(Mux(share.next_last(1), d.taps, 0))
                 if cfg.in_spram:
-                    m.d.sync += need_fill.eq(gstep != 0)
+                    m.d.sync += [need_fill.eq(gstep != 0), hold.eq(gstep != 0)]
             with m.If(end_group & g.last):
                 m.d.sync += running.eq(0)
         return m

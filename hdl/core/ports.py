@@ -67,9 +67,9 @@ def weight_fetch_signature(config):
 
 def weight_fill_signature(config):
     """The feeder's request to the weight cache: ``start`` copies ``count`` words from
-    ``base`` on; ``busy`` until the last is in."""
+    ``base`` on; ``done`` pulses once the last is in."""
     return wiring.Signature({"start": Out(1), "base": Out(config.weight_addr_bits),
-                             "count": Out(config.taps_bits), "busy": In(1)})
+                             "count": Out(config.taps_bits), "done": In(1)})
 
 
 def param_read_signature(config):

@@ -6,7 +6,8 @@ is word ``weight_base + (w >> 1)`` of SPRAM pair ``w & 1`` (bytes 0-1 in SPRAM `
 bytes 2-3 in the next), so the maps and weights of a program spread evenly.
 
 Each SPRAM has one port, taken in this order: a byte write (the drain's, or the host's
-while idle), a weight load (while idle), a weight fetch for the cache, an activation read.
+while idle), a weight load (while idle, a cycle after the load port's; the host does not
+write in the cycle after a load), a weight fetch for the cache, an activation read.
 A write takes its SPRAM's cycle, so the accelerator holds the readers in that cycle; since
 the SPRAM's output is undefined after a write, each bank keeps the last byte it read and
 answers with it until the next read, which is the block-RAM banks' contract ("data holds
@@ -38,10 +39,13 @@ class SharedSprams(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, base = self.config, self.weight_base
-        load_pair, fetch_pair = self.load.addr[0], Signal()
-        # Loads (while idle) and fetches share one weight address.
-        weight_word = base + (Mux(self.load.we, self.load.addr, self.fetch.addr) >> 1)
-        m.d.comb += self.fetch.ok.eq(~self.write.en & ~self.load.we)
+        # Loads (while idle) reach the SPRAMs a cycle late, from registers, and share one
+        # weight address with the fetches.
+        load = weight_load_signature(cfg).create(path=("load_late",))
+        m.d.sync += [load.addr.eq(self.load.addr), load.data.eq(self.load.data), load.we.eq(self.load.we)]
+        load_pair, fetch_pair = load.addr[0], Signal()
+        weight_word = base + (Mux(load.we, load.addr, self.fetch.addr) >> 1)
+        m.d.comb += self.fetch.ok.eq(~self.write.en & ~load.we)
         fetching = self.fetch.en & self.fetch.ok
         with m.If(fetching):
             m.d.sync += fetch_pair.eq(self.fetch.addr[0])
@@ -51,15 +55,15 @@ class SharedSprams(wiring.Component):
             m.submodules[f"spram{b}"] = spram = SPRAM(cfg.target)
             pair, half = b >> 1, b & 1
             writing = self.write.en & (self.write.bank == b)
-            loading = self.load.we & (load_pair == pair)
-            reading = self.read[b].en & ~self.write.en & ~self.load.we & ~self.fetch.en
+            loading = load.we & (load_pair == pair)
+            reading = self.read[b].en & ~self.write.en & ~load.we & ~self.fetch.en
             with m.If(writing):
                 m.d.comb += [spram.addr.eq(self.write.addr >> 1), spram.we.eq(1),
                              spram.wdata.eq(Cat(self.write.data, self.write.data)),
                              spram.wmask.eq(Mux(self.write.addr[0], 0b10, 0b01))]
-            with m.Elif(self.load.we | self.fetch.en):
+            with m.Elif(load.we | self.fetch.en):
                 m.d.comb += [spram.addr.eq(weight_word), spram.we.eq(loading), spram.wmask.eq(0b11),
-                             spram.wdata.eq(self.load.data.as_value().word_select(half, 16)),
+                             spram.wdata.eq(load.data.as_value().word_select(half, 16)),
                              spram.en.eq(fetching & (self.fetch.addr[0] == pair))]
             with m.Else():
                 m.d.comb += [spram.addr.eq(self.read[b].addr >> 1), spram.en.eq(reading)]
