@@ -22,6 +22,7 @@ import json
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -198,10 +199,11 @@ def render_md(r):
     return "\n".join(lines)
 
 
-#: Place-and-route runs the build tries at lower clocks before it gives up (no --clock-mhz).
+#: Clocks the build tries before it gives up (no --clock-mhz): the board's default, then
+#: the highest PLL setting each miss's Fmax allows.
 CLOCK_ATTEMPTS = 3
 #: Seeds tried after the first (1) misses the first clock, when --seed is not given: the
-#: same netlist placed again, about a minute each, before a lower clock is tried.
+#: same netlist placed again, one a round, beside the lower clock's build.
 SEED_ATTEMPTS = (2, 3)
 
 
@@ -210,25 +212,28 @@ def missed(pnr, fmax, pll):
     return "error" not in pnr and fmax is not None and fmax < pll.f_out_mhz
 
 
-def other_seeds(workdir, board, tools, pll, pnr, fmax, seed, attempts):
-    """Place the same netlist with :data:`SEED_ATTEMPTS` until one meets the clock; the best
-    placement is left in ``workdir``: (its report, Fmax, seed)."""
+def parallel(*jobs):
+    """Run the callables at once (each mostly waits on a yosys or nextpnr process): their results."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return [f.result() for f in [pool.submit(job) for job in jobs]]
+
+
+def place_again(workdir, board, tools, pll, seed):
+    """Place the netlist in ``workdir`` with ``seed``, keeping the previous placement as
+    ``best.*`` for :func:`keep_better`: (report, Fmax)."""
+    placed = workdir / PLACED[board.family]
+    shutil.copyfile(placed, workdir / f"best.{placed.name}")
+    again = place(workdir, board, tools, seed, pll.f_out_mhz)
+    return again, fmax_mhz(again)
+
+
+def keep_better(workdir, board, better):
+    """Leave the new placement in ``workdir`` if ``better``, else the one before it."""
     placed = workdir / PLACED[board.family]
     best = workdir / f"best.{placed.name}"
-    shutil.copyfile(placed, best)
-    for other in SEED_ATTEMPTS:
-        log(f"      timing missed: Fmax {fmax} MHz < {pll.f_out_mhz:.3f} MHz; placing again with seed {other}")
-        again = place(workdir, board, tools, other, pll.f_out_mhz)
-        f = fmax_mhz(again)
-        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": f, "seed": other})
-        if "error" not in again and f is not None and f > fmax:
-            pnr, fmax, seed = again, f, other
-            shutil.copyfile(placed, best)
-        if fmax >= pll.f_out_mhz:
-            break
-    shutil.copyfile(best, placed)
+    if not better:
+        shutil.copyfile(best, placed)
     best.unlink()
-    return pnr, fmax, seed
 
 
 def implement(program, tflite_bytes, board, pll, args, tools, workdir, seed):
@@ -271,31 +276,53 @@ def build(args):
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
 
-    # With no --clock-mhz the build picks the clock: the board's default; after a miss the
-    # same netlist placed with other seeds (without --seed), then the highest PLL setting the
-    # best Fmax allows (a new design: the UART divisor and timeouts follow the clock).  An
-    # explicit clock that misses is a failure.
-    attempts, clocks = [], 0
+    # With no --clock-mhz the build picks the clock: the board's default; after a miss, at
+    # once (two processes), the same netlist placed with the next seed (without --seed) and
+    # a new design at the highest PLL setting the Fmax allows (the UART divisor and timeouts
+    # follow the clock), in its own directory; the first that meets its clock wins, the
+    # faster clock first.  An explicit clock that misses is a failure.
     seed = 1 if args.seed is None else args.seed
-    while True:
-        soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir, seed)
-        clocks += 1
-        fmax = fmax_mhz(pnr)
-        attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": seed})
-        if clocks == 1 and args.seed is None and missed(pnr, fmax, pll):
-            pnr, fmax, seed = other_seeds(workdir, board, tools, pll, pnr, fmax, seed, attempts)
-        if ("error" in pnr or fmax is None or fmax >= pll.f_out_mhz or args.clock_mhz is not None
-                or clocks >= CLOCK_ATTEMPTS):
+    soc, pnr = implement(program, tflite_bytes, board, pll, args, tools, workdir, seed)
+    fmax = fmax_mhz(pnr)
+    attempts = [{"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": fmax, "seed": seed}]
+    seeds, clocks = list(SEED_ATTEMPTS) if args.seed is None else [], 1
+    while missed(pnr, fmax, pll):
+        lower = None
+        if args.clock_mhz is None and clocks < CLOCK_ATTEMPTS:
+            try:
+                lower = pll_settings(board.family, board.osc_hz, fmax * 1e6)
+            except PllError:
+                lower = None
+            if lower is not None and lower.f_out_mhz >= pll.f_out_mhz:
+                lower = None
+        other = seeds.pop(0) if seeds else None
+        if other is None and lower is None:
             break
-        try:
-            lower = pll_settings(board.family, board.osc_hz, fmax * 1e6)
-        except PllError:
-            break
-        if lower.f_out_mhz >= pll.f_out_mhz:
-            break
-        log(f"      timing missed: Fmax {fmax} MHz < {pll.f_out_mhz:.3f} MHz; retrying at {lower.f_out_mhz:.3f} MHz, "
-            "the highest PLL setting that Fmax allows")
-        pll = lower
+        tries = ([f"seed {other} at {pll.f_out_mhz:.3f} MHz"] if other else []) + (
+            [f"seed {seed} at {lower.f_out_mhz:.3f} MHz (the highest PLL setting that Fmax allows)"] if lower else [])
+        log(f"      timing missed: Fmax {fmax} MHz < {pll.f_out_mhz:.3f} MHz; trying {' and '.join(tries)}")
+        lower_dir, lower_seed = (out / f"work_{lower.f_out_mhz:.3f}MHz" if lower else None), seed
+        jobs = []
+        if other:
+            jobs.append(lambda: place_again(workdir, board, tools, pll, other))
+        if lower:
+            lower_dir.mkdir(exist_ok=True)
+            jobs.append(lambda: implement(program, tflite_bytes, board, lower, args, tools, lower_dir, lower_seed))
+        results = parallel(*jobs)
+        if other:
+            again, f = results.pop(0)
+            attempts.append({"clock_mhz": round(pll.f_out_mhz, 3), "fmax_mhz": f, "seed": other})
+            better = "error" not in again and f is not None and f > fmax
+            keep_better(workdir, board, better)
+            if better:
+                pnr, fmax, seed = again, f, other
+        if lower:
+            lower_soc, lower_pnr = results.pop(0)
+            f = fmax_mhz(lower_pnr)
+            attempts.append({"clock_mhz": round(lower.f_out_mhz, 3), "fmax_mhz": f, "seed": lower_seed})
+            if fmax < pll.f_out_mhz:
+                soc, pnr, fmax, pll, workdir, seed = lower_soc, lower_pnr, f, lower, lower_dir, lower_seed
+                clocks += 1
     util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in pnr.get("utilization", {}).items()
             if k in board.resources}
     problem = None
@@ -318,7 +345,8 @@ def build(args):
         "board": {"name": board.name, "title": board.title},
         "model": {"file": str(args.model), "model_id": f"{protocol.model_id(tflite_bytes):#010x}",
                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
-        "config": {k: getattr(board.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes")},
+        "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes",
+                                                             "act_memory", "act_bank_bytes")},
         "utilisation": util,
         "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,
                    "fmax_mhz": fmax, "seed": seed, "met": bool(fmax and fmax >= pll.f_out_mhz),
