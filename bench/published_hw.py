@@ -31,12 +31,12 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "models"
 MODELS = ("hello_world_int8.tflite", "micro_speech_quantized.tflite", "kws_ref_model.tflite",
           "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite")
 ULX3S = get_board("ulx3s-85f").config
-#: Per board: its configuration, then larger activation banks (and parameter memory) on the
-#: same array; a model's row is the first that takes it.
+#: Per board: its configuration (on the iCEBreaker maps go to SPRAM when block RAM is too
+#: small), then larger block-RAM banks and parameter memory on the same array; a model's row
+#: is the first that takes it.
 CONFIGS = {
     "iCEBreaker": {
         "iCEBreaker": ICEBREAKER,
-        "iCEBreaker array, 8 KiB banks": ICEBREAKER.with_(act_bank_bytes=8192),
         "iCEBreaker array, 16 KiB banks": ICEBREAKER.with_(act_bank_bytes=16384, param_depth=2048),
     },
     "ULX3S-85F": {"ULX3S-85F": ULX3S},

@@ -75,6 +75,21 @@ def test_boot_info_and_inference(design):
     assert len(cycles) == 1 and cycles.pop() > 0
 
 
+def test_maps_in_spram_on_the_simulated_board(tmp_path_factory):
+    """The same model with its maps in the SPRAMs beside the weights (as KWS on the
+    iCEBreaker): the weights boot from flash into the shared SPRAMs, the input goes in and
+    the output comes out through the map walker, equal to golden."""
+    path = tiny(tmp_path_factory)
+    model = load_tflite(str(path))
+    program = compile_model(model, sim_config().spram_resolved())
+    assert program.config.in_spram
+    port, soc = make_port((path, model, program))
+    client = Client(port)
+    assert client.info().weights_loaded
+    x = np.random.default_rng(2).integers(-128, 128, size=model.input_shape, dtype=np.int8)
+    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+
+
 def test_errors_leave_the_device_ready(design):
     path, model, program = design
     port, soc = make_port(design)
