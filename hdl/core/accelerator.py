@@ -5,8 +5,11 @@ placed by the compiler's planner), the weight memory (SPRAM on iCE40, block RAM 
 filled through the load port), per-channel parameters and the layer descriptors in block
 RAM initialised from the program.  Where memories are block RAM the generator sizes them
 from the program (on iCE40 the banks keep the configuration's size, whose split the timing
-was closed with), so a device spends only what its model needs.  The host reaches the activation banks and the weight load port only
-while the core is idle.
+was closed with), so a device spends only what its model needs.  With ``act_memory``
+"spram" the four banks are the SPRAMs instead, beside the weights (:mod:`.shared_spram`),
+and the feeder reads its weights from a block-RAM cache (:mod:`.weight_cache`); there a
+host write lands a cycle late and blocks that cycle's read.  The host reaches the
+activation banks and the weight load port only while the core is idle.
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -156,7 +159,6 @@ class Accelerator(wiring.Component):
             with m.If(adder.param.en):
                 m.d.comb += [prd.addr.eq(adder.param.addr), prd.en.eq(1)]
 
-
         busy = Signal()
         host_bank = self.host.addr[cfg.bank_addr_bits:]
         host_offset = self.host.addr[:cfg.bank_addr_bits]
@@ -236,8 +238,9 @@ class Accelerator(wiring.Component):
             m.next = "KICK"
 
         finished = Signal()                 # low while a unit starts
-        m.d.sync += finished.eq(feeder.done & drain.done & ~(late.en if cfg.in_spram else 0) & (engine.done if engine is not None else 1)
-                                & (adder.done if adder is not None else 1) & ~start_conv & ~start_pool & ~start_add)
+        m.d.sync += finished.eq(feeder.done & drain.done & ~(late.en if cfg.in_spram else 0)
+                                & (engine.done if engine is not None else 1) & (adder.done if adder is not None else 1)
+                                & ~start_conv & ~start_pool & ~start_add)
 
         m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]
         with m.If(busy):

@@ -18,6 +18,9 @@ the input map are fed as the input zero point.
 Pipeline: the trackers; the address stage (bank addresses, weight address and the tap's
 flags, registered) with a skid register beside it; the read stage (the banks' answer, the
 weight address); the result stage (the tap's activations registered, the weights' answer).
+``stall`` (a write has the SPRAMs) holds the read and result stages like array
+back-pressure.  With maps in SPRAM the weights come from the cache: each channel group whose
+words are not there waits, with the pipeline empty, for ``fill``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal

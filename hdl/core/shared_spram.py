@@ -16,7 +16,7 @@ while ``en`` is low") whatever happened in between.
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from .ports import bank_read_signature, bank_write_signature, weight_fetch_signature, weight_load_signature
 from .spram import SPRAM
