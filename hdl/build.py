@@ -257,6 +257,10 @@ def build(args):
     # Portable Verilog gets inferred multipliers and memories instead of iCE40 primitives.
     config = board.config.with_(target="generic") if args.verilog else board.config
     program, tflite_bytes = load_program(args.model, config)
+    if program.config.in_spram:
+        m = program.memory_map
+        log(f"      maps in the SPRAMs beside the weights: {m['activation_bank']['bytes']:,} B per bank, more than "
+            f"the {config.act_bank_bytes:,}-byte block-RAM banks; a weight cache of {m['spram']['cache_words']} words")
     try:
         pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
     except PllError as e:

@@ -8,6 +8,7 @@ import pytest
 from boards import BOARDS
 from hdl import build
 from host import protocol
+from published import published_path
 
 
 def test_list_boards(capsys):
@@ -56,6 +57,14 @@ def test_portable_verilog(tmp_path):
         assert primitive not in text
     for port in ("uart_rx", "uart_tx", "flash_sck", "flash_cs", "flash_copi", "flash_cipo", "led_ready"):
         assert port in text
+
+
+def test_build_says_where_the_maps_go(tmp_path, capsys):
+    """KWS's maps outgrow the iCEBreaker's block-RAM banks: the log says they go to SPRAM."""
+    path = published_path("kws_ref_model.tflite")
+    assert build.main(["--model", str(path), "--verilog", str(tmp_path / "kws.v")]) == 0
+    assert ("maps in the SPRAMs beside the weights: 5,117 B per bank, more than the 2,560-byte block-RAM "
+            "banks; a weight cache of 125 words") in capsys.readouterr().err
 
 
 def test_flash_image_layout():
