@@ -5,9 +5,9 @@
 For each model and each configuration below: whether it compiles (else the compiler's one
 line), cycles per inference, cycles per layer kind, MAC utilisation of the array, and
 whether every output equals golden on ``count`` seeded random inputs.  Configurations:
-each board's (what `hdl.build --board NAME` generates), then the same array with larger
-activation banks (and parameter memory) where a model's maps need more than the board's
-block RAM banks (on the UP5K: what activations in SPRAM will give it, simulated today).
+each board's (what `hdl.build --board NAME` generates; on the iCEBreaker maps that outgrow
+block RAM go to SPRAM), then the same array with larger block-RAM banks and parameter memory
+for models the board cannot take (ResNet-8 on the UP5K, simulated only).
 Prints a Markdown table (the README's).
 """
 
