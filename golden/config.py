@@ -41,8 +41,9 @@ class AcceleratorConfig:
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
     #: Where the four activation banks live: "bram" (block RAM of ``act_bank_bytes`` each),
     #: "spram" (bank b is SPRAM b, its first ``act_bank_bytes`` at most, shared with the
-    #: weights, which a block-RAM cache of ``weight_cache_words`` feeds to the array), or "auto" (block RAM when the program's maps
-    #: fit it, else SPRAM; the compiled program's configuration says which).
+    #: weights, which a block-RAM cache of ``weight_cache_words`` feeds to the array), or
+    #: "auto" (block RAM when the program's maps fit it, else SPRAM; the compiled program's
+    #: configuration says which).
     act_memory: str = "bram"
     weight_cache_words: int = 1024        #: "spram": largest channel group's weights (taps)
     param_depth: int = 1024               #: output channels of all layers together (the memory holds the program's)
