@@ -75,18 +75,22 @@ def run_drain(cases, gap, seed=0, options=None, config=CONFIG):
         return {"bias": int(p.bias[a]), "multiplier": int(p.multiplier[a]), "shift": int(p.shift[a])}
 
     async def array(ctx):
+        """As the MAC array: a result offered stays offered until taken; ``flush`` drops
+        the rest of the pass (a pass is ``lanes`` results)."""
+        offering = False
         while True:
-            if state["fed"] == len(state["values"]):
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-                continue
-            while rng.random() < gap:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, state["values"][state["fed"]])
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            state["fed"] += 1
+            fed = state["fed"]
+            if not offering:
+                offering = fed < len(state["values"]) and rng.random() >= gap
+            ctx.set(dut.i.valid, offering)
+            if offering:
+                ctx.set(dut.i.payload, state["values"][fed])
+            _, _, ready, flush = await ctx.tick().sample(dut.i.ready, dut.flush)
+            assert not (flush and ready), "the drain takes a result while it flushes"
+            if offering and ready:
+                state["fed"], offering = fed + 1, False
+            if flush:
+                state["fed"], offering = -(-state["fed"] // config.lanes) * config.lanes, False
 
     results = []
 

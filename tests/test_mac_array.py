@@ -15,7 +15,7 @@ from boards import ICEBREAKER
 from cocotb_mac_array import Stimulus, expected_results, random_reductions, run
 from golden.config import MAX_PRODUCT, AcceleratorConfig
 from hdl.units.dsp import DualMul8
-from hdl.units.mac_array import MacArray
+from hdl.units.mac_array import MacArray, chain_order
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPES = [(1, 2), (2, 2), (4, 4), (3, 2), (1, 1)]
@@ -184,3 +184,50 @@ def test_synthesis_meets_up5k_targets(tmp_path):
     assert figures["dsp"] == 8
     assert figures["lc_array"] <= 1200
     assert figures["fmax_mhz"] >= 48
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 2), (4, 16)], ids=shape_id)
+def test_flush_drops_the_rest_of_a_reduction(shape):
+    """A consumer that needs only the first results of a reduction takes them, then raises
+    ``flush`` for a cycle (taking nothing): the rest of that reduction is gone and the next
+    one's results follow, whole and in order."""
+    config = AcceleratorConfig(rows=shape[0], cols=shape[1])
+    rng = np.random.default_rng(sum(shape))
+    reductions = random_reductions(rng, config, 30)
+    keep = [int(rng.integers(1, config.lanes + 1)) for _ in reductions]
+    order = chain_order(config)
+    want = []
+    for (acts, weights), k in zip(reductions, keep):
+        sums = acts.astype(np.int64).T @ weights.astype(np.int64)        # (rows, cols)
+        want.append([int(sums[lane // config.cols, lane % config.cols]) for lane in order[:k]])
+    dut = MacArray(config)
+    got = [[] for _ in reductions]
+    terms = [(acts[t], weights[t], t == 0, t == len(acts) - 1) for acts, weights in reductions
+             for t in range(len(acts))]
+
+    async def bench(ctx):
+        fed, current, flushing = 0, 0, False
+        for cycle in range(40 * len(terms) + 50 * len(reductions)):
+            if fed < len(terms):
+                act, weight, first, last = terms[fed]
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, {"act": [int(v) for v in act], "weight": [int(v) for v in weight],
+                                        "first": first, "last": last})
+            else:
+                ctx.set(dut.i.valid, 0)
+            ctx.set(dut.flush, flushing)
+            ctx.set(dut.o.ready, not flushing)
+            _, _, taken, out, value = await ctx.tick().sample(dut.i.valid & dut.i.ready,
+                                                              dut.o.valid & dut.o.ready, dut.o.payload)
+            fed += bool(taken)
+            flushing = False
+            if out:
+                got[current].append(value)
+                if len(got[current]) == keep[current]:
+                    flushing, current = True, current + 1
+                    if current == len(reductions):
+                        return
+        raise AssertionError(f"{current} of {len(reductions)} reductions out")
+
+    simulate(dut, bench)
+    assert got == want

@@ -136,6 +136,7 @@ class Accelerator(wiring.Component):
             m.submodules[name] = unit
             wiring.connect(m, port, sink)
         wiring.connect(m, array.o, drain.i)
+        m.d.comb += array.flush.eq(drain.flush)
 
         layout = desc_layout(cfg)
         m.submodules.descs = descs = Memory(shape=layout, depth=len(self.descs), init=self.descs)

@@ -97,6 +97,7 @@ class Drain(wiring.Component):
             "start": In(1),
             "done": Out(1),
             "i": In(stream.Signature(result_shape(config))),
+            "flush": Out(1),
             "aux": In(stream.Signature(result_layout(config))),
             "table_write": In(TableWriteSignature),
             "param": Out(param_read_signature(config)),
@@ -163,7 +164,7 @@ class Drain(wiring.Component):
         below = Signal(signed(cfg.acc_width + 1))
         m.d.comb += below.eq(value - run_max)
         bigger = Mux(below[-1], run_max, value)
-        m.d.comb += self.i.ready.eq(running & ~(needs_x & x_valid))
+        m.d.comb += self.i.ready.eq(running & ~(needs_x & x_valid) & ~self.flush)
         took = self.i.valid & self.i.ready
         with m.If(took):
             m.d.sync += run_max.eq(Mux(row == 0, value, bigger))
@@ -258,6 +259,7 @@ class Drain(wiring.Component):
 
         # ---- the nest's registers: while idle they follow the descriptor, so they hold the
         # layer's start values when ``start`` sets ``running``.
+        m.d.sync += self.flush.eq(took & pass_end)
         with m.If(self.start):
             m.d.sync += running.eq(1)
         with m.If(~running):
@@ -269,7 +271,11 @@ class Drain(wiring.Component):
             ]
             out.load()
         with m.Elif(took):
-            m.d.sync += [slot.eq(slot + 1), pass_end.eq(slot == rows * cols - 2),
+            # A pass ends with its last column that holds an element: the array drops the
+            # columns after it (``flush``), which depthwise groups and a layer's last channel
+            # group leave empty.
+            kept = Mux(lane_hi < out.ch_left, lane_hi, out.ch_left)
+            m.d.sync += [slot.eq(Mux(pass_end, 0, slot + 1)), pass_end.eq(slot == kept * rows - 2),
                          needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
             # The pass's end steps the output addresses by a block, a block row or a channel
             # group; a one-pixel pass steps them every other pixel, where the parity banks wrap.

@@ -60,7 +60,9 @@ class MacArray(wiring.Component):
     Flow control: the array stalls as a whole (one enable, also the DSPs' CE, and
     ``i.ready``) only when a finished reduction would be copied into a chain still holding
     results the consumer has not taken.  With a consumer that is always ready, reductions
-    of at least :attr:`min_terms` terms never wait.
+    of at least :attr:`min_terms` terms never wait.  ``flush`` (a register of the consumer,
+    high a cycle in which it takes nothing) drops the rest of the reduction in the chain:
+    a consumer that needs only its first columns frees the chain for the next one early.
     """
 
     def __init__(self, config):
@@ -70,6 +72,7 @@ class MacArray(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(term_layout(config))),
             "o": Out(stream.Signature(result_shape(config))),
+            "flush": In(1),
         })
 
     @property
@@ -138,6 +141,8 @@ class MacArray(wiring.Component):
         next_live = Signal.like(live)
         with m.If(copy):
             m.d.comb += next_live.eq(-1)
+        with m.Elif(self.flush):
+            m.d.comb += next_live.eq(0)
         with m.Elif(shift):
             m.d.comb += next_live.eq(live >> 1)
         with m.Else():
