@@ -134,11 +134,10 @@ class Feeder(wiring.Component):
 
         y_in = [(iy[k] >= 0) & (iy[k] < d.h) for k in (0, 1)]
         x_in = [(ix[k] >= 0) & (ix[k] < d.w) for k in (0, 1)]
-        # Maps in SPRAM: a group whose weights are not in the cache waits for them (``hold``),
-        # fetched once the reads in flight (activations and cached weights) are done.
-        # The request waits for the pipeline to empty (the cache rereads the waiting term's
-        # word) and is a one-cycle pulse; ``hold`` is a register from the group's end to the
-        # cache's ``done``, since it gates every tracker.
+        # Maps in SPRAM: a group whose weights are not in the cache waits for them (``hold``, a
+        # register from the group's end to the cache's ``done``, since it gates every tracker).
+        # The request, a one-cycle pulse, waits until no tap is in flight, so that no read of
+        # the activations or of the cache meets the fill.
         hold = Signal()
         if cfg.in_spram:
             need_fill = Signal()

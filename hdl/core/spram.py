@@ -28,10 +28,9 @@ class SPRAM(wiring.Component):
     """One 16K x 16 single-port RAM.
 
     ``we`` writes the bytes of ``wdata`` that ``wmask`` selects (bit 0 the low byte) at
-    ``addr`` (whatever ``en`` is).  Otherwise ``en`` reads
-    ``addr``: ``rdata`` is valid :attr:`latency` cycles later and holds while ``en`` and
-    ``we`` are both low (the SPRAM is deselected), so a stalled pipeline keeps its
-    operand without re-reading it.
+    ``addr`` (whatever ``en`` is).  Otherwise ``en`` reads ``addr``: ``rdata`` is valid
+    :attr:`latency` cycles later and holds while ``en`` and ``we`` are both low (the SPRAM is
+    deselected), so a stalled pipeline keeps its operand without re-reading it.
 
     ``rdata`` is undefined before the first read and after a write until the next read
     (yosys' model drives X; the generic twin holds its last value), and so is any word

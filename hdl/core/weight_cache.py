@@ -7,7 +7,7 @@ port takes the weight memory's absolute word addresses, so the feeder's addressi
 not change.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -42,12 +42,6 @@ class WeightCache(wiring.Component):
         # waits for the fill) and yosys builds old-data reads from 40 more flip-flops.
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=(wr,))
-        # The block RAM reads every cycle, the last address again while ``read.en`` is low:
-        # that keeps the word (no fill runs under a waiting read) without the 32 flip-flops
-        # yosys adds to hold a read port's data.
-        last = Signal(max(1, bits))
-        with m.If(self.read.en):
-            m.d.sync += last.eq(self.read.addr[:bits])
         fetch_addr = Signal(cfg.weight_addr_bits)
         to_issue = Signal(cfg.taps_bits)
         landing = Signal(max(1, bits))              # the slot of the word fetched last cycle
@@ -57,7 +51,7 @@ class WeightCache(wiring.Component):
         # high the cycle after the last word landed (it lands while no fetch is left).
         m.d.sync += self.fill.done.eq(self.fetch.valid & ~more)
         m.d.comb += [
-            rd.addr.eq(Mux(self.read.en, self.read.addr[:bits], last)), self.read.data.eq(rd.data),
+            rd.addr.eq(self.read.addr[:bits]), rd.en.eq(self.read.en), self.read.data.eq(rd.data),
             self.fetch.addr.eq(fetch_addr), self.fetch.en.eq(more),
             wr.addr.eq(landing), wr.data.eq(self.fetch.data), wr.en.eq(self.fetch.valid),
         ]
