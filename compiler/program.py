@@ -169,8 +169,9 @@ class _Builder:
     it overlaps no tensor still to be read (first fit over the tensors' lifetimes), so the
     residual inputs of an ADD stay where they are while the branch runs."""
 
-    def __init__(self, model, config, last_use, input_name):
+    def __init__(self, model, config, last_use, input_name, share_depthwise):
         self.model, self.config, self.input_name = model, config, input_name
+        self.share_depthwise = share_depthwise
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
         self.input_shape = _hwc(model.input_shape)
         self.place = {input_name: (self.input_shape, 0)}
@@ -180,6 +181,7 @@ class _Builder:
         self.slice_of = {}                                  # concatenated tensor -> (CONCATENATION, first channel)
         self.high_water = bank_bytes(self.input_shape)
         self.acc_worst = 0                                  # largest |sum of products| any step can reach
+        self.requant_worst = 0                              # largest |(acc + bias) << left| the requantiser takes
 
     def src(self, name):
         """(shape as stored, base) of a tensor an op reads."""
@@ -269,14 +271,21 @@ class _Builder:
         reach = (np.abs(bias) + worst) << np.maximum(shift, 0)
         if reach.max() > INT32_MAX:
             _fail(f"{layer.name}: accumulator plus folded bias reaches {int(reach.max())}, beyond int32")
+        self._requantises(layer, int(reach.max()))
         lo, hi = layer.act_range
         if pool is not None:
             plo, phi = pool.act_range
             lo, hi = int(np.clip(lo, plo, phi)), int(np.clip(hi, plo, phi))
         groups = -(-out_c // group_channels)
-        # Depthwise groups share weight words (lanes (g % word_groups) * group_channels on),
-        # so a channel's taps do not cost a whole word of cols weights each.
-        word_groups = cfg.cols // group_channels if depthwise else 1
+        # Depthwise groups may share weight words (group g in lanes (g % word_groups) *
+        # group_channels on), so that a channel's taps do not cost a whole word of cols
+        # weights each.  A pass then drains the array's columns up to its group's, so each
+        # group has words of its own unless the weight memory needs the sharing, or the
+        # weights stream from SPRAM into the cache group by group (taps cycles a group) and
+        # a group's taps outnumber 4 cycles saved on each of its passes (MEAN, average pools).
+        blocks = -(-conv_shape[0] // block) * -(-conv_shape[1] // block)
+        share = depthwise and (self.share_depthwise or (cfg.in_spram and taps > 4 * blocks))
+        word_groups = cfg.cols // group_channels if share else 1
         words = -(-groups // word_groups)
         full = np.zeros((words * word_groups * group_channels, taps), np.int8)
         full[:out_c] = flat
@@ -366,6 +375,7 @@ class _Builder:
         v = np.arange(-128, 128, dtype=np.int64)
         ta = multiply_by_quantized_multiplier((v - a_q.zero_point) << ADD_LEFT_SHIFT, m1, s1)
         tb = multiply_by_quantized_multiplier((v - b_q.zero_point) << ADD_LEFT_SHIFT, m2, s2)
+        self._requantises(layer, (int(np.abs(ta).max()) + int(np.abs(tb).max())) << max(so, 0))
         param_base = self._param_base(layer, 512)
         self.params.append((np.concatenate([ta, tb]), np.full(512, mo, np.int64), np.full(512, so, np.int64)))
         lo, hi = layer.act_range
@@ -373,6 +383,13 @@ class _Builder:
                              other_base=b_base, other_shape=b_shape if b_shape != a_shape else (),
                              out_base=self._alloc(layer.name, a_shape), param_base=param_base,
                              zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi))
+
+    def _requantises(self, layer, reach):
+        """Record that ``layer`` hands the requantiser values up to ``reach`` in magnitude (after
+        the left shift), which its ``requant_bits`` digits must hold."""
+        self.requant_worst = max(self.requant_worst, reach)
+        if reach.bit_length() + 1 > self.config.requant_bits:
+            _fail(f"{layer.name}: requantiser input reaches {reach}, beyond its {self.config.requant_bits} bits")
 
     def _param_base(self, layer, entries):
         base = sum(len(p[0]) for p in self.params)
@@ -593,18 +610,29 @@ def compile_model(model, config):
     """Compile a validated Model for ``config``; raises CompileError naming what does not fit.
 
     With ``act_memory="auto"`` the maps go to block RAM when they fit it, else to the SPRAMs
-    next to the weights; the program's ``config`` says which."""
+    next to the weights; the program's ``config`` says which.  Depthwise channels get weight
+    words of their own (faster passes) unless the model then does not fit."""
+    try:
+        return _compile_for(model, config, share_depthwise=False)
+    except CompileError:
+        return _compile_for(model, config, share_depthwise=True)
+
+
+def _compile_for(model, config, share_depthwise):
     if config.act_memory != "auto":
-        program = _compile(model, config)
+        program = _compile(model, config, share_depthwise)
     else:
         try:
-            program = _compile(model, config.with_(act_memory="bram"))
+            program = _compile(model, config.with_(act_memory="bram"), share_depthwise)
         except CompileError:
-            need = _compile(model, config.spram_resolved()).memory_map["activation_bank"]["bytes"]
-            program = _compile(model, config.spram_resolved(need))
-    need = max(17, program.memory_map["accumulator"]["bits"])
-    if config.narrow_acc and need < program.config.acc_width:
-        program = _compile(model, program.config.with_(acc_width=need))
+            need = _compile(model, config.spram_resolved(), share_depthwise).memory_map["activation_bank"]["bytes"]
+            program = _compile(model, config.spram_resolved(need), share_depthwise)
+    if config.narrow_acc:
+        narrow = {"acc_width": max(17, program.memory_map["accumulator"]["bits"]),
+                  "requant_bits": max(17, program.memory_map["requantiser"]["bits"])}
+        narrow = {k: v for k, v in narrow.items() if v < getattr(program.config, k)}
+        if narrow:
+            program = _compile(model, program.config.with_(**narrow), share_depthwise)
     return program
 
 
@@ -625,7 +653,7 @@ def _shared_spram_plan(model, config, b, weight_words):
     return {"weight_base": act_words, "weight_words_per_spram": weight_share, "cache_words": cache}
 
 
-def _compile(model, config):
+def _compile(model, config, share_depthwise):
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
     layers = list(model.layers)
@@ -664,7 +692,7 @@ def _compile(model, config):
     actions, root, last_use, steps = _plan(model, body, readers, input_name)
     if body:
         last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
-    b = _Builder(model, config, last_use, input_name)
+    b = _Builder(model, config, last_use, input_name, share_depthwise)
     b.slice_of = slices
     for kind, item in actions:
         if kind == "view":
@@ -698,6 +726,7 @@ def _compile(model, config):
         "activation_bank": {"bytes": int(b.high_water), "capacity": config.act_bank_bytes, "banks": config.banks},
         "params": {"channels": int(params.bias.size), "capacity": config.param_depth},
         "accumulator": {"bits": b.acc_worst.bit_length() + 1, "capacity": config.acc_width},
+        "requantiser": {"bits": b.requant_worst.bit_length() + 1, "capacity": config.requant_bits},
         "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
         "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "other_base": d.other_base,
                     "out_base": d.out_base,

@@ -33,10 +33,15 @@ class AcceleratorConfig:
     cols: int = 4                 #: weights entering the array per cycle
     acc_width: int = 25           #: array accumulator; the bias is added in 32 bits later
     #: The compiled program's configuration narrows ``acc_width`` to the largest sum its
-    #: weights can reach (at least 17 bits), so a model of small reductions spends less logic.
+    #: weights can reach (at least 17 bits), and ``requant_bits`` likewise, so a model of small
+    #: reductions spends less logic and requantises in fewer cycles.
     narrow_acc: bool = False
     requant_lanes: int = 2        #: one-lane requantisers the drain takes in turn
-    requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: 32/k + 1 cycles an element)
+    requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: ceil(requant_bits/k) + 1 cycles an element)
+    #: Signed bits of the requantiser's input ``(acc + bias) << left``: its digits cover
+    #: these.  With ``narrow_acc`` the compiled program's configuration narrows it to what
+    #: its biases, sums and shifts reach (at least 17 bits), like ``acc_width``.
+    requant_bits: int = 32
     weight_mem_bytes: int = 4 * 32 * 1024  #: the four UP5K SPRAMs, read ``cols`` bytes a cycle
     act_bank_bytes: int = 2560            #: per activation bank (four banks, five BRAMs each)
     #: Where the four activation banks live: "bram" (block RAM of ``act_bank_bytes`` each),
@@ -60,6 +65,8 @@ class AcceleratorConfig:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")
         if self.requant_digit_bits not in (2, 4, 8):
             raise ConfigError(f"config: requant_digit_bits must be 2, 4 or 8, got {self.requant_digit_bits!r}")
+        if not 17 <= self.requant_bits <= 32:
+            raise ConfigError(f"config: requant_bits must be in [17, 32], got {self.requant_bits}")
         if not 17 <= self.acc_width <= 32:
             raise ConfigError(f"config: acc_width must be in [17, 32], got {self.acc_width}")
         if self.target not in ("generic", "ice40"):

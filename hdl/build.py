@@ -352,7 +352,7 @@ def build(args):
         "board": {"name": board.name, "title": board.title},
         "model": {"file": str(args.model), "model_id": f"{protocol.model_id(tflite_bytes):#010x}",
                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
-        "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_lanes",
+        "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_bits", "requant_lanes",
                                                              "act_memory", "act_bank_bytes")},
         "utilisation": util,
         "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,

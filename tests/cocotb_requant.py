@@ -92,11 +92,13 @@ def random_lane(rng, config, single=False):
     ties likely), because uniform int32 inputs nearly always saturate."""
     limit = 1 << (config.acc_width - 1)
     acc = int(rng.integers(-limit, limit))
-    kind = rng.integers(10)
-    multiplier = (0 if kind == 0 else Q30 if kind == 1 else Q31_MAX if kind == 2
-                  else int(rng.integers(0, 1 << 31)) if kind < 5 else int(rng.integers(Q30, 1 << 31)))
-    shift = int(rng.integers(-31, 31 if single else 32))
-    low, high = no_wrap_range(shift) if single else (INT32_MIN, INT32_MAX)
+    multiplier = random_multiplier(rng)
+    if config.requant_bits < 32:
+        shift = int(rng.integers(-31, config.requant_bits - 1))
+        low, high = narrow_range(config.requant_bits, shift)
+    else:
+        shift = int(rng.integers(-31, 31 if single else 32))
+        low, high = no_wrap_range(shift) if single else (INT32_MIN, INT32_MAX)
     if rng.random() < 0.5 or multiplier == 0:
         x = int(rng.integers(low, high + 1))
     else:
@@ -106,6 +108,49 @@ def random_lane(rng, config, single=False):
         x = round(target * 2.0 ** (31 - shift) / multiplier) + int(rng.integers(-2, 3))
         x = min(max(x, low), high)
     return channel(x, multiplier, shift, acc)
+
+
+def random_multiplier(rng):
+    """0, the ends of QuantizeMultiplier's range, or anything 31 bits hold."""
+    kind = rng.integers(10)
+    return (0 if kind == 0 else Q30 if kind == 1 else Q31_MAX if kind == 2
+            else int(rng.integers(0, 1 << 31)) if kind < 5 else int(rng.integers(Q30, 1 << 31)))
+
+
+def narrow_range(bits, shift):
+    """The x = wrap32(acc + bias) whose x' = x << left fits ``bits`` signed bits: the domain of
+    a requantiser narrowed to ``requant_bits``."""
+    left = max(shift, 0)
+    return -((1 << (bits - 1)) >> left), ((1 << (bits - 1)) - 1) >> left
+
+
+def in_domain(config, transfer):
+    """Whether every lane of ``transfer`` lies in the requantiser's domain (all of it at 32
+    bits, else :func:`narrow_range`)."""
+    if config.requant_bits == 32:
+        return True
+    return all(narrow_range(config.requant_bits, lane["shift"])[0] <= wrap_int32(lane["acc"] + lane["bias"])
+               <= narrow_range(config.requant_bits, lane["shift"])[1] for lane in transfer["lanes"])
+
+
+def domain_edge_transfers(config):
+    """:func:`edge_transfers`, or for a narrowed requantiser the corners of its domain: x' at
+    both ends of ``requant_bits`` for right shifts, no shift and the largest left shift,
+    against multiplier 0 and the ends of its range, in both rounding modes; then the
+    whole-domain edges that fall inside it."""
+    bits = config.requant_bits
+    if bits == 32:
+        return edge_transfers(config)
+    lanes = []
+    for shift in (-31, -8, -1, 0, 1, bits - 2):
+        low, high = narrow_range(bits, shift)
+        for x in sorted({low, low + 1, -1, 0, 1, high - 1, high}):
+            for multiplier in (0, Q30, Q31_MAX):
+                lanes.append(channel(x, multiplier, shift))
+    corners = [item for mode in (0, 1)
+               for item in transfers(config, lanes, [tensor(0, single_rounding=mode), tensor(-128, single_rounding=mode),
+                                                     tensor(5, 5, single_rounding=mode)])]
+    return corners + [item for item in edge_transfers(config) if in_domain(config, item)]
 
 
 def random_transfers(rng, config, count):
@@ -321,7 +366,7 @@ async def requant_vectors(dut):
     """Edge and random transfers of both rounding modes, mixed, with input gaps and output
     back-pressure, match golden.quant."""
     config, unit, seed = _env()
-    items = edge_transfers(config) + random_transfers(np.random.default_rng(seed), config, 300)
+    items = domain_edge_transfers(config) + random_transfers(np.random.default_rng(seed), config, 300)
     assert {item["single_rounding"] for item in items} == {0, 1}
     stim = Stimulus(config, items, seed=seed, gap=0.3, stall=0.3)
     await _start(dut)

@@ -149,15 +149,18 @@ def test_fully_connected_rounds_once_in_hardware():
     assert (got != double).any()
 
 
-@pytest.mark.parametrize("kwargs, word_groups", [
-    ({"pool": True, "padding": "VALID"}, 2), ({"mult": 3, "stride": (1, 1)}, 1),
-    ({"c": 6, "mult": 1, "stride": (2, 2)}, 4)])
-def test_depthwise_in_amaranth_simulator(kwargs, word_groups):
+@pytest.mark.parametrize("kwargs, weight_bytes, word_groups", [
+    ({"pool": True, "padding": "VALID"}, None, 1), ({"pool": True, "padding": "VALID"}, 128, 2),
+    ({"mult": 3, "stride": (1, 1)}, None, 1),
+    ({"c": 6, "mult": 1, "stride": (2, 2)}, None, 1), ({"c": 6, "mult": 1, "stride": (2, 2)}, 128, 4)])
+def test_depthwise_in_amaranth_simulator(kwargs, weight_bytes, word_groups):
     """Depthwise groups (one input channel, the multiplier's columns) with a fused 2x2 max
-    pool, with a multiplier of 3, and strided with four channels sharing each weight word
-    (the last word half used), through the RTL; the random models add strides and sizes."""
+    pool, with a multiplier of 3, and strided, through the RTL: each group in weight words
+    of its own, or (in a weight memory of 128 B) groups sharing words, four channels a word
+    with the last word half used; the random models add strides and sizes."""
     model = depthwise_model(**kwargs)
-    program = compile_model(model, AcceleratorConfig())
+    config = AcceleratorConfig() if weight_bytes is None else AcceleratorConfig(weight_mem_bytes=weight_bytes)
+    program = compile_model(model, config)
     assert program.layers[0].depthwise and program.layers[0].word_groups == word_groups
     x = random_inputs(np.random.default_rng(8), model, 2)
     out, _ = pysim.run(program, x, max_cycles=100_000)

@@ -1,5 +1,7 @@
 """Compiler: the emulated dataflow equals golden, and models that do not fit fail in one line."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -135,7 +137,7 @@ def test_maps_go_to_spram_only_when_block_ram_is_too_small():
     assert "spram" not in mnist.memory_map
     kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
     assert (kws.config.act_memory, kws.config.act_bank_bytes, kws.config.bank_addr_bits) == ("spram", 8192, 13)
-    assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25) == ICEBREAKER
+    assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25, requant_bits=32) == ICEBREAKER
     plan, need = kws.memory_map["spram"], kws.memory_map["activation_bank"]["bytes"]
     assert need == 5117 and plan["weight_base"] == 2559
     assert plan["weight_words_per_spram"] == -(-len(kws.weights) // 2)
@@ -144,15 +146,57 @@ def test_maps_go_to_spram_only_when_block_ram_is_too_small():
 
 def test_narrow_acc_sizes_the_accumulator_from_the_weights():
     """The widest sum a step can reach, sum |w| * 128 over a channel's taps, plus a sign bit:
-    24 bits for the shipped model, 20 for KWS, never below 17; without ``narrow_acc`` the
-    configuration's width stays."""
+    24 bits for the shipped model, 20 for KWS, never below 17; the requantiser's input, that
+    sum plus the folded bias, left-shifted: 24 and 21 bits.  Without ``narrow_acc`` the
+    configuration's widths stay."""
     mnist = compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER)
     kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
     assert (mnist.config.acc_width, kws.config.acc_width) == (24, 20)
+    assert (mnist.config.requant_bits, kws.config.requant_bits) == (24, 21)
     tiny = _conv_model(weights=np.ones((2, 3, 3, 4), np.int8))       # 36 * 128: 14 bits
-    assert compile_model(tiny, AcceleratorConfig(narrow_acc=True)).config.acc_width == 17
+    narrowed = compile_model(tiny, AcceleratorConfig(narrow_acc=True)).config
+    assert (narrowed.acc_width, narrowed.requant_bits) == (17, 17)
     assert compile_model(tiny, AcceleratorConfig()).config.acc_width == 25
-    assert compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER.with_(narrow_acc=False)).config.acc_width == 25
+    wide = compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER.with_(narrow_acc=False)).config
+    assert (wide.acc_width, wide.requant_bits) == (25, 32)
+
+
+def test_requantiser_input_beyond_its_bits_is_refused():
+    """A bias that takes (acc + bias) << left past ``requant_bits`` is named in one line."""
+    model = _conv_model()
+    conv = model.layers[0]
+    big = Model(name="m", input_shape=model.input_shape, input_q=model.input_q,
+                layers=(dataclasses.replace(conv, bias=np.full(conv.out_channels, 1 << 20, np.int32)),))
+    with pytest.raises(CompileError, match=r"^conv: requantiser input reaches \d+, beyond its 20 bits$"):
+        compile_model(big, AcceleratorConfig(requant_bits=20))
+    assert 20 < compile_model(big, AcceleratorConfig(requant_bits=23)).memory_map["requantiser"]["bits"] <= 23
+
+
+@pytest.mark.parametrize("weight_bytes, word_groups", [(None, 1), (128, 4), (64, None)])
+def test_depthwise_channels_share_weight_words_only_when_they_must(weight_bytes, word_groups):
+    """Each depthwise channel gets weight words of its own (a pass drains only its column)
+    while the weights fit: 6 channels x 9 taps are 216 B that way, 72 B four to a word; a
+    memory of 128 B takes only the shared words, one of 64 B neither (refused in one line)."""
+    model = depthwise_model(c=6, mult=1)
+    config = AcceleratorConfig() if weight_bytes is None else AcceleratorConfig(weight_mem_bytes=weight_bytes)
+    if word_groups is None:
+        with pytest.raises(CompileError, match=r"^dw: weight memory needs 72 B, config has 64 B$"):
+            compile_model(model, config)
+        return
+    program = compile_model(model, config)
+    assert program.layers[0].word_groups == word_groups
+    assert program.memory_map["weights"]["bytes"] == {1: 216, 4: 72}[word_groups]
+
+
+def test_weights_streamed_from_spram_share_words_for_long_windows():
+    """With the weights fetched from SPRAM group by group, KWS's depthwise 3x3 layers (39
+    blocks a channel) get words of their own and its 25x5 average pool (one block, 125 taps a
+    channel) shares them, four channels a word, so a fetch serves four channels."""
+    kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
+    assert kws.config.in_spram
+    dw = [d for d in kws.layers if d.depthwise]
+    assert [d.word_groups for d in dw] == [1, 1, 1, 1, 4]
+    assert dw[-1].taps == 125
 
 
 def test_spram_maps_that_do_not_fit_are_refused_in_one_line():

@@ -27,6 +27,7 @@ def test_bank_address_grows_with_the_bank(size, bits):
     ({"param_depth": 2.5}, "param_depth must be a positive int"),
     ({"requant_digit_bits": 3}, "requant_digit_bits must be 2, 4 or 8"),
     ({"acc_width": 40}, "acc_width must be in [17, 32]"),
+    ({"requant_bits": 16}, "requant_bits must be in [17, 32]"),
     ({"target": "ecp5"}, "target must be 'generic' or 'ice40'"),
     ({"target": "ice40", "rows": 3, "cols": 3}, "rows*cols must be even"),
     ({"cols": 8, "weight_mem_bytes": 4}, "weight_mem_bytes must hold one word of cols weights"),

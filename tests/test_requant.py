@@ -15,8 +15,9 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
-from cocotb_requant import (INT8_MAX, INT8_MIN, Q30, Q31_MAX, Stimulus, channel, edge_transfers,
-                            expected, no_wrap_range, random_transfers, run, single_ok, tensor)
+from cocotb_requant import (INT8_MAX, INT8_MIN, Q30, Q31_MAX, Stimulus, channel, edge_transfers, expected,
+                            in_domain, domain_edge_transfers, no_wrap_range, random_transfers, run, single_ok,
+                            tensor)
 from golden.config import AcceleratorConfig
 from golden.quant import INT32_MAX, INT32_MIN, wrap_int32
 from hdl.units.requant import DEFAULT_DIGIT_BITS, Requantizer
@@ -73,6 +74,23 @@ def test_edges_and_random_vectors_match_golden(digit_bits, lanes, count):
     dut = Requantizer(config, digit_bits)
     items = edge_transfers(config) + random_transfers(np.random.default_rng(digit_bits * 10 + lanes), config, count)
     check(dut, items, seed=lanes, gap=0.3, stall=0.3)
+
+
+NARROW = [(8, 21), (8, 24), (8, 17), (4, 17), (2, 19)]
+
+
+@pytest.mark.parametrize("digit_bits, requant_bits", NARROW, ids=[f"k{k}-bits{b}" for k, b in NARROW])
+def test_narrowed_requantiser_matches_golden_in_its_domain(digit_bits, requant_bits):
+    """``requant_bits`` below 32 (what the compiler sets from a model's sums and shifts):
+    fewer digits a transfer, and every result in the domain (x' fits the bits) still equals
+    golden, at the domain's corners and on random transfers, with gaps and back-pressure."""
+    config = AcceleratorConfig(requant_lanes=1, requant_bits=requant_bits)
+    dut = Requantizer(config, digit_bits)
+    assert dut.steps == -(-requant_bits // digit_bits) < 32 // digit_bits or requant_bits > 32 - digit_bits
+    items = domain_edge_transfers(config) + random_transfers(np.random.default_rng(requant_bits), config, 1500)
+    assert all(in_domain(config, item) for item in items)
+    assert {-128, 127} <= {expected(item)[0] for item in items}
+    check(dut, items, seed=requant_bits, gap=0.3, stall=0.3)
 
 
 def test_edge_cases_are_exercised():
@@ -159,11 +177,15 @@ def test_hypothesis_near_ties_match_golden(cases):
     check(Requantizer(config), items)
 
 
-@pytest.mark.parametrize("digit_bits", [2, 4, 8])
-def test_timing_properties(digit_bits):
-    """Back to back with a ready consumer: a transfer every ``interval`` cycles, each result
-    exactly ``latency`` cycles after its transfer, so ``outputs_per_cycle`` is sustained."""
-    config = AcceleratorConfig(requant_lanes=2)
+TIMING = [(2, 32), (4, 32), (8, 32), (8, 21), (8, 17), (4, 17)]
+
+
+@pytest.mark.parametrize("digit_bits, requant_bits", TIMING, ids=[f"k{k}-bits{b}" for k, b in TIMING])
+def test_timing_properties(digit_bits, requant_bits):
+    """Back to back with a ready consumer: a transfer every ``interval`` cycles, one per digit
+    (the next transfer enters in the last step), each result exactly ``latency`` cycles
+    after its transfer, so ``outputs_per_cycle`` is sustained."""
+    config = AcceleratorConfig(requant_lanes=2, requant_bits=requant_bits)
     dut = Requantizer(config, digit_bits)
     items = random_transfers(np.random.default_rng(5), config, 30)
     stim = simulate(dut, items)
@@ -171,7 +193,7 @@ def test_timing_properties(digit_bits):
     assert set(np.diff(stim.in_cycles)) == {dut.interval}
     assert set(np.array(stim.out_cycles) - stim.in_cycles) == {dut.latency}
     assert dut.outputs_per_cycle == config.requant_lanes / dut.interval
-    assert dut.interval == 32 // digit_bits + 1
+    assert dut.interval == -(-requant_bits // digit_bits)
 
 
 def test_rejects_unsupported_digit_width():
@@ -182,11 +204,11 @@ def test_rejects_unsupported_digit_width():
 # ---------------------------------------------------------------- emitted Verilog (cocotb)
 
 
-@pytest.mark.parametrize("digit_bits, lanes", [(4, 1), (2, 2)])
-def test_verilog_matches_golden(digit_bits, lanes, tmp_path):
+@pytest.mark.parametrize("digit_bits, lanes, requant_bits", [(4, 1, 32), (2, 2, 32), (8, 1, 21)])
+def test_verilog_matches_golden(digit_bits, lanes, requant_bits, tmp_path):
     """The Verilog from amaranth.back.verilog under Icarus: edge and random vectors with
     gaps and back-pressure, and the latency/interval figures."""
-    config = AcceleratorConfig(requant_lanes=lanes)
+    config = AcceleratorConfig(requant_lanes=lanes, requant_bits=requant_bits)
     run(Requantizer(config, digit_bits), "requant", ["requant_vectors", "requant_timing"], tmp_path,
         config=config, digit_bits=digit_bits, seed=3)
 

@@ -95,8 +95,10 @@ class Requantizer(wiring.Component):
     stated domains (with single rounding: where the left shift does not wrap).
 
     ``digit_bits`` (2, 4 or 8) trades logic for speed: a transfer (all lanes) is accepted
-    every :attr:`interval` = 32 / digit_bits + 1 cycles.  The whole unit stalls while a
-    result waits on ``o.ready``, so ``i.ready`` follows ``o.ready`` combinationally.
+    every :attr:`interval` = ceil(requant_bits / digit_bits) cycles.  With
+    ``config.requant_bits`` below 32 the results are exact only where x' = wrap32(acc + bias)
+    << left fits that many bits, signed.  The whole unit stalls while a result waits on
+    ``o.ready``, so ``i.ready`` follows ``o.ready`` combinationally.
     """
 
     def __init__(self, config, digit_bits=DEFAULT_DIGIT_BITS):
@@ -104,6 +106,9 @@ class Requantizer(wiring.Component):
             raise ValueError(f"Requantizer: digit_bits must be 2, 4 or 8, got {digit_bits!r}")
         self.config = config
         self.digit_bits = digit_bits
+        # The post-processing reads a transfer's parameters up to 3 cycles after the
+        # accumulator's last step, so they must last that long (see hand_over).
+        assert self.steps >= 3, "requant_bits >= 17 makes at least 3 digits"
         super().__init__({
             "i": In(stream.Signature(payload_layout(config))),
             "o": Out(stream.Signature(output_layout(config))),
@@ -115,14 +120,15 @@ class Requantizer(wiring.Component):
 
     @property
     def steps(self):
-        """Digits of the 32-bit x', one per cycle."""
-        return 32 // self.digit_bits
+        """Digits of x', one per cycle: as many as hold ``config.requant_bits`` (the compiler
+        guarantees that x' fits them, sign included, so the top digit carries the sign)."""
+        return -(-self.config.requant_bits // self.digit_bits)
 
     @property
     def interval(self):
-        """Cycles between accepted transfers when inputs are waiting: the digits plus one
-        idle cycle, in which the accumulator is read out and cleared."""
-        return self.steps + 1
+        """Cycles between accepted transfers when inputs are waiting: one per digit (the next
+        transfer is taken in the last step of the one before)."""
+        return self.steps
 
     @property
     def outputs_per_cycle(self):
@@ -155,11 +161,11 @@ class Requantizer(wiring.Component):
         take = Signal()
         m.d.comb += [
             last_step.eq(busy & (step == n - 1)),
-            self.i.ready.eq(advance & ~busy),
+            self.i.ready.eq(advance & (~busy | last_step)),
             take.eq(self.i.valid & self.i.ready),
         ]
         with m.If(busy):
-            m.d.sync += step.eq(step + 1)   # wraps to 0 after the last step
+            m.d.sync += step.eq(Mux(last_step, 0, step + 1))
         m.d.sync += busy.eq(take | (busy & ~last_step))
 
         # Flags of the digits down to the accumulator, then of the finished products.
@@ -172,10 +178,11 @@ class Requantizer(wiring.Component):
         m.d.sync += [post_valid[0].eq(finished), post_valid[1].eq(post_valid[0]),
                      post_valid[2].eq(post_valid[1]), self.o.valid.eq(post_valid[2])]
 
-        # ---- per-transfer parameters.  They are loaded with the operands and copied on the
-        # last step, as the next transfer may overwrite them a cycle later; that copy lasts
-        # `interval` cycles, and when the post-processing (3 cycles after the accumulator's
-        # last step) outlasts it, a second copy is taken with the accumulator's result.
+        # ---- per-transfer parameters.  They are loaded with the operands, which the next
+        # transfer overwrites in this one's last step.  A copy taken at a point of the pipeline
+        # lasts `interval` cycles, until the next transfer's copy at the same point, so copies
+        # follow the transfer down the pipeline at most `interval` apart until one lasts to
+        # the post-processing's last stage (3 cycles after the accumulator's last step).
         # The clamp needs only the headroom between the zero point and each bound.
         tensor = data.StructLayout({"zero_point": signed(8), "above": 8, "below": 8, "single": 1})
         job_tensor = Signal(tensor, reset_less=True)
@@ -186,19 +193,20 @@ class Requantizer(wiring.Component):
                 job_tensor.below.eq(self.i.p.zero_point - self.i.p.act_min),
                 job_tensor.single.eq(self.i.p.single_rounding),
             ]
-        late = depth + 3 > self.interval
+        # Point p of the pipeline is p cycles after the last step: tags[p - 1] then holds it.
+        points = [0]
+        while points[-1] + n < depth + 3:
+            points.append(min(points[-1] + n, depth))
+        events = [last_step] + [tag.valid & tag.last for tag in tags]
 
         def hand_over(value, name):
             """``value`` (loaded on the transfer) as it stands for the post-processing."""
-            kept = Signal.like(value, name=f"{name}_kept", reset_less=True)
-            with m.If(last_step):
-                m.d.sync += kept.eq(value)
-            if not late:
-                return kept
-            again = Signal.like(value, name=f"{name}_again", reset_less=True)
-            with m.If(finished):
-                m.d.sync += again.eq(kept)
-            return again
+            for point in points:
+                copy = Signal.like(value, name=f"{name}_at{point}", reset_less=True)
+                with m.If(events[point]):
+                    m.d.sync += copy.eq(value)
+                value = copy
+            return value
 
         tensor_post = hand_over(job_tensor, "tensor")
         for lane in range(self.lanes):
@@ -240,11 +248,12 @@ class Requantizer(wiring.Component):
             ]
         right = hand_over(right, f"l{lane}_right")
 
-        # ---- digit of x' (k bits, least significant first, zeros before x), registered,
-        # then radix-4 Booth recoded.  `mult` is still valid for the last digit's recoding
-        # because a new transfer is taken only in the idle cycle after the last step.
+        # ---- digit of x' (k bits, least significant first, zeros before x), registered with
+        # its multiplier (the next transfer's replaces `mult` as the last digit is taken),
+        # then radix-4 Booth recoded.
         digit = reg(k, "digit")
-        m.d.sync += digit.eq(Mux(feeding, x_reg.bit_select(offset, k), 0))
+        digit_mult = reg(31, "digit_mult")
+        m.d.sync += [digit.eq(Mux(feeding, x_reg.bit_select(offset, k), 0)), digit_mult.eq(mult)]
         below = reg(1, "below")                     # the bit under the digit (0 at the start)
         with m.If(tags[0].valid):
             m.d.sync += below.eq(Mux(tags[0].last, 0, digit[-1]))
@@ -262,7 +271,7 @@ class Requantizer(wiring.Component):
             double = (b1 == b0) & (b2 != b1)
             pp = reg(signed(33), f"pp{i}")
             neg_reg = reg(1, f"neg{i}")
-            magnitude = Mux(double, Cat(Const(0, 1), mult), mult)
+            magnitude = Mux(double, Cat(Const(0, 1), digit_mult), digit_mult)
             with m.If(zero):
                 m.d.sync += pp.eq(0)                # a synchronous reset: no LUT input
             with m.Else():
@@ -293,25 +302,28 @@ class Requantizer(wiring.Component):
 
         # ---- serial accumulation: acc_j = floor(x'_{<j} * m / 2**(k*j)), where x'_{<j} (the
         # low k*j bits of x', signed) * m lies in [-2**(k*j-1) m, 2**(k*j-1) m), so |acc| <= 2**30
-        # and sums taken mod 2**(k+31) give it exactly.  In the idle cycle after the last
-        # step the post-processing reads acc while it is cleared (a synchronous reset, so
-        # nothing sits between acc and the adder).
+        # and sums taken mod 2**(k+31) give it exactly.  The last step's sum goes to the
+        # result register instead, and acc is cleared (a synchronous reset, so nothing sits
+        # between acc and the adder) for the next transfer's first digit a cycle later.
+        # There total = floor(x' * m / 2**(k*n - k)), and x' fits k*n bits, so G = floor(x' * m
+        # / 2**30) is total without its low k - 2 + 32 - k*n bits, in k*n + 1 bits.
         loop = tags[-1]
         acc = reg(signed(31), "acc")
-        guard = reg(2, "guard")                     # the 2 bits of G below acc
         total = Signal(signed(width), name=f"l{lane}_total")
         m.d.comb += total.eq(acc + partial + carry)
-        with m.If(loop.valid):                      # one enable and reset for both: nextpnr
-            m.d.sync += [acc.eq(total >> k),        # splits a carry chain where flip-flops
-                         guard.eq(total[k - 2:k])]  # sharing a tile differ in them
+        with m.If(loop.valid & ~loop.last):
+            m.d.sync += acc.eq(total >> k)
         with m.Else():
-            m.d.sync += [acc.eq(0), guard.eq(0)]
-        g = Cat(guard, acc)                         # floor(x' * m / 2**30)
+            m.d.sync += acc.eq(0)
+        g = reg(signed(k * n + 1), "g")             # G
+        with m.If(finished):
+            m.d.sync += g.eq(total[k - 2 + 32 - k * n:])
+        sign = g[-1]
+        magnitude_bits = len(g) - 1
 
         # ---- post 1: sign and magnitude form, right shift by 16 if asked.  The single
         # rounding has no all-ones term, so ``ones`` starts false for it.
-        sign = g[-1]
-        w = g[:32] ^ sign.replicate(32)
+        w = g[:magnitude_bits] ^ sign.replicate(magnitude_bits)
         shifted, ovf, ones = self._shift_stage(w, Const(0, 1), ~tensor.single, right[4], 16)
         p1_t, p1_ovf = reg(len(shifted), "p1_t"), reg(1, "p1_ovf")
         p1_ones, p1_sign = reg(1, "p1_ones"), reg(1, "p1_sign")
