@@ -81,7 +81,8 @@ def _by_name(program, name):
 
 
 def run_program(program, x):
-    """Outputs of the hardware part for a batch (N, *model.input_shape) -> (N, *out_shape) int8."""
+    """Outputs of the hardware part for a batch of what it takes (:meth:`Program.start_on_host`
+    of model inputs) -> (N, *out_shape) int8."""
     outs = []
     for row in np.asarray(x):
         mem = BankedMemory(program.config)

@@ -107,6 +107,46 @@ class ChannelParams:
 
 
 @dataclass(frozen=True)
+class SpaceToDepth:
+    """How the host stores a model input that a stride-2 convolution reads first: padded with
+    ``fill`` (``pads`` rows/columns before it, the rest after, to ``padded``), then each 2x2
+    block of pixels as one pixel of their channels in (row, column, channel) order.  The
+    convolution becomes a stride-1 VALID one with a kernel of half the size over four times
+    the channels, which fills the array's 2x2 pixel blocks where the stride-2 form runs
+    one pixel a pass."""
+    stored: tuple             #: (H, W, C) of the input as the model has it
+    pads: tuple               #: (top, left)
+    padded: tuple             #: (H', W'), both even
+    fill: int                 #: the convolution's input zero point
+
+    @property
+    def shape(self):
+        (hp, wp), c = self.padded, self.stored[2]
+        return (hp // 2, wp // 2, 4 * c)
+
+    def apply(self, x):
+        """(N, *stored) int8 -> (N, *shape)."""
+        (h, w, c), (top, left), (hp, wp) = self.stored, self.pads, self.padded
+        x = np.asarray(x).reshape(-1, h, w, c)
+        padded = np.full((len(x), hp, wp, c), self.fill, np.int8)
+        rows, cols = min(h, hp - top), min(w, wp - left)
+        padded[:, top:top + rows, left:left + cols] = x[:, :rows, :cols]
+        return padded.reshape(len(x), hp // 2, 2, wp // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+            len(x), *self.shape)
+
+
+def space_to_depth_weights(weights):
+    """OHWI weights of a stride-2 convolution -> those of the stride-1 one on its input stored
+    :class:`SpaceToDepth`: tap (ky, kx) of the new kernel holds old taps (2ky + py, 2kx + px)
+    as channels (py, px, c), zero beyond the old kernel."""
+    o, kh, kw, c = weights.shape
+    half = (-(-kh // 2), -(-kw // 2))
+    full = np.zeros((o, 2 * half[0], 2 * half[1], c), weights.dtype)
+    full[:, :kh, :kw] = weights
+    return full.reshape(o, half[0], 2, half[1], 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(o, *half, 4 * c)
+
+
+@dataclass(frozen=True)
 class Program:
     config: object
     model: object
@@ -117,6 +157,7 @@ class Program:
     host_head: tuple = ()                #: model layers the host runs first (golden): QUANTIZE of a uint8/float input
     host_tail: tuple = ()                #: model layers the host finishes (golden), e.g. SOFTMAX
     input_shape: tuple = ()              #: (H, W, C) of the stored model input, at byte 0 of every bank
+    input_layout: object = None          #: SpaceToDepth the host applies to the input, or None
     output_name: str = ""                #: model layer whose output the hardware delivers
     memory_map: dict = field(default_factory=dict)
 
@@ -141,7 +182,8 @@ class Program:
         y = np.asarray(x)
         for layer in self.host_head:
             y = layer.run(y)
-        return y.astype(np.int8)
+        y = y.astype(np.int8)
+        return y if self.input_layout is None else self.input_layout.apply(y)
 
     def finish_on_host(self, hw):
         """Hardware output bytes (N, n) -> the model's output, running the host tail in golden."""
@@ -180,6 +222,7 @@ class _Builder:
         self.pad_of = {}                                    # folded PAD -> (top, left) its readers add
         self.slice_of = {}                                  # concatenated tensor -> (CONCATENATION, first channel)
         self.high_water = bank_bytes(self.input_shape)
+        self.input_layout = None
         self.acc_worst = 0                                  # largest |sum of products| any step can reach
         self.requant_worst = 0                              # largest |(acc + bias) << left| the requantiser takes
 
@@ -217,6 +260,21 @@ class _Builder:
         self.place[name], self.root[name] = (shape, base), cat.name
         return base, cat.output_shape[2]
 
+    def _space_to_depth(self, source, weights, kernel, pads, in_shape, conv_shape, fill):
+        """A stride-2 convolution that alone reads the model input, as a stride-1 VALID one on
+        the input stored :class:`SpaceToDepth`: output (y, x) reads padded rows 2y + ky, which
+        are row y + ky // 2, phase ky % 2, of the stored form; taps beyond the kernel weigh 0,
+        and the padding is the zero point, so the sums are the same."""
+        (oh, ow, _) = conv_shape
+        folded = space_to_depth_weights(weights)
+        half = folded.shape[1:3]
+        layout = SpaceToDepth(stored=in_shape, pads=tuple(pads), padded=(2 * (oh - 1 + half[0]), 2 * (ow - 1 + half[1])),
+                              fill=fill)
+        self.input_layout, self.input_shape = layout, layout.shape
+        self.place[self.input_name] = self.place[source] = (layout.shape, 0)
+        self.high_water = bank_bytes(layout.shape)
+        return folded, half, (1, 1), (0, 0), layout.shape
+
     def _table_slot(self, lookup):
         table = _table(lookup)
         for i, t in enumerate(self.tables):
@@ -246,6 +304,11 @@ class _Builder:
                 # (1, KH, KW, C*M) -> one row of taps per output channel; with a single input
                 # channel that is an ordinary convolution.
                 weights = weights.transpose(3, 1, 2, 0)
+            source = self.model.inputs_of(layer)[0]
+            if (tuple(stride) == (2, 2) and not depthwise and not self.descs
+                    and self.root[source] == self.input_name and self.last_use[self.input_name] == 0):
+                weights, kernel, stride, pads, in_shape = self._space_to_depth(
+                    source, weights, kernel, pads, in_shape, conv_shape, layer.input_q.zero_point)
         group_channels = cfg.cols
         if depthwise:
             if layer.depth_multiplier > cfg.cols:
@@ -739,4 +802,5 @@ def _compile(model, config, share_depthwise):
         memory_map["spram"] = _shared_spram_plan(model, config, b, len(weights))
     return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
                    tables=tables, host_head=tuple(head), host_tail=tuple(tail),
-                   input_shape=b.input_shape, output_name=b.descs[-1].name, memory_map=memory_map)
+                   input_shape=b.input_shape, input_layout=b.input_layout, output_name=b.descs[-1].name,
+                   memory_map=memory_map)

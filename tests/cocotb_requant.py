@@ -259,10 +259,12 @@ class Stimulus:
     random back-pressure; both obey the stream rules, and the consumer checks that the
     unit does too (a stalled result stays valid and unchanged), so any lost, duplicated,
     reordered or altered result shows up.  Transfer and result cycles are recorded.
+    ``tensor``: fields the payload holds in every cycle, gaps included (``held_tensor``).
     """
 
-    def __init__(self, config, items, *, seed, gap=0.0, stall=0.0):
+    def __init__(self, config, items, *, seed, gap=0.0, stall=0.0, tensor=None):
         self.config = config
+        self.tensor = tensor or {}
         self.items = items
         self.rng = random.Random(seed)
         self.gap, self.stall = gap, stall
@@ -282,7 +284,7 @@ class Stimulus:
                            "multiplier": r(0, 2 ** 31 - 1), "shift": r(-32, 31)}
                           for _ in range(self.config.requant_lanes)],
                 "zero_point": r(INT8_MIN, INT8_MAX), "act_min": r(INT8_MIN, INT8_MAX),
-                "act_max": r(INT8_MIN, INT8_MAX), "single_rounding": r(0, 1)}
+                "act_max": r(INT8_MIN, INT8_MAX), "single_rounding": r(0, 1), **self.tensor}
 
     def advance(self, taken, out_valid, out_payload):
         """Record what the clock edge just passed did and pick the next cycle's ``valid``,

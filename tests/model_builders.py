@@ -129,3 +129,13 @@ def broadcast_add_model(small_first=False, scalar=False, seed=5):
               output_q=QParams(0.09, -4), activation="RELU")
     after = conv("after", add.output_shape, 2, "add", add.output_q, QParams(0.2, 1))
     return Model(name="bcast", input_shape=(5, 6, 3), input_q=q, layers=(*layers, mean, add, after))
+
+
+def strided_conv(name, shape, k, padding, seed, src="input"):
+    """A stride-2 convolution of five channels (RELU), kernel ``k``."""
+    rng = np.random.default_rng(seed)
+    return Conv2D(name=name, input_shape=shape, inputs=(src,),
+                  weights=rng.integers(-128, 128, (5, *k, shape[2])).astype(np.int8),
+                  bias=rng.integers(-3000, 3000, 5).astype(np.int32),
+                  weight_scales=rng.uniform(0.004, 0.02, 5).astype(np.float32), input_q=QParams(0.05, -3),
+                  output_q=QParams(0.3, 4), stride=(2, 2), padding=padding, activation="RELU")

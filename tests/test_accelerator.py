@@ -24,7 +24,8 @@ from golden.tflite_io import load_tflite
 from sim import pysim
 from sim.run import simulate
 from published import load_published
-from model_builders import broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model
+from model_builders import (broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model,
+                            strided_conv)
 from unit_support import pool_model
 
 N_RANDOM = 40
@@ -38,7 +39,7 @@ def test_random_model_in_amaranth_simulator(seed):
     model = random_model(rng)
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(rng, model, 3)
-    out, cycles = pysim.run(program, x, max_cycles=100_000)
+    out, cycles = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
     # The first run also loads activation tables; after that only the model sets the count.
     assert cycles[1] == cycles[2], "cycle count must not depend on the data"
@@ -60,7 +61,7 @@ def test_maps_in_spram_in_amaranth_simulator(case):
         model = {"residual": residual_model, "depthwise": depthwise_model, "pad-mean": pad_mean_model}[case]()
     program = compile_model(model, SPRAM_MAPS)
     x = random_inputs(rng, model, 3)
-    out, cycles = pysim.run(program, x, max_cycles=200_000)
+    out, cycles = pysim.run(program, program.start_on_host(x), max_cycles=200_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
     assert cycles[1] == cycles[2], "cycle count must not depend on the data"
 
@@ -80,7 +81,7 @@ def test_average_pool_inside_the_map_runs_as_depthwise(shape, filt, stride, padd
     rng = np.random.default_rng(4)
     x = np.concatenate([np.full((1, *shape), -128, np.int8), np.full((1, *shape), 127, np.int8),
                         random_inputs(rng, model, 2)])
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -143,7 +144,7 @@ def _fc_model_where_roundings_differ():
 def test_fully_connected_rounds_once_in_hardware():
     model, x, double = _fc_model_where_roundings_differ()
     program = compile_model(model, AcceleratorConfig())
-    out, _ = pysim.run(program, x)
+    out, _ = pysim.run(program, program.start_on_host(x))
     got = program.finish_on_host(out)
     np.testing.assert_array_equal(got, run_model(model, x))
     assert (got != double).any()
@@ -163,7 +164,22 @@ def test_depthwise_in_amaranth_simulator(kwargs, weight_bytes, word_groups):
     program = compile_model(model, config)
     assert program.layers[0].depthwise and program.layers[0].word_groups == word_groups
     x = random_inputs(np.random.default_rng(8), model, 2)
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
+    np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
+
+
+@pytest.mark.parametrize("config", [AcceleratorConfig(), ICEBREAKER.with_(target="generic", act_memory="spram")],
+                         ids=["bram", "spram"])
+def test_space_to_depth_input_in_amaranth_simulator(config):
+    """A stride-2 first convolution (KWS's 10x4 kernel, SAME) on the input the host stores
+    space-to-depth, through the RTL with block-RAM and with SPRAM maps: 2x2 pixel blocks, and
+    outputs equal to golden's."""
+    conv = strided_conv("conv", (13, 6, 1), (10, 4), "SAME", 3)
+    model = Model(name="s2d", input_shape=(13, 6, 1), input_q=conv.input_q, layers=(conv,))
+    program = compile_model(model, config)
+    assert program.input_layout is not None and program.layers[0].block == 2
+    x = random_inputs(np.random.default_rng(5), model, 2)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -172,7 +188,7 @@ def test_pad_and_mean_in_amaranth_simulator():
     model = pad_mean_model()
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(np.random.default_rng(12), model, 2)
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -183,7 +199,7 @@ def test_concatenation_in_amaranth_simulator(pooled):
     model = concat_model(pooled=pooled)
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(np.random.default_rng(13), model, 2)
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -193,7 +209,7 @@ def test_broadcast_add_in_amaranth_simulator(kwargs):
     model = broadcast_add_model(**kwargs)
     program = compile_model(model, AcceleratorConfig())
     x = random_inputs(np.random.default_rng(14), model, 2)
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -204,7 +220,7 @@ def test_residual_block_in_amaranth_simulator():
     program = compile_model(model, AcceleratorConfig())
     assert [d.kind for d in program.layers] == ["CONV", "CONV", "ADD", "CONV"]
     x = random_inputs(np.random.default_rng(10), model, 3)
-    out, _ = pysim.run(program, x, max_cycles=100_000)
+    out, _ = pysim.run(program, program.start_on_host(x), max_cycles=100_000)
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
@@ -249,7 +265,7 @@ def test_random_graph_in_amaranth_simulator(index):
     np.testing.assert_array_equal(program.finish_on_host(out), run_model(model, x))
 
 
-#: KWS's maps need 5,117 B per bank, ResNet-8's 13,056 B (three live 32x32x16 maps), more
+#: KWS's maps need 5,172 B per bank, ResNet-8's 13,056 B (three live 32x32x16 maps), more
 #: than the UP5K's block RAM gives the four banks: the iCEBreaker keeps KWS's in SPRAM, and
 #: its array and requantiser run ResNet-8 with larger banks (and its 1,882 parameter entries,
 #: more than the UP5K's block RAM holds).

@@ -160,7 +160,7 @@ def emulate_adds(program, x):
         seen[d.name] = (a, b, mem.load(d.out_shape, d.out_base).copy())
 
     with mock.patch.object(compiler.emulate, "_add", spy):
-        run_program(program, np.asarray(x)[None])
+        run_program(program, program.start_on_host(np.asarray(x)[None]))
     return seen
 
 

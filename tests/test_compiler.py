@@ -14,15 +14,21 @@ from golden.model import Model, QParams
 from golden.ops import Add, Concatenation, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from model_builders import broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model
+from model_builders import (broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model,
+                            strided_conv)
 from published import load_published
+
+
+def emulate(program, x):
+    """The model's outputs for inputs ``x`` as the emulated hardware and the host give them."""
+    return program.finish_on_host(run_program(program, program.start_on_host(x)))
 
 
 def check_against_golden(model, x, config=ICEBREAKER):
     program = compile_model(model, config)
     _, inter = run_model(model, x, intermediates=True)
     want = inter[program.output_name].reshape(len(x), -1)
-    np.testing.assert_array_equal(run_program(program, x).reshape(len(x), -1), want)
+    np.testing.assert_array_equal(run_program(program, program.start_on_host(x)).reshape(len(x), -1), want)
     return program
 
 
@@ -112,7 +118,7 @@ def test_views_at_the_input_and_the_tail_move_nothing():
     program = check_against_golden(model, random_inputs(np.random.default_rng(3), model, 4))
     assert program.input_shape == (6, 6, 2) and [t.name for t in program.host_tail] == ["tail"]
     x = random_inputs(np.random.default_rng(4), model, 3)
-    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
 
 
 @pytest.mark.parametrize("name, steps", [("kws_ref_model.tflite", 11), ("micro_speech_quantized.tflite", 2),
@@ -130,7 +136,7 @@ def test_published_models_emulate_bit_exact(name, steps):
 
 def test_maps_go_to_spram_only_when_block_ram_is_too_small():
     """``act_memory="auto"``: the shipped model keeps its 2,560-byte block-RAM banks; KWS's
-    5,117 B per bank go to the SPRAMs, addressed with the 13 bits 8 KiB needs, the weights
+    5,172 B per bank go to the SPRAMs, addressed with the 13 bits 8 KiB needs, the weights
     above them in each SPRAM and a cache as deep as its deepest channel group."""
     mnist = compile_model(load_tflite(DEFAULT_MODEL), ICEBREAKER)
     assert (mnist.config.act_memory, mnist.config.act_bank_bytes) == ("bram", 2560)
@@ -139,7 +145,7 @@ def test_maps_go_to_spram_only_when_block_ram_is_too_small():
     assert (kws.config.act_memory, kws.config.act_bank_bytes, kws.config.bank_addr_bits) == ("spram", 8192, 13)
     assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25, requant_bits=32) == ICEBREAKER
     plan, need = kws.memory_map["spram"], kws.memory_map["activation_bank"]["bytes"]
-    assert need == 5117 and plan["weight_base"] == 2559
+    assert need == 5172 and plan["weight_base"] == 2586
     assert plan["weight_words_per_spram"] == -(-len(kws.weights) // 2)
     assert plan["cache_words"] == max(d.taps for d in kws.layers if d.kind == "CONV") == 125
 
@@ -261,7 +267,7 @@ def test_pad_folds_into_convolutions_and_mean_is_a_depthwise_sum(kwargs):
     assert [(d.kind, d.pads, d.depthwise) for d in program.layers] == [
         ("CONV", (2, 0), True), ("CONV", (2, 2), False), ("CONV", (0, 0), True)]
     x = random_inputs(np.random.default_rng(4), model, 5)
-    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -284,7 +290,7 @@ def test_concatenation_is_written_in_place(pooled):
     assert [d.out_stride for d in slices] == [8, 8] and slices[1].out_base == slices[0].out_base + 3
     assert reader.in_shape[2] == 8 and reader.in_base == slices[0].out_base
     x = random_inputs(np.random.default_rng(6), model, 5)
-    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
 
 
 def _with_concat(model, inputs, shapes):
@@ -327,7 +333,7 @@ def test_uint8_and_float_edges_run_on_the_host(io):
         assert [layer.op for layer in program.host_head] == ["QUANTIZE"]
         assert program.host_tail[-1].op == ("QUANTIZE" if io[1] == "uint8" else "DEQUANTIZE")
         x = random_inputs(rng, model, 4)
-        got = program.finish_on_host(run_program(program, program.start_on_host(x)))
+        got = emulate(program, x)
         np.testing.assert_array_equal(got, run_model(model, x))
         checked += 1
     assert checked >= 20
@@ -343,4 +349,38 @@ def test_add_of_a_vector_or_value_per_pixel(kwargs):
     [add] = [d for d in program.layers if d.kind == "ADD"]
     assert add.other_shape == (1, 1, 1 if kwargs.get("scalar") else 4) and add.in_shape == (5, 6, 4)
     x = random_inputs(np.random.default_rng(7), model, 5)
-    np.testing.assert_array_equal(program.finish_on_host(run_program(program, x)), run_model(model, x))
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
+
+
+S2D = [((49, 10, 1), (10, 4), "SAME"), ((9, 7, 3), (3, 3), "SAME"), ((8, 8, 2), (3, 3), "VALID"),
+       ((7, 6, 2), (2, 2), "VALID"), ((6, 9, 1), (5, 2), "SAME")]
+
+
+@pytest.mark.parametrize("shape, k, padding", S2D)
+def test_stride_two_first_convolution_reads_its_input_space_to_depth(shape, k, padding):
+    """A stride-2 convolution that alone reads the model input runs as a stride-1 VALID one
+    with half the kernel over four times the channels, on the input the host stores padded
+    and space-to-depth, so it fills 2x2 pixel blocks instead of one pixel a pass; the outputs
+    equal golden's, the int8 extremes included."""
+    conv = strided_conv("conv", shape, k, padding, sum(shape))
+    model = Model(name="s2d", input_shape=shape, input_q=conv.input_q, layers=(conv,))
+    program = compile_model(model, AcceleratorConfig())
+    d, = program.layers
+    layout = program.input_layout
+    assert layout is not None and program.input_shape == layout.shape and layout.shape[2] == 4 * shape[2]
+    assert (d.stride, d.block, d.pads, d.kernel) == ((1, 1), 2, (0, 0), tuple(-(-v // 2) for v in k))
+    x = np.concatenate([np.full((1, *shape), -128, np.int8), np.full((1, *shape), 127, np.int8),
+                        random_inputs(np.random.default_rng(1), model, 6)])
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
+
+
+def test_space_to_depth_only_when_the_convolution_alone_reads_the_input():
+    """Two stride-2 convolutions of the input (added): the input is stored as it is."""
+    a, b = strided_conv("a", (8, 8, 2), (3, 3), "SAME", 1), strided_conv("b", (8, 8, 2), (3, 3), "SAME", 2)
+    add = Add(name="add", input_shape=a.output_shape, inputs=("a", "b"), other_shape=b.output_shape,
+              input_q=a.output_q, other_q=b.output_q, output_q=QParams(0.5, 0))
+    model = Model(name="two", input_shape=(8, 8, 2), input_q=a.input_q, layers=(a, b, add))
+    program = compile_model(model, AcceleratorConfig())
+    assert program.input_layout is None and program.layers[0].stride == (2, 2)
+    x = random_inputs(np.random.default_rng(2), model, 4)
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))

@@ -40,7 +40,7 @@ def board(shipped, **kw):
     def compute(x, weights):
         loaded = np.frombuffer(weights, np.int8).reshape(program.weights.shape)
         p = dataclasses.replace(program, weights=loaded)
-        out = run_program(p, np.frombuffer(x, np.int8).reshape((1,) + tuple(model.input_shape)))
+        out = run_program(p, p.start_on_host(np.frombuffer(x, np.int8).reshape((1,) + tuple(model.input_shape))))
         return out.reshape(-1), per_inference
 
     args = dict(input_bytes=int(np.prod(program.input_shape)),

@@ -25,11 +25,11 @@ from hdl.units.requant import DEFAULT_DIGIT_BITS, Requantizer
 REPO = Path(__file__).resolve().parent.parent
 
 
-def simulate(dut, items, *, seed=0, gap=0.0, stall=0.0):
+def simulate(dut, items, *, seed=0, gap=0.0, stall=0.0, tensor=None):
     """Stream ``items`` through ``dut`` under :class:`Stimulus`; return the stimulus (results
     and transfer cycles)."""
     lanes = dut.lanes
-    stim = Stimulus(dut.config, items, seed=seed, gap=gap, stall=stall)
+    stim = Stimulus(dut.config, items, seed=seed, gap=gap, stall=stall, tensor=tensor)
     budget = 4 * dut.interval * len(items) + 10 * dut.latency
 
     async def bench(ctx):
@@ -91,6 +91,23 @@ def test_narrowed_requantiser_matches_golden_in_its_domain(digit_bits, requant_b
     assert all(in_domain(config, item) for item in items)
     assert {-128, 127} <= {expected(item)[0] for item in items}
     check(dut, items, seed=requant_bits, gap=0.3, stall=0.3)
+
+
+HELD = [(8, 21, 0), (8, 21, 1), (4, 32, 0), (4, 32, 1)]
+
+
+@pytest.mark.parametrize("digit_bits, requant_bits, single", HELD, ids=[f"k{k}-bits{b}-single{s}" for k, b, s in HELD])
+def test_held_tensor_matches_golden(digit_bits, requant_bits, single):
+    """``held_tensor`` (the drain's: zero point, bounds and rounding mode from the layer's
+    descriptor): streams in which every transfer has one tensor, several of them, each
+    checked in its own run, with gaps and back-pressure."""
+    config = AcceleratorConfig(requant_lanes=1, requant_bits=requant_bits)
+    rng = np.random.default_rng(requant_bits + single)
+    for t in (tensor(0, single_rounding=single), tensor(-128, -128, 127, single), tensor(5, 5, single_rounding=single),
+              tensor(-7, -20, 3, single)):
+        items = [{**item, **t} for item in domain_edge_transfers(config) + random_transfers(rng, config, 300)
+                 if not single or all(single_ok(lane) for lane in item["lanes"])]
+        check(Requantizer(config, digit_bits, held_tensor=True), items, seed=single, gap=0.3, stall=0.3, tensor=t)
 
 
 def test_edge_cases_are_exercised():

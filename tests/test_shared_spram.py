@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """The four SPRAMs shared by the activation banks and the weights (``act_memory="spram"``),
-against a Python model of their contents, under random traffic on every port at once:
-byte writes (which take their cycle), weight loads, weight fetches for the cache and
-activation reads, whose data must follow the block-RAM banks' contract (the byte of the
-last read, held through writes and fetches)."""
+against a Python model of their contents, under random traffic on every port at once: word
+writes of any bytes (or none) of any banks at once (which take the cycle from every reader),
+weight loads, weight fetches for the cache and activation reads, whose data must follow the
+block-RAM banks' contract (the byte of the last read, held through writes and fetches)."""
 
 import numpy as np
 import pytest
@@ -31,14 +31,15 @@ def test_random_traffic_against_model(seed):
 
     async def main(ctx):
         # Fill both regions through the ports the host uses while idle.
+        for w in range(MAP_BYTES // 2):
+            for b in range(4):
+                ctx.set(dut.write[b].addr, w)
+                ctx.set(dut.write[b].data, int(banks[b, 2 * w]) | int(banks[b, 2 * w + 1]) << 8)
+                ctx.set(dut.write[b].mask, 0b11)
+                ctx.set(dut.write[b].en, 1)
+            await ctx.tick()
         for b in range(4):
-            for a in range(MAP_BYTES):
-                ctx.set(dut.write.bank, b)
-                ctx.set(dut.write.addr, a)
-                ctx.set(dut.write.data, int(banks[b, a]))
-                ctx.set(dut.write.en, 1)
-                await ctx.tick()
-        ctx.set(dut.write.en, 0)
+            ctx.set(dut.write[b].en, 0)
         for w in range(WORDS):
             ctx.set(dut.load.addr, w)
             ctx.set(dut.load.data.as_value(), int(weights[w]))
@@ -54,14 +55,20 @@ def test_random_traffic_against_model(seed):
             write = landing is None and rng.random() < 0.2
             load = not write and rng.random() < 0.05
             fetch = rng.random() < 0.3
-            wb, wa, wd = int(rng.integers(4)), int(rng.integers(MAP_BYTES)), int(rng.integers(256))
+            # (bank, word, data, byte mask) of each bank that writes
+            writes = [(b, int(rng.integers(MAP_BYTES // 2)), int(rng.integers(1 << 16)), int(rng.integers(4)))
+                      for b in range(4) if write and rng.random() < 0.6]
+            write = bool(writes)
             lw, ld = int(rng.integers(WORDS)), int(rng.integers(1 << 32))
             fw = int(rng.integers(WORDS))
             reads = [(rng.random() < 0.8, int(rng.integers(MAP_BYTES))) for _ in range(4)]
-            ctx.set(dut.write.en, write)
-            ctx.set(dut.write.bank, wb)
-            ctx.set(dut.write.addr, wa)
-            ctx.set(dut.write.data, wd)
+            for b in range(4):
+                ctx.set(dut.write[b].en, 0)
+            for b, word, data, mask in writes:
+                ctx.set(dut.write[b].en, 1)
+                ctx.set(dut.write[b].addr, word)
+                ctx.set(dut.write[b].data, data)
+                ctx.set(dut.write[b].mask, mask)
             ctx.set(dut.load.we, load)
             ctx.set(dut.load.addr, lw)
             ctx.set(dut.load.data.as_value(), ld)
@@ -77,8 +84,10 @@ def test_random_traffic_against_model(seed):
                 if en and not busy and not fetch:
                     expect[b] = int(banks[b, a])
             this_fetch = int(weights[fw]) if fetch_taken else None
-            if write:
-                banks[wb, wa] = wd
+            for b, word, data, mask in writes:
+                for k in range(2):
+                    if mask >> k & 1:
+                        banks[b, 2 * word + k] = data >> 8 * k & 0xFF
             if landing is not None:
                 weights[landing[0]] = landing[1]
             landing = (lw, ld) if load else None

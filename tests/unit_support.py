@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 import compiler.emulate
 from compiler.emulate import BankedMemory, run_program
-from compiler.program import CONV, CompileError, bank_address, compile_model
+from compiler.program import CONV, CompileError, bank_address, compile_model, space_to_depth_weights
 from golden.config import AcceleratorConfig
 from golden.generate import random_model
 from golden.model import Model, QParams
@@ -101,7 +101,7 @@ def pool_model(shape, kind, filt, stride, padding, activation="NONE", q=QParams(
 # ---------------------------------------------------------------- the emulator's view
 
 def emulate_upto(program, x, k):
-    """The emulator's output of step ``k`` for one input, with the pre-requantisation values
+    """The emulator's output of step ``k`` for one stored input, with the pre-requantisation values
     its CONV steps handed to ``golden.quant.requantize`` (accumulator plus folded bias; for a
     fused pool after the 2x2 max), one array per CONV step up to ``k``."""
     captured = []
@@ -179,6 +179,8 @@ def lane_weights(layer, d, config):
         w = layer.weights.transpose(3, 1, 2, 0)          # (C*M, KH, KW, 1): output channel o reads o // M
     else:
         w = layer.weights
+    if not isinstance(layer, FullyConnected) and w.shape[1:3] != (kh, kw):
+        w = space_to_depth_weights(w)                     # a stride-2 first convolution
     w = w.astype(np.int64)
     out = np.zeros((d.groups, cols, kh, kw, 1 if d.depthwise else d.in_shape[2]), np.int64)
     for g in range(d.groups):

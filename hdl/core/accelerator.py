@@ -7,9 +7,12 @@ RAM initialised from the program.  Where memories are block RAM the generator si
 from the program (on iCE40 the banks keep the configuration's size, whose split the timing
 was closed with), so a device spends only what its model needs.  With ``act_memory``
 "spram" the four banks are the SPRAMs instead, beside the weights (:mod:`.shared_spram`),
-and the feeder reads its weights from a block-RAM cache (:mod:`.weight_cache`); there a
-host write lands a cycle late and blocks that cycle's read.  The host reaches the
-activation banks and the weight load port only while the core is idle.
+and the feeder reads its weights from a block-RAM cache (:mod:`.weight_cache`); there
+byte writes reach the SPRAMs gathered into words (:mod:`.write_combiner`), a host write
+within three cycles, and a cycle in which they land blocks the reads (the host's too), so
+the host leaves three cycles between its last byte write and a read of it or a weight
+load.  The host reaches the activation banks and the weight load port only while the core
+is idle.
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -35,6 +38,7 @@ from .ports import (
 from .shared_spram import SharedSprams
 from .spram import WeightMemory
 from .weight_cache import WeightCache
+from .write_combiner import WriteCombiner
 
 
 class ActivationBank(wiring.Component):
@@ -123,11 +127,13 @@ class Accelerator(wiring.Component):
             wiring.connect(m, feeder.fill, cache.fill)
             wiring.connect(m, cache.fetch, memory.fetch)
             weight_load = memory.load
-            # Writes (the drain's, or the host's while idle) reach the SPRAMs a cycle late,
-            # from registers: the SPRAMs sit at the die's corners.  A write takes its SPRAM's
-            # cycle, in which the readers read nothing (``stall``).
-            late = bank_write_signature(cfg, banked=True).create(path=("late",))
-            m.d.comb += [unit.stall.eq(late.en) for _, unit, _, _ in readers]
+            # Writes (the drain's, or the host's while idle) reach the SPRAMs gathered into
+            # words, from registers (the SPRAMs sit at the die's corners).  A cycle in which
+            # they land is one in which the readers read nothing (``stall``).
+            m.submodules.combiner = combiner = WriteCombiner(cfg)
+            for port, write in zip(combiner.o, memory.write):
+                wiring.connect(m, port, write)
+            m.d.comb += [unit.stall.eq(combiner.stall) for _, unit, _, _ in readers]
         else:
             m.submodules.weights = weights = WeightMemory(cfg, depth=max(1, len(prog.weights)) if generic else None)
             wiring.connect(m, feeder.weights, weights.read)
@@ -169,13 +175,15 @@ class Accelerator(wiring.Component):
         # written by the drain (or the host); every reader sees every bank's data.
         units = [unit for _, unit, _, _ in readers]
         if cfg.in_spram:
+            # The words wait for the drain's last element, or for the host to pause.
+            writer = combiner.i
+            m.d.comb += combiner.flush.eq(~busy | drain.done)
             with m.If(busy):
-                m.d.sync += [late.addr.eq(drain.write.addr), late.data.eq(drain.write.data),
-                             late.bank.eq(drain.write.bank), late.en.eq(drain.write.en)]
+                m.d.comb += [writer.addr.eq(drain.write.addr), writer.data.eq(drain.write.data),
+                             writer.bank.eq(drain.write.bank), writer.en.eq(drain.write.en)]
             with m.Else():
-                m.d.sync += [late.addr.eq(host_offset), late.data.eq(self.host.wdata),
-                             late.bank.eq(host_bank), late.en.eq(self.host.we)]
-            wiring.connect(m, late, memory.write)
+                m.d.comb += [writer.addr.eq(host_offset), writer.data.eq(self.host.wdata),
+                             writer.bank.eq(host_bank), writer.en.eq(self.host.we)]
         for b in range(cfg.banks):
             if cfg.in_spram:
                 rd = memory.read[b]
@@ -239,7 +247,7 @@ class Accelerator(wiring.Component):
             m.next = "KICK"
 
         finished = Signal()                 # low while a unit starts
-        m.d.sync += finished.eq(feeder.done & drain.done & ~(late.en if cfg.in_spram else 0)
+        m.d.sync += finished.eq(feeder.done & drain.done & (combiner.empty if cfg.in_spram else 1)
                                 & (engine.done if engine is not None else 1) & (adder.done if adder is not None else 1)
                                 & ~start_conv & ~start_pool & ~start_add)
 
@@ -261,10 +269,10 @@ class Accelerator(wiring.Component):
             with m.State("LATCH"):
                 m.d.sync += [desc.eq(desc_rd.data), tindex.eq(0)]
                 m.next = "TABLE?"
-            with m.State("TABLE?"):
+            with m.State("TABLE?"):        # (the host's last bytes have landed)
                 with m.If(desc.table & (loaded != desc.table_slot)):
                     m.next = "TABLE"
-                with m.Else():
+                with m.Elif(combiner.empty if cfg.in_spram else 1):
                     kick()
             with m.State("TABLE"):
                 m.d.sync += tindex.eq(tindex + 1)

@@ -118,7 +118,8 @@ class Drain(wiring.Component):
         # ADD elements bring a 32-bit table value as the accumulator.
         value_width = 32 if self.adds else cfg.acc_width
         single = cfg.with_(requant_lanes=1, acc_width=value_width)
-        rqs = [Requantizer(single, digit_bits=cfg.requant_digit_bits) for _ in range(cfg.requant_lanes)]
+        rqs = [Requantizer(single, digit_bits=cfg.requant_digit_bits, held_tensor=True)
+               for _ in range(cfg.requant_lanes)]
         for k, rq in enumerate(rqs):
             m.submodules[f"requant{k}"] = rq
         if self.tables:

@@ -39,6 +39,12 @@ def bank_write_signature(config, banked=False):
     return wiring.Signature(members)
 
 
+def word_write_signature(config):
+    """A write of one SPRAM bank's 16-bit word: ``mask`` selects its bytes (bit 0 the byte at
+    the even address)."""
+    return wiring.Signature({"addr": Out(config.bank_addr_bits - 1), "data": Out(16), "mask": Out(2), "en": Out(1)})
+
+
 def host_signature(config):
     """The host's port to the activation banks (used while the core is idle): ``addr`` is
     the bank above the offset (:func:`hdl.core.accelerator.host_address`), ``rdata`` answers a

@@ -5,10 +5,11 @@ weights sit above the maps, from word ``weight_base``: weight word ``w`` (``cols
 is word ``weight_base + (w >> 1)`` of SPRAM pair ``w & 1`` (bytes 0-1 in SPRAM ``2 (w & 1)``,
 bytes 2-3 in the next), so the maps and weights of a program spread evenly.
 
-Each SPRAM has one port, taken in this order: a byte write (the drain's, or the host's
-while idle), a weight load (while idle, a cycle after the load port's; the host does not
-write in the cycle after a load), a weight fetch for the cache, an activation read.
-A write takes its SPRAM's cycle, so the accelerator holds the readers in that cycle; since
+Each SPRAM has one port, taken in this order: a word write (from the write combiner, which
+gathers the drain's or the host's bytes), a weight load (while idle, a cycle after the load
+port's; the host does not write in the cycle after a load), a weight fetch for the cache,
+an activation read.  The banks write together, and a cycle in which any writes is taken
+from all readers, which the accelerator holds in that cycle; since
 the SPRAM's output is undefined after a write, each bank keeps the last byte it read and
 answers with it until the next read, which is the block-RAM banks' contract ("data holds
 while ``en`` is low") whatever happened in between.
@@ -18,7 +19,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from .ports import bank_read_signature, bank_write_signature, weight_fetch_signature, weight_load_signature
+from .ports import bank_read_signature, weight_fetch_signature, weight_load_signature, word_write_signature
 from .spram import SPRAM
 
 
@@ -31,7 +32,7 @@ class SharedSprams(wiring.Component):
         self.config, self.weight_base = config, weight_base
         super().__init__({
             "read": In(bank_read_signature(config)).array(config.banks),
-            "write": In(bank_write_signature(config, banked=True)),
+            "write": In(word_write_signature(config)).array(config.banks),
             "load": In(weight_load_signature(config)),
             "fetch": In(weight_fetch_signature(config)),
         })
@@ -45,7 +46,8 @@ class SharedSprams(wiring.Component):
         m.d.sync += [load.addr.eq(self.load.addr), load.data.eq(self.load.data), load.we.eq(self.load.we)]
         load_pair, fetch_pair = load.addr[0], Signal()
         weight_word = base + (Mux(load.we, load.addr, self.fetch.addr) >> 1)
-        m.d.comb += self.fetch.ok.eq(~self.write.en & ~load.we)
+        writing_any = Cat(w.en for w in self.write).any()
+        m.d.comb += self.fetch.ok.eq(~writing_any & ~load.we)
         fetching = self.fetch.en & self.fetch.ok
         with m.If(fetching):
             m.d.sync += fetch_pair.eq(self.fetch.addr[0])
@@ -54,13 +56,12 @@ class SharedSprams(wiring.Component):
         for b in range(cfg.banks):
             m.submodules[f"spram{b}"] = spram = SPRAM(cfg.target)
             pair, half = b >> 1, b & 1
-            writing = self.write.en & (self.write.bank == b)
+            write = self.write[b]
             loading = load.we & (load_pair == pair)
-            reading = self.read[b].en & ~self.write.en & ~load.we & ~self.fetch.en
-            with m.If(writing):
-                m.d.comb += [spram.addr.eq(self.write.addr >> 1), spram.we.eq(1),
-                             spram.wdata.eq(Cat(self.write.data, self.write.data)),
-                             spram.wmask.eq(Mux(self.write.addr[0], 0b10, 0b01))]
+            reading = self.read[b].en & ~writing_any & ~load.we & ~self.fetch.en
+            with m.If(write.en):
+                m.d.comb += [spram.addr.eq(write.addr), spram.we.eq(1), spram.wdata.eq(write.data),
+                             spram.wmask.eq(write.mask)]
             with m.Elif(load.we | self.fetch.en):
                 m.d.comb += [spram.addr.eq(weight_word), spram.we.eq(loading), spram.wmask.eq(0b11),
                              spram.wdata.eq(load.data.as_value().word_select(half, 16)),

@@ -99,13 +99,18 @@ class Requantizer(wiring.Component):
     ``config.requant_bits`` below 32 the results are exact only where x' = wrap32(acc + bias)
     << left fits that many bits, signed.  The whole unit stalls while a result waits on
     ``o.ready``, so ``i.ready`` follows ``o.ready`` combinationally.
+
+    ``held_tensor``: the payload's zero point, bounds and rounding mode are the same for every
+    transfer in flight and stay on ``i.payload`` until the last result has left (the drain's
+    come from the layer's descriptor), so the unit reads them there and keeps no copies.
     """
 
-    def __init__(self, config, digit_bits=DEFAULT_DIGIT_BITS):
+    def __init__(self, config, digit_bits=DEFAULT_DIGIT_BITS, held_tensor=False):
         if digit_bits not in (2, 4, 8):
             raise ValueError(f"Requantizer: digit_bits must be 2, 4 or 8, got {digit_bits!r}")
         self.config = config
         self.digit_bits = digit_bits
+        self.held_tensor = held_tensor
         # The post-processing reads a transfer's parameters up to 3 cycles after the
         # accumulator's last step, so they must last that long (see hand_over).
         assert self.steps >= 3, "requant_bits >= 17 makes at least 3 digits"
@@ -186,13 +191,17 @@ class Requantizer(wiring.Component):
         # The clamp needs only the headroom between the zero point and each bound.
         tensor = data.StructLayout({"zero_point": signed(8), "above": 8, "below": 8, "single": 1})
         job_tensor = Signal(tensor, reset_less=True)
-        with m.If(take):
-            m.d.sync += [
-                job_tensor.zero_point.eq(self.i.p.zero_point),
-                job_tensor.above.eq(self.i.p.act_max - self.i.p.zero_point),
-                job_tensor.below.eq(self.i.p.zero_point - self.i.p.act_min),
-                job_tensor.single.eq(self.i.p.single_rounding),
-            ]
+        updates = [
+            job_tensor.zero_point.eq(self.i.p.zero_point),
+            job_tensor.above.eq(self.i.p.act_max - self.i.p.zero_point),
+            job_tensor.below.eq(self.i.p.zero_point - self.i.p.act_min),
+            job_tensor.single.eq(self.i.p.single_rounding),
+        ]
+        if self.held_tensor:
+            m.d.comb += updates
+        else:
+            with m.If(take):
+                m.d.sync += updates
         # Point p of the pipeline is p cycles after the last step: tags[p - 1] then holds it.
         points = [0]
         while points[-1] + n < depth + 3:
@@ -208,7 +217,7 @@ class Requantizer(wiring.Component):
                 value = copy
             return value
 
-        tensor_post = hand_over(job_tensor, "tensor")
+        tensor_post = job_tensor if self.held_tensor else hand_over(job_tensor, "tensor")
         for lane in range(self.lanes):
             self._lane(m, lane, step, busy, last_step, take, tags, finished, tensor_post, hand_over)
 
