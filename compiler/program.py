@@ -211,9 +211,9 @@ class _Builder:
     it overlaps no tensor still to be read (first fit over the tensors' lifetimes), so the
     residual inputs of an ADD stay where they are while the branch runs."""
 
-    def __init__(self, model, config, last_use, input_name, share_depthwise):
+    def __init__(self, model, config, last_use, input_name, shared):
         self.model, self.config, self.input_name = model, config, input_name
-        self.share_depthwise = share_depthwise
+        self.shared = shared                                # steps whose depthwise groups share words (None: all)
         self.descs, self.weight_rows, self.params, self.tables = [], [], [], []
         self.input_shape = _hwc(model.input_shape)
         self.place = {input_name: (self.input_shape, 0)}
@@ -347,7 +347,8 @@ class _Builder:
         # weights stream from SPRAM into the cache group by group (taps cycles a group) and
         # a group's taps outnumber 4 cycles saved on each of its passes (MEAN, average pools).
         blocks = -(-conv_shape[0] // block) * -(-conv_shape[1] // block)
-        share = depthwise and (self.share_depthwise or (cfg.in_spram and taps > 4 * blocks))
+        step = (lookup or pool or layer).name
+        share = depthwise and (self.shared is None or step in self.shared or (cfg.in_spram and taps > 4 * blocks))
         word_groups = cfg.cols // group_channels if share else 1
         words = -(-groups // word_groups)
         full = np.zeros((words * word_groups * group_channels, taps), np.int8)
@@ -674,28 +675,50 @@ def compile_model(model, config):
 
     With ``act_memory="auto"`` the maps go to block RAM when they fit it, else to the SPRAMs
     next to the weights; the program's ``config`` says which.  Depthwise channels get weight
-    words of their own (faster passes) unless the model then does not fit."""
+    words of their own (a pass drains one column) where the weights still fit."""
     try:
-        return _compile_for(model, config, share_depthwise=False)
+        return _compile_for(model, config, frozenset())
     except CompileError:
-        return _compile_for(model, config, share_depthwise=True)
+        program = _compile_for(model, config, None)
+    # Own words for the steps that gain most per byte (passes per channel, over taps), as
+    # long as the weights fit.
+    cols = program.config.cols
+    options = []
+    for d in program.layers:
+        if d.depthwise and d.word_groups > 1:
+            blocks = -(-d.conv_shape[0] // d.block) * -(-d.conv_shape[1] // d.block)
+            extra = (d.groups - -(-d.groups // d.word_groups)) * d.taps * cols
+            options.append((blocks / d.taps, extra, d.name))
+    options.sort(key=lambda o: -o[0])
+    room = program.config.weight_mem_bytes - program.memory_map["weights"]["bytes"]
+    own = []
+    for _, extra, name in options:
+        if extra <= room:
+            own.append(name)
+            room -= extra
+    while own:
+        try:
+            return _compile_for(model, config, frozenset(name for _, _, name in options if name not in own))
+        except CompileError:
+            own.pop()
+    return program
 
 
-def _compile_for(model, config, share_depthwise):
+def _compile_for(model, config, shared):
     if config.act_memory != "auto":
-        program = _compile(model, config, share_depthwise)
+        program = _compile(model, config, shared)
     else:
         try:
-            program = _compile(model, config.with_(act_memory="bram"), share_depthwise)
+            program = _compile(model, config.with_(act_memory="bram"), shared)
         except CompileError:
-            need = _compile(model, config.spram_resolved(), share_depthwise).memory_map["activation_bank"]["bytes"]
-            program = _compile(model, config.spram_resolved(need), share_depthwise)
+            need = _compile(model, config.spram_resolved(), shared).memory_map["activation_bank"]["bytes"]
+            program = _compile(model, config.spram_resolved(need), shared)
     if config.narrow_acc:
         narrow = {"acc_width": max(17, program.memory_map["accumulator"]["bits"]),
                   "requant_bits": max(17, program.memory_map["requantiser"]["bits"])}
         narrow = {k: v for k, v in narrow.items() if v < getattr(program.config, k)}
         if narrow:
-            program = _compile(model, program.config.with_(**narrow), share_depthwise)
+            program = _compile(model, program.config.with_(**narrow), shared)
     return program
 
 
@@ -716,7 +739,7 @@ def _shared_spram_plan(model, config, b, weight_words):
     return {"weight_base": act_words, "weight_words_per_spram": weight_share, "cache_words": cache}
 
 
-def _compile(model, config, share_depthwise):
+def _compile(model, config, shared):
     if config.rows != config.banks:
         _fail(f"config: the accelerator feeds 2x2 pixel blocks, so rows must be {config.banks}, got {config.rows}")
     layers = list(model.layers)
@@ -755,7 +778,7 @@ def _compile(model, config, share_depthwise):
     actions, root, last_use, steps = _plan(model, body, readers, input_name)
     if body:
         last_use[root[body[-1].name]] = steps          # the hardware's output stays to the end
-    b = _Builder(model, config, last_use, input_name, share_depthwise)
+    b = _Builder(model, config, last_use, input_name, shared)
     b.slice_of = slices
     for kind, item in actions:
         if kind == "view":

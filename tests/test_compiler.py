@@ -11,7 +11,7 @@ from compiler.program import CompileError, compile_model
 from golden.config import AcceleratorConfig
 from golden.generate import random_graph, random_inputs, random_model
 from golden.model import Model, QParams
-from golden.ops import Add, Concatenation, Conv2D, Lookup, Pool2D, Quantize, Reshape, run_model
+from golden.ops import Add, Concatenation, Conv2D, DepthwiseConv2D, Lookup, Pool2D, Quantize, Reshape, run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from model_builders import (broadcast_add_model, concat_model, depthwise_model, pad_mean_model, residual_model,
@@ -192,6 +192,39 @@ def test_depthwise_channels_share_weight_words_only_when_they_must(weight_bytes,
     program = compile_model(model, config)
     assert program.layers[0].word_groups == word_groups
     assert program.memory_map["weights"]["bytes"] == {1: 216, 4: 72}[word_groups]
+
+
+def _two_depthwise_model():
+    """A 9x7x8 depthwise 3x3 with a fused 2x2 max pool (20 blocks a channel), then one on the
+    4x3x8 result (4 blocks)."""
+    rng = np.random.default_rng(3)
+    q, mid = QParams(0.05, -3), QParams(0.3, 4)
+
+    def dw(name, shape, src, in_q):
+        return DepthwiseConv2D(name=name, input_shape=shape, inputs=(src,),
+                               weights=rng.integers(-128, 128, (1, 3, 3, 8)).astype(np.int8),
+                               bias=rng.integers(-3000, 3000, 8).astype(np.int32),
+                               weight_scales=rng.uniform(0.005, 0.02, 8).astype(np.float32), input_q=in_q,
+                               output_q=mid, padding="SAME", activation="RELU")
+
+    first = dw("dw1", (9, 7, 8), "input", q)
+    pool = Pool2D(name="pool", input_shape=first.output_shape, inputs=("dw1",), kind="MAX", filter=(2, 2),
+                  stride=(2, 2), padding="VALID", q=mid)
+    second = dw("dw2", (4, 3, 8), "pool", mid)
+    return Model(name="two_dw", input_shape=(9, 7, 8), input_q=q, layers=(first, pool, second))
+
+
+@pytest.mark.parametrize("weight_bytes, word_groups", [(None, [1, 1]), (360, [1, 4]), (356, [4, 4])])
+def test_depthwise_steps_with_most_passes_get_their_own_words_first(weight_bytes, word_groups):
+    """Both steps' weights take 144 B four channels to a word and 216 B more each with words
+    of their own: in 360 B only the step of 20 blocks a channel gets them, in 356 B neither;
+    the outputs equal golden's either way."""
+    model = _two_depthwise_model()
+    config = AcceleratorConfig() if weight_bytes is None else AcceleratorConfig(weight_mem_bytes=weight_bytes)
+    program = compile_model(model, config)
+    assert [d.word_groups for d in program.layers] == word_groups
+    x = random_inputs(np.random.default_rng(4), model, 4)
+    np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
 
 
 def test_weights_streamed_from_spram_share_words_for_long_windows():

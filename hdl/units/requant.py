@@ -236,7 +236,7 @@ class Requantizer(wiring.Component):
         # window at offset k - (left mod k) yields x << (left mod k); the zero digits that
         # precede it (left // k of them) complete x << left.
         left = Mux(src.shift > 0, src.shift[:5], 0)
-        x_reg = reg(32 + k, "x")
+        x_reg = reg(k * n + k, "x")                 # the digits never reach bits of x above k*n
         delay = reg(range(n), "delay")              # zero digits before x: left // k
         offset = reg(range(1, k + 1), "offset")     # digit window position: k - left % k
         feeding = reg(1, "feeding")                 # this step's digit comes from x
@@ -248,7 +248,7 @@ class Requantizer(wiring.Component):
             m.d.sync += x_reg.eq(x_reg >> k)
         with m.If(take):                            # after the step's updates: it wins
             m.d.sync += [
-                x_reg.eq(Cat(Const(0, k), (src.acc + src.bias)[:32])),
+                x_reg.eq(Cat(Const(0, k), (src.acc + src.bias)[:k * n])),
                 delay.eq(left >> log2_k),
                 offset.eq(k - left[:log2_k]),
                 feeding.eq(left < k),
