@@ -278,29 +278,31 @@ class Drain(wiring.Component):
             kept = Mux(lane_hi < out.ch_left, lane_hi, out.ch_left)
             m.d.sync += [slot.eq(Mux(pass_end, 0, slot + 1)), pass_end.eq(slot == kept * rows - 2),
                          needs_x.eq(Mux(fused, row == rows - 2, ~half | (row == rows - 1)))]
-            # The pass's end steps the output addresses by a block, a block row or a channel
-            # group; a one-pixel pass steps them every other pixel, where the parity banks wrap.
-            with m.If(pass_end):
-                with m.If(~bx.last):
-                    m.d.sync += bx.advance()
-                    out.next_block(~half | bx.odd)
+        with m.Elif(self.flush):
+            # The cycle after a pass's last element, in which the drain takes nothing, steps
+            # the output addresses by a block, a block row or a channel group (a one-pixel
+            # pass every other pixel, where the parity banks wrap): from registers, not from
+            # the cycle's handshake.
+            with m.If(~bx.last):
+                m.d.sync += bx.advance()
+                out.next_block(~half | bx.odd)
+            with m.Else():
+                m.d.sync += bx.restart(d.nbx)
+                out.rewind_row()
+                with m.If(~by.last):
+                    m.d.sync += by.advance()
+                    out.next_row(~half | by.odd)
                 with m.Else():
-                    m.d.sync += bx.restart(d.nbx)
-                    out.rewind_row()
-                    with m.If(~by.last):
-                        m.d.sync += by.advance()
-                        out.next_row(~half | by.odd)
+                    m.d.sync += by.restart(d.nby)
+                    with m.If(~g.last):
+                        m.d.sync += g.advance()
+                        out.next_group()
                     with m.Else():
-                        m.d.sync += by.restart(d.nby)
-                        with m.If(~g.last):
-                            m.d.sync += g.advance()
-                            out.next_group()
-                        with m.Else():
-                            m.d.sync += running.eq(0)
-                with m.If(bx.last & by.last):
-                    out.choose_step(share.next_last(1))
-                    with m.If(share.last):
-                        m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0), lane_hi.eq(d.group_channels)]
-                    with m.Else():
-                        m.d.sync += [*share.advance(), lane_lo.eq(lane_hi), lane_hi.eq(lane_hi + d.group_channels)]
+                        m.d.sync += running.eq(0)
+            with m.If(bx.last & by.last):
+                out.choose_step(share.next_last(1))
+                with m.If(share.last):
+                    m.d.sync += [*share.restart(d.word_groups), lane_lo.eq(0), lane_hi.eq(d.group_channels)]
+                with m.Else():
+                    m.d.sync += [*share.advance(), lane_lo.eq(lane_hi), lane_hi.eq(lane_hi + d.group_channels)]
         return m
