@@ -76,13 +76,16 @@ def sized_config(multipliers, bram_bytes, rows=4):
     take three quarters of the block RAM (whole 16 KiB), the four activation banks 16 KiB
     each (ResNet-8 and VWW need 13-14 KiB).  These are capacities: the generator sizes the
     block-RAM memories from the program, and the accumulators and requantisers from its sums,
-    so a small model spends little."""
+    so a small model spends little.  Two requantisers of 8-bit digits take an element every
+    1.5 cycles at KWS's 21 bits, so its depthwise passes (9 taps, 4 elements) wait for the
+    array, not for them."""
     cols = 1
     while rows * cols * 2 <= min(multipliers, MAX_LANES):
         cols *= 2
     weight_bytes = bram_bytes * 3 // 4 // 16384 * 16384
-    return AcceleratorConfig(rows=rows, cols=cols, requant_lanes=2, weight_mem_bytes=weight_bytes,
-                             act_bank_bytes=16384, param_depth=4096, narrow_acc=True)
+    return AcceleratorConfig(rows=rows, cols=cols, requant_lanes=2, requant_digit_bits=8,
+                             weight_mem_bytes=weight_bytes, act_bank_bytes=16384, param_depth=4096,
+                             narrow_acc=True)
 
 
 #: The ULX3S's LFE5U-85F: 156 18x18 multipliers and 208 block RAMs of 18 kbit (2 KiB of

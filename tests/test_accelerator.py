@@ -276,18 +276,18 @@ ULX3S = get_board("ulx3s-85f").config
 
 
 @pytest.mark.parametrize("name, config, max_cycles", [
-    ("kws_ref_model.tflite", ICEBREAKER, 485_000),           # maps in SPRAM
-    ("pretrainedResnet_quant.tflite", RESNET_CONFIG, 1_500_000),
-    ("micro_speech_quantized.tflite", ICEBREAKER, 85_000),
+    ("kws_ref_model.tflite", ICEBREAKER, 320_000),           # maps in SPRAM
+    ("pretrainedResnet_quant.tflite", RESNET_CONFIG, 1_450_000),
+    ("micro_speech_quantized.tflite", ICEBREAKER, 25_000),
     ("hello_world_int8.tflite", ICEBREAKER, 300),
     # The ULX3S's 64 lanes with the weights in block RAM: the AD autoencoder's 258 KiB of
-    # dense weights, and VWW's 203 KiB (2.0 M cycles, opt-in for its simulation time).
+    # dense weights, and VWW's 203 KiB (1.2 M cycles, opt-in for its simulation time).
     ("ad01_int8.tflite", ULX3S, 18_500),
-    pytest.param("vww_96_int8.tflite", ULX3S, 2_000_000, marks=pytest.mark.slow),
+    pytest.param("vww_96_int8.tflite", ULX3S, 1_200_000, marks=pytest.mark.slow),
 ])
 def test_published_model_through_verilator(name, config, max_cycles):
     """Eight random inputs per model through the emitted Verilog, equal to golden; the cycle
-    bounds are today's counts (bench/published_models.py) rounded up, so a slowdown fails."""
+    bounds are today's counts (bench/published_hw.py) rounded up, so a slowdown fails."""
     if shutil.which("verilator") is None:
         pytest.skip("verilator not installed (make setup installs it)")
     model = load_published(name)
