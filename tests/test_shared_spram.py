@@ -74,6 +74,7 @@ def test_random_traffic_against_model(seed):
             ctx.set(dut.load.data.as_value(), ld)
             ctx.set(dut.fetch.en, fetch)
             ctx.set(dut.fetch.addr, fw)
+            ctx.set(dut.fetch.word, WEIGHT_BASE + (fw >> 1))
             for b, (en, a) in enumerate(reads):
                 ctx.set(dut.read[b].en, en)
                 ctx.set(dut.read[b].addr, a)

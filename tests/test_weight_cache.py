@@ -1,7 +1,7 @@
 """The weight cache of SPRAM-map configurations: fills of random groups from a model of the
 shared SPRAMs' fetch port that refuses cycles at random (drain writes), then every word of
 the group read back by absolute address, one cycle after its address, and held while the
-read enable is low."""
+read enable is low; every fetch names the SPRAM word of its address."""
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from unit_support import simulate
 
 CONFIG = AcceleratorConfig(act_memory="spram", act_bank_bytes=32768)
 DEPTH = 96
+SPRAM_BASE = 3001          #: the SPRAM word where the weights start
 
 
 def lanes(word):
@@ -21,7 +22,7 @@ def lanes(word):
 @pytest.mark.parametrize("refuse", [0.0, 0.4])
 def test_fills_then_reads(refuse):
     rng = np.random.default_rng(int(refuse * 10))
-    dut = WeightCache(CONFIG, DEPTH)
+    dut = WeightCache(CONFIG, DEPTH, SPRAM_BASE)
     memory = rng.integers(0, 1 << 32, 5000, dtype=np.uint64)
     fills = [(int(rng.integers(0, 5000 - DEPTH)), int(rng.integers(1, DEPTH + 1))) for _ in range(6)]
     fills.append((4999 - DEPTH, DEPTH))
@@ -42,6 +43,8 @@ def test_fills_then_reads(refuse):
                 ctx.set(dut.fetch.ok, ok)
                 issued = ctx.get(dut.fetch.en) and ok
                 addr = ctx.get(dut.fetch.addr)
+                if ctx.get(dut.fetch.en):
+                    assert ctx.get(dut.fetch.word) == SPRAM_BASE + (addr >> 1), f"word of {addr}"
                 await ctx.tick()
                 cycles += 1
                 pending = addr if issued else None

@@ -9,8 +9,8 @@ was closed with), so a device spends only what its model needs.  With ``act_memo
 "spram" the four banks are the SPRAMs instead, beside the weights (:mod:`.shared_spram`),
 and the feeder reads its weights from a block-RAM cache (:mod:`.weight_cache`); there
 byte writes reach the SPRAMs gathered into words (:mod:`.write_combiner`), a host write
-within three cycles, and a cycle in which they land blocks the reads (the host's too), so
-the host leaves three cycles between its last byte write and a read of it or a weight
+within four cycles, and a cycle in which they land blocks the reads (the host's too), so
+the host leaves four cycles between its last byte write and a read of it or a weight
 load.  The host reaches the activation banks and the weight load port only while the core
 is idle.
 """
@@ -122,7 +122,7 @@ class Accelerator(wiring.Component):
         if cfg.in_spram:
             plan = prog.memory_map["spram"]
             m.submodules.memory = memory = SharedSprams(cfg, plan["weight_base"])
-            m.submodules.cache = cache = WeightCache(cfg, plan["cache_words"])
+            m.submodules.cache = cache = WeightCache(cfg, plan["cache_words"], plan["weight_base"])
             wiring.connect(m, feeder.weights, cache.read)
             wiring.connect(m, feeder.fill, cache.fill)
             wiring.connect(m, cache.fetch, memory.fetch)

@@ -12,6 +12,8 @@ from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.config import SPRAM_BANK_BYTES
+
 from .layer_desc import desc_layout
 
 
@@ -66,9 +68,11 @@ def weight_load_signature(config):
 def weight_fetch_signature(config):
     """The weight cache's port to the weights in the shared SPRAMs: a read is taken in a cycle
     with ``en`` and ``ok`` (no write has the SPRAMs), and its word arrives the next cycle with
-    ``valid``."""
-    return wiring.Signature({"addr": Out(config.weight_addr_bits), "en": Out(1), "ok": In(1),
-                             "valid": In(1), "data": In(weight_layout(config))})
+    ``valid``.  ``word`` is the SPRAM word that holds weight word ``addr`` (the program's
+    weight base plus ``addr >> 1``), kept by the cache beside the address so that no adder
+    sits before the SPRAMs' address multiplexers."""
+    return wiring.Signature({"addr": Out(config.weight_addr_bits), "word": Out(range(SPRAM_BANK_BYTES // 2)),
+                             "en": Out(1), "ok": In(1), "valid": In(1), "data": In(weight_layout(config))})
 
 
 def weight_fill_signature(config):

@@ -41,11 +41,13 @@ class SharedSprams(wiring.Component):
         m = Module()
         cfg, base = self.config, self.weight_base
         # Loads (while idle) reach the SPRAMs a cycle late, from registers, and share one
-        # weight address with the fetches.
+        # weight address with the fetches (whose SPRAM word the cache keeps).
         load = weight_load_signature(cfg).create(path=("load_late",))
-        m.d.sync += [load.addr.eq(self.load.addr), load.data.eq(self.load.data), load.we.eq(self.load.we)]
+        load_word = Signal.like(self.fetch.word)
+        m.d.sync += [load.addr.eq(self.load.addr), load.data.eq(self.load.data), load.we.eq(self.load.we),
+                     load_word.eq(base + (self.load.addr >> 1))]
         load_pair, fetch_pair = load.addr[0], Signal()
-        weight_word = base + (Mux(load.we, load.addr, self.fetch.addr) >> 1)
+        weight_word = Mux(load.we, load_word, self.fetch.word)
         writing_any = Cat(w.en for w in self.write).any()
         m.d.comb += self.fetch.ok.eq(~writing_any & ~load.we)
         fetching = self.fetch.en & self.fetch.ok

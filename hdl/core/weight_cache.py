@@ -18,10 +18,12 @@ from .ports import weight_fetch_signature, weight_fill_signature, weight_layout,
 class WeightCache(wiring.Component):
     """At least ``words`` words (the program's largest group, its ``spram`` plan's
     ``cache_words``), rounded up to a power of two: word ``w`` sits in slot ``w mod depth``,
-    which is distinct for the words of a group, so reads need no base subtracted."""
+    which is distinct for the words of a group, so reads need no base subtracted.
+    ``weight_base``: the SPRAM word where the weights start (the plan's), for the fetch
+    port's ``word``."""
 
-    def __init__(self, config, words):
-        self.config = config
+    def __init__(self, config, words, weight_base):
+        self.config, self.weight_base = config, weight_base
         self.depth = 1 << max(0, (words - 1).bit_length())
         super().__init__({
             "read": In(weight_read_signature(config)),
@@ -43,6 +45,7 @@ class WeightCache(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=(wr,))
         fetch_addr = Signal(cfg.weight_addr_bits)
+        fetch_word = Signal.like(self.fetch.word)   # weight_base + fetch_addr >> 1
         to_issue = Signal(cfg.taps_bits)
         landing = Signal(max(1, bits))              # the slot of the word fetched last cycle
         more = Signal()                             # words left to fetch
@@ -52,12 +55,13 @@ class WeightCache(wiring.Component):
         m.d.sync += self.fill.done.eq(self.fetch.valid & ~more)
         m.d.comb += [
             rd.addr.eq(self.read.addr[:bits]), rd.en.eq(self.read.en), self.read.data.eq(rd.data),
-            self.fetch.addr.eq(fetch_addr), self.fetch.en.eq(more),
+            self.fetch.addr.eq(fetch_addr), self.fetch.word.eq(fetch_word), self.fetch.en.eq(more),
             wr.addr.eq(landing), wr.data.eq(self.fetch.data), wr.en.eq(self.fetch.valid),
         ]
         with m.If(more & self.fetch.ok):
-            m.d.sync += [fetch_addr.eq(fetch_addr + 1), landing.eq(fetch_addr[:bits]),
-                         to_issue.eq(to_issue - 1), more.eq(to_issue != 1)]
+            m.d.sync += [fetch_addr.eq(fetch_addr + 1), fetch_word.eq(fetch_word + fetch_addr[0]),
+                         landing.eq(fetch_addr[:bits]), to_issue.eq(to_issue - 1), more.eq(to_issue != 1)]
         with m.If(self.fill.start):
-            m.d.sync += [more.eq(1), fetch_addr.eq(self.fill.base), to_issue.eq(self.fill.count)]
+            m.d.sync += [more.eq(1), fetch_addr.eq(self.fill.base), to_issue.eq(self.fill.count),
+                         fetch_word.eq(self.weight_base + (self.fill.base >> 1))]
         return m

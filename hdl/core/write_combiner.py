@@ -10,7 +10,8 @@ the banks hold one word address between them and a pending word each, and all fo
 once only when a byte comes for another word, or when asked to (``flush``, when the writer
 has gone quiet).  A pass of four channels then writes in two cycles instead of sixteen.
 
-A byte reaches its SPRAM within two cycles of the last write, or of the write that makes
+Bytes enter through a register (the host's writes come from far across the chip), and a
+byte reaches its SPRAM within three cycles of the last write, or of the write that makes
 room for it; ``empty`` says nothing is waiting.
 """
 
@@ -41,14 +42,16 @@ class WriteCombiner(wiring.Component):
         m = Module()
         cfg = self.config
         word_bits = cfg.bank_addr_bits - 1
-        # The byte taken last cycle.
-        incoming = Signal(data.StructLayout({"en": 1, "bank": range(cfg.banks), "word": word_bits, "high": 1,
-                                             "data": 8}))
+        # The byte written last cycle (``arriving``), and the one before.
+        byte = data.StructLayout({"en": 1, "bank": range(cfg.banks), "word": word_bits, "high": 1, "data": 8})
+        arriving, incoming = Signal(byte), Signal(byte)
+        m.d.sync += [arriving.en.eq(self.i.en), arriving.bank.eq(self.i.bank), arriving.word.eq(self.i.addr[1:]),
+                     arriving.high.eq(self.i.addr[0]), arriving.data.eq(self.i.data)]
         flushing = Signal()                 # the pending words are written this cycle
         word = Signal(word_bits)            # the pending words' address, in every bank
         pending = Signal(data.ArrayLayout(data.StructLayout({"mask": 2, "data": 16}), cfg.banks))
         waiting = Cat(p.mask for p in pending).any()
-        m.d.comb += [self.stall.eq(flushing), self.empty.eq(~incoming.en & ~waiting)]
+        m.d.comb += [self.stall.eq(flushing), self.empty.eq(~arriving.en & ~incoming.en & ~waiting)]
 
         # After this cycle: flushed (only the incoming byte's bank holds a word), or the
         # incoming byte merged into its bank's word.
@@ -66,12 +69,10 @@ class WriteCombiner(wiring.Component):
                 with m.Else():
                     m.d.sync += p.data[:8].eq(incoming.data)
 
-        # The next byte against the pending address as it will stand next cycle.
-        next_word = self.i.addr[1:]
-        conflict = Mux(incoming.en, incoming.word != next_word, ~flushing & waiting & (word != next_word))
+        # The arriving byte against the pending address as it will stand next cycle.
+        conflict = Mux(incoming.en, incoming.word != arriving.word, ~flushing & waiting & (word != arriving.word))
         m.d.sync += [
-            incoming.en.eq(self.i.en), incoming.bank.eq(self.i.bank), incoming.word.eq(next_word),
-            incoming.high.eq(self.i.addr[0]), incoming.data.eq(self.i.data),
-            flushing.eq(Mux(self.i.en, conflict, self.flush & (incoming.en | (~flushing & waiting)))),
+            incoming.eq(arriving),
+            flushing.eq(Mux(arriving.en, conflict, self.flush & (incoming.en | (~flushing & waiting)))),
         ]
         return m
