@@ -49,7 +49,7 @@ from amaranth.hdl import (
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Digit width of the default instance: a transfer every 9 cycles for about 500 LCs a lane
+#: Digit width of the default instance: a transfer every 8 cycles at 32 bits for about 500 LCs a lane
 #: (bench/synth_requant.py measures the other widths).
 DEFAULT_DIGIT_BITS = 4
 
