@@ -235,11 +235,12 @@ def test_verilog_matches_golden(digit_bits, lanes, requant_bits, tmp_path):
 
 @pytest.mark.synth
 def test_synthesis_meets_up5k_targets(tmp_path):
-    """bench/synth_requant.py with the default digit width: no DSP (the MAC array owns them
-    all), no block RAM, at most 600 LCs per lane for the unit itself, and 48 MHz."""
+    """bench/synth_requant.py with the default digit width, the unit as the drain builds it
+    (tensor fields held for the layer): no DSP (the MAC array owns them all), no block RAM,
+    at most 600 LCs per lane for the unit itself, and 48 MHz."""
     figures_json = tmp_path / "figures.json"
     subprocess.run([sys.executable, str(REPO / "bench" / "synth_requant.py"), "--digit-bits", str(DEFAULT_DIGIT_BITS),
-                    "--seed", "1", "--json", str(figures_json)], cwd=REPO, check=True)
+                    "--held-tensor", "--seed", "1", "--json", str(figures_json)], cwd=REPO, check=True)
     figures, = json.loads(figures_json.read_text())
     assert figures["dsp"] == 0
     assert figures["bram"] == 0
