@@ -92,10 +92,16 @@ class LayerDesc:
 
     @property
     def blocks(self):
-        """CONV: 2x2 pixel blocks per channel group (a fused pool's windows are exactly these)."""
-        if self.fused_pool:
-            return self.out_shape[0] * self.out_shape[1]
-        return -(-self.conv_shape[0] // self.block) * -(-self.conv_shape[1] // self.block)
+        """CONV: passes per channel group."""
+        return pass_blocks(self.conv_shape, self.out_shape, self.block, self.fused_pool)
+
+
+def pass_blocks(conv_shape, out_shape, block, fused_pool):
+    """Passes of a CONV step per channel group: its pixel blocks (2x2, or single pixels), a
+    fused pool's windows being exactly these."""
+    if fused_pool:
+        return out_shape[0] * out_shape[1]
+    return -(-conv_shape[0] // block) * -(-conv_shape[1] // block)
 
 
 @dataclass(frozen=True)
@@ -346,7 +352,7 @@ class _Builder:
         # group has words of its own unless the weight memory needs the sharing, or the
         # weights stream from SPRAM into the cache group by group (taps cycles a group) and
         # a group's taps outnumber 4 cycles saved on each of its passes (MEAN, average pools).
-        blocks = -(-conv_shape[0] // block) * -(-conv_shape[1] // block)
+        blocks = pass_blocks(conv_shape, out_shape, block, pool is not None)
         step = (lookup or pool or layer).name
         share = depthwise and (self.shared is None or step in self.shared or (cfg.in_spram and taps > 4 * blocks))
         word_groups = cfg.cols // group_channels if share else 1
@@ -686,9 +692,8 @@ def compile_model(model, config):
     options = []
     for d in program.layers:
         if d.depthwise and d.word_groups > 1:
-            blocks = -(-d.conv_shape[0] // d.block) * -(-d.conv_shape[1] // d.block)
             extra = (d.groups - -(-d.groups // d.word_groups)) * d.taps * cols
-            options.append((blocks / d.taps, extra, d.name))
+            options.append((d.blocks / d.taps, extra, d.name))
     options.sort(key=lambda o: -o[0])
     room = program.config.weight_mem_bytes - program.memory_map["weights"]["bytes"]
     own = []

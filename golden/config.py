@@ -37,7 +37,7 @@ class AcceleratorConfig:
     #: reductions spends less logic and requantises in fewer cycles.
     narrow_acc: bool = False
     requant_lanes: int = 2        #: one-lane requantisers the drain takes in turn
-    requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: ceil(requant_bits/k) + 1 cycles an element)
+    requant_digit_bits: int = 4   #: digit width of each (2, 4 or 8: ceil(requant_bits/k) cycles an element)
     #: Signed bits of the requantiser's input ``(acc + bias) << left``: its digits cover
     #: these.  With ``narrow_acc`` the compiled program's configuration narrows it to what
     #: its biases, sums and shifts reach (at least 17 bits), like ``acc_width``.

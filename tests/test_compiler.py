@@ -195,8 +195,8 @@ def test_depthwise_channels_share_weight_words_only_when_they_must(weight_bytes,
 
 
 def _two_depthwise_model():
-    """A 9x7x8 depthwise 3x3 with a fused 2x2 max pool (20 blocks a channel), then one on the
-    4x3x8 result (4 blocks)."""
+    """A 9x7x8 depthwise 3x3 with a fused 2x2 max pool (12 passes a channel), then one on the
+    4x3x8 result (4 passes)."""
     rng = np.random.default_rng(3)
     q, mid = QParams(0.05, -3), QParams(0.3, 4)
 
@@ -217,7 +217,7 @@ def _two_depthwise_model():
 @pytest.mark.parametrize("weight_bytes, word_groups", [(None, [1, 1]), (360, [1, 4]), (356, [4, 4])])
 def test_depthwise_steps_with_most_passes_get_their_own_words_first(weight_bytes, word_groups):
     """Both steps' weights take 144 B four channels to a word and 216 B more each with words
-    of their own: in 360 B only the step of 20 blocks a channel gets them, in 356 B neither;
+    of their own: in 360 B only the step of 12 passes a channel gets them, in 356 B neither;
     the outputs equal golden's either way."""
     model = _two_depthwise_model()
     config = AcceleratorConfig() if weight_bytes is None else AcceleratorConfig(weight_mem_bytes=weight_bytes)

@@ -8,11 +8,10 @@ bytes 2-3 in the next), so the maps and weights of a program spread evenly.
 Each SPRAM has one port, taken in this order: a word write (from the write combiner, which
 gathers the drain's or the host's bytes), a weight load (while idle, a cycle after the load
 port's; the host does not write in the cycle after a load), a weight fetch for the cache,
-an activation read.  The banks write together, and a cycle in which any writes is taken
-from all readers, which the accelerator holds in that cycle; since
-the SPRAM's output is undefined after a write, each bank keeps the last byte it read and
-answers with it until the next read, which is the block-RAM banks' contract ("data holds
-while ``en`` is low") whatever happened in between.
+an activation read.  The banks write together, in cycles taken from every reader (the
+accelerator holds them then); since the SPRAM's output is undefined after a write, each
+bank keeps the last byte it read and answers with it until the next read, which is the
+block-RAM banks' contract ("data holds while ``en`` is low") whatever happened in between.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
