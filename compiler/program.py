@@ -13,7 +13,8 @@ memory or limit, what is needed and what there is.
 """
 
 import functools
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -175,6 +176,23 @@ class Program:
     def pool_window(self):
         """Elements of the largest window the pool unit reduces (a LOOKUP step is a 1x1 window)."""
         return max([d.kernel[0] * d.kernel[1] for d in self.layers if d.kind == POOL] + [1])
+
+    @property
+    def program_id(self):
+        """First four bytes (little-endian u32) of a SHA-256 over everything the device is
+        built from (configuration, steps, weights, parameters, tables, input layout): the
+        flash header and INFO carry it, so a device refuses an image compiled for another
+        program and the host sees which program a board runs."""
+        h = hashlib.sha256()
+        # Not the target: the same program simulated with generic primitives is the same program.
+        config = tuple((f.name, getattr(self.config, f.name)) for f in fields(self.config) if f.name != "target")
+        for part in (config, self.layers, self.input_shape, self.input_layout, self.output_name):
+            h.update(repr(part).encode())
+        for array in (self.weights, self.params.bias, self.params.multiplier, self.params.shift, self.tables):
+            a = np.ascontiguousarray(array)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        return int.from_bytes(h.digest()[:4], "little")
 
     @property
     def weight_image(self):

@@ -33,7 +33,7 @@ from golden.files import write_atomic
 from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
-from host import protocol
+from host import wire
 
 from .board.pll import PllError, pll_settings
 from .toolchain import (
@@ -75,15 +75,15 @@ def load_program(model_path, config):
     return program, path.read_bytes()
 
 
-def make_soc(program, tflite_bytes, f_clk_hz, baud, weights_offset=protocol.WEIGHTS_OFFSET):
+def make_soc(program, tflite_bytes, f_clk_hz, baud, weights_offset=wire.WEIGHTS_OFFSET):
     from .board.soc import Soc
     from .board.uart import divisor_for
     try:
         divisor = divisor_for(f_clk_hz, baud)
     except ValueError as e:
         raise BuildError(str(e)) from None
-    return Soc(program, model_id=protocol.model_id(tflite_bytes), divisor=divisor,
-               timeout_cycles=round(protocol.FRAME_TIMEOUT_S * f_clk_hz),
+    return Soc(program, model_id=wire.model_id(tflite_bytes), divisor=divisor,
+               timeout_cycles=round(wire.FRAME_TIMEOUT_S * f_clk_hz),
                sck_half=max(1, -(-int(f_clk_hz) // 40_000_000)),      # SCK <= 20 MHz
                wake_cycles=-(-int(f_clk_hz * 3e-6) // 1) + 8, weights_offset=weights_offset)
 
@@ -118,12 +118,12 @@ def place(workdir, board, tools, seed, clock_mhz):
     return report
 
 
-def flash_image(bitstream, weights, board):
-    """The bitstream at 0 and the weight header and image at the board's weight offset,
-    gaps 0xFF like erased flash."""
+def flash_image(bitstream, weights, board, program_id):
+    """The bitstream at 0 and the weight header (with the program's id and the image's
+    CRC-32) and image at the board's weight offset, gaps 0xFF like erased flash."""
     if len(bitstream) > board.weights_offset:
         raise BuildError(f"bitstream ({len(bitstream)} B) overlaps the weight region at {board.weights_offset:#x}")
-    region = protocol.flash_weights_region(weights)
+    region = wire.flash_weights_region(weights, program_id)
     if board.weights_offset + len(region) > board.flash_bytes:
         raise BuildError(f"weights ({len(weights)} B) do not fit the {board.flash_bytes >> 20} MiB flash")
     return bitstream + b"\xff" * (board.weights_offset - len(bitstream)) + region
@@ -350,7 +350,8 @@ def build(args):
     report = {
         "status": "failed" if problem else "built", "problem": problem,
         "board": {"name": board.name, "title": board.title},
-        "model": {"file": str(args.model), "model_id": f"{protocol.model_id(tflite_bytes):#010x}",
+        "model": {"file": str(args.model), "model_id": f"{wire.model_id(tflite_bytes):#010x}",
+                  "program_id": f"{program.program_id:#010x}", "weights_crc32": f"{wire.crc32(weights):#010x}",
                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
         "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_bits", "requant_lanes",
                                                              "act_memory", "act_bank_bytes")},
@@ -367,7 +368,7 @@ def build(args):
     }
     if not problem:
         bitstream = pack(workdir, board, tools)
-        image = flash_image(bitstream, weights, board)
+        image = flash_image(bitstream, weights, board, program.program_id)
         write_atomic(out / BITSTREAM[board.family], bitstream)
         write_atomic(out / "flash.bin", image)
         write_atomic(out / "weights.bin", weights)
@@ -398,7 +399,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="output directory (default build/<board>)")
     parser.add_argument("--seed", type=int, default=None,
                         help="nextpnr placement seed (default 1, then 2 and 3 if timing is missed)")
-    parser.add_argument("--baud", type=int, default=protocol.DEFAULT_BAUD)
+    parser.add_argument("--baud", type=int, default=wire.DEFAULT_BAUD)
     parser.add_argument("--verilog", type=Path, metavar="FILE", help="only write portable Verilog; no tools needed")
     parser.add_argument("--list-boards", action="store_true")
     parser.add_argument("--system-tools", action="store_true", help="use yosys/nextpnr from PATH, not YoWASP")

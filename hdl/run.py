@@ -4,8 +4,8 @@
     python -m hdl.run --port /dev/ttyUSB1 --image digit.png [--invert]
 
 The model (default: the shipped MNIST CNN) is compiled to know the sizes, the weight image
-and the layers the host finishes (a final SOFTMAX); its SHA-256 id must match the one the
-bitstream was built from.  Weights are sent when the board has none (or with
+and the layers the host finishes (a final SOFTMAX); its SHA-256 id, the compiled program's
+id and its weights' CRC-32 must match what the board reports.  Weights are sent when the board has none (or with
 ``--weights-from-model``).  Images must show a white digit on a black background, like
 MNIST (``--invert`` for black on white).  Prints the accelerator's output, the finished
 output, the predicted class and the cycles; ``--json`` prints one JSON object instead.
@@ -28,7 +28,8 @@ from golden.ops import Softmax
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import parse_tflite
 from host.inputs import InputError, load_image, mnist_input
-from host.protocol import DEFAULT_BAUD, DEFAULT_TIMEOUT_S, Client, ProtocolError, model_id, open_serial
+from host.client import DEFAULT_TIMEOUT_S, Client, open_serial
+from host.wire import DEFAULT_BAUD, WEIGHT_STATE_NAMES, ProtocolError, crc32, model_id
 
 
 class UsageError(Exception):
@@ -68,7 +69,7 @@ def _hex(v):
     return f"0x{v:08x}"
 
 
-def _check_device(info, program, expected_id, model_path):
+def _check_device(info, program, expected_id, model_path, board):
     if info.model_id != expected_id:
         raise UsageError(f"the board runs model id {_hex(info.model_id)}, {model_path} has id {_hex(expected_id)}: "
                          "give the --model the bitstream was built from, or rebuild and program the board")
@@ -79,6 +80,11 @@ def _check_device(info, program, expected_id, model_path):
         if want[k] != got[k]:
             raise UsageError(f"the board takes {got[k]} {k} bytes, {model_path} compiles to {want[k]} "
                              "(built for another configuration?)")
+    if info.program_id != program.program_id or info.weights_crc != crc32(program.weight_image):
+        raise UsageError(f"the board runs program {_hex(info.program_id)} (weights CRC-32 {_hex(info.weights_crc)}), "
+                         f"{model_path} compiles to {_hex(program.program_id)} "
+                         f"({_hex(crc32(program.weight_image))}) for --board {board}: "
+                         "built with another version or board profile? rebuild and program the board")
 
 
 def _fmt(values):
@@ -121,12 +127,13 @@ def _run(args, port):
     try:
         client = Client(port, timeout=args.timeout)
         info = client.info()
-        _check_device(info, program, expected_id, model_path)
+        _check_device(info, program, expected_id, model_path, board.name)
         send = args.weights_from_model or not info.weights_loaded
         if send:
             image = program.weight_image
             if not args.json:
-                why = "--weights-from-model" if info.weights_loaded else "the board has none"
+                why = ("--weights-from-model" if info.weights_loaded
+                       else f"the board has none usable: {WEIGHT_STATE_NAMES.get(info.weight_state, '?')}")
                 print(f"sending {len(image)} weight bytes ({why}), about "
                       f"{len(image) * 10 / args.baud:.1f} s at {args.baud} baud", flush=True)
             client.load_weights(image)

@@ -1,4 +1,5 @@
-"""Host side of the board: the UART protocol (``host.protocol``) and input images (``host.inputs``).
+"""Host side of the board: the wire format (``host.wire``, shared with the device
+generator), the client that speaks it (``host.client``) and input images (``host.inputs``).
 
-``python -m hdl.run`` is the command line that uses both.
+``python -m hdl.run`` is the command line that uses them.
 """

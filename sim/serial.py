@@ -1,14 +1,15 @@
 """A serial port whose far end is the board design running in the Amaranth simulator.
 
 :class:`SimSerial` has the part of pyserial's interface the host code uses (``write``,
-``read``, ``reset_input_buffer``, ``timeout``), so ``host.protocol.Client`` and
+``read``, ``reset_input_buffer``, ``timeout``), so ``host.client.Client`` and
 ``python -m hdl.run`` talk to the simulated :class:`~hdl.board.soc.Soc` exactly as to a board:
 the same bytes, bit-banged on the UART pins, while an SPI flash model
 (:class:`~sim.models.SpiFlashModel`) serves the weight image the device boots from.
 
 Simulated time is not wall time: a ``read`` gives up after ``read_cycles`` clock cycles of
 simulation without the bytes it wants (``timeout`` is accepted and ignored), so tests
-stay fast however long a real board would wait.
+stay fast however long a real board would wait; ``clock()`` and ``baudrate`` put the
+client's deadlines on the simulated time line.
 """
 
 from amaranth.sim import Simulator
@@ -21,7 +22,7 @@ PERIOD = 1e-6
 
 class SimSerial:
     """``flash`` is what the flash holds from the device's weight offset on (the weight
-    header and image: :func:`host.protocol.flash_weights_region`, or anything else to
+    header and image: :func:`host.wire.flash_weights_region`, or anything else to
     test a bad boot)."""
 
     def __init__(self, soc, flash, read_cycles=200_000, chunk_cycles=2_000, vcd=None):
@@ -54,6 +55,14 @@ class SimSerial:
                     await uart_break(ctx, self.soc.uart_rx, value)
             else:
                 await ctx.delay(self.soc.divisor * PERIOD)
+
+    @property
+    def baudrate(self):
+        return 1 / (self.soc.divisor * PERIOD)
+
+    def clock(self):
+        """Seconds of simulated time."""
+        return self._now
 
     @property
     def cycles(self):

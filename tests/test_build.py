@@ -7,7 +7,7 @@ import pytest
 
 from boards import BOARDS
 from hdl import build
-from host import protocol
+from host import wire
 from published import published_path
 
 
@@ -69,11 +69,12 @@ def test_build_says_where_the_maps_go(tmp_path, capsys):
 
 def test_flash_image_layout():
     board = BOARDS["icebreaker"]
-    image = build.flash_image(b"\x01\x02\x03", b"\x10\x20\x30\x40", board)
+    image = build.flash_image(b"\x01\x02\x03", b"\x10\x20\x30\x40", board, 0x12345678)
     off = board.weights_offset
     assert image[:3] == b"\x01\x02\x03" and set(image[3:off]) == {0xFF}
-    assert image[off:off + 8] == protocol.WEIGHTS_MAGIC + (4).to_bytes(4, "little")
-    assert image[off + 8:] == b"\x10\x20\x30\x40"
+    assert image[off:off + 16] == (wire.WEIGHTS_MAGIC + (4).to_bytes(4, "little") + (0x12345678).to_bytes(4, "little")
+                                   + wire.crc32(b"\x10\x20\x30\x40").to_bytes(4, "little"))
+    assert image[off + 16:] == b"\x10\x20\x30\x40"
 
 
 @pytest.mark.synth

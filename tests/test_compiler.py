@@ -417,3 +417,18 @@ def test_space_to_depth_only_when_the_convolution_alone_reads_the_input():
     assert program.input_layout is None and program.layers[0].stride == (2, 2)
     x = random_inputs(np.random.default_rng(2), model, 4)
     np.testing.assert_array_equal(emulate(program, x), run_model(model, x))
+
+
+def test_program_id_names_what_the_device_runs():
+    """The id the flash header and INFO carry: the same for the same program simulated with
+    generic primitives, different for another configuration, other weights or parameters."""
+    model = depthwise_model()
+    a = compile_model(model, ICEBREAKER)
+    assert a.program_id == compile_model(model, ICEBREAKER.with_(target="generic")).program_id
+    assert a.program_id == compile_model(model, ICEBREAKER).program_id
+    others = [compile_model(model, ICEBREAKER.with_(requant_digit_bits=4)),
+              dataclasses.replace(a, weights=a.weights ^ 1),
+              dataclasses.replace(a, params=dataclasses.replace(a.params, bias=a.params.bias + 1)),
+              dataclasses.replace(a, input_shape=(7, 9, 5))]
+    ids = {p.program_id for p in others} | {a.program_id}
+    assert len(ids) == 5 and all(0 <= i < 1 << 32 for i in ids)

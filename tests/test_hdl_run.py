@@ -1,4 +1,4 @@
-"""python -m hdl.run against the fake device of test_host_protocol, with the shipped model.
+"""python -m hdl.run against the fake device (tests/fake_device.py), with the shipped model.
 
 The fake computes the accelerator's part with the compiler's functional emulator, using the
 weight image it holds (flash boot or WEIGHTS), so a corrupted weight upload changes the
@@ -18,9 +18,9 @@ from golden.ops import run_model
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from hdl.run import main
-from host import protocol as P
+from host import wire as P
 from host.inputs import InputError, image_pixels, load_image, mnist_input
-from test_host_protocol import FakeDevice
+from fake_device import FakeDevice
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is needed for image inputs: pip install pillow")
 
@@ -45,11 +45,9 @@ def board(shipped, **kw):
 
     args = dict(input_bytes=int(np.prod(program.input_shape)),
                 output_bytes=int(np.prod(program.output_desc.out_shape)),
-                weight_bytes=program.weights.size, model_id=mid, compute=compute,
+                weight_bytes=program.weights.size, model_id=mid, program_id=program.program_id, compute=compute,
                 weights=program.weight_image)
     args.update(kw)
-    if not args.get("weights_loaded", True):
-        args["weights"] = None
     return FakeDevice(**args)
 
 
@@ -183,23 +181,21 @@ def test_mnist_index_text_prints_label(shipped, mnist_test_set, capsys):
 def test_weights_are_sent_when_missing_or_asked(shipped, tmp_path, capsys):
     _, program, _ = shipped
     png = digit_png(tmp_path / "d.png")
-    dev = board(shipped, weights_loaded=False)
+    dev = board(shipped, flash_ok=False)
     code, out, err = run(capsys, ["--image", str(png)], dev)
     assert code == 0, err
-    assert f"sending {program.weights.size} weight bytes (the board has none)" in out
-    assert dev.weights == program.weight_image
+    assert f"sending {program.weights.size} weight bytes (the board has none usable: none)" in out
+    assert dev.weights == program.weight_image and dev.weight_state == P.WEIGHTS_UART
     assert [c for c, _ in dev.commands] == [P.CMD_INFO, P.CMD_WEIGHTS, P.CMD_INFER]
-
-    # a board with wrong weights in flash: --weights-from-model repairs it, and the output is golden's
-    dev = board(shipped, weights=bytes(program.weights.size))
-    code, bad, _ = run(capsys, ["--image", str(png), "--json"], dev)
-    code2, good, _ = run(capsys, ["--image", str(png), "--json", "--weights-from-model"], dev)
-    assert code == code2 == 0
-    assert json.loads(good)["weights_sent"] is True
-    assert json.loads(bad)["accelerator_output"] != json.loads(good)["accelerator_output"]
     model = program.model
     x = load_image(png, model.input_shape, model.input_q)
-    assert json.loads(good)["output"] == run_model(model, x[None])[0].tolist()
+    assert json.loads(run(capsys, ["--image", str(png), "--json"], dev)[1])["output"] == \
+        run_model(model, x[None])[0].tolist()
+
+    dev = board(shipped)
+    code, out, _ = run(capsys, ["--image", str(png), "--json", "--weights-from-model"], dev)
+    assert code == 0 and json.loads(out)["weights_sent"] is True
+    assert [c for c, _ in dev.commands] == [P.CMD_INFO, P.CMD_WEIGHTS, P.CMD_INFER]
 
 
 def test_invert(shipped, tmp_path, capsys):
@@ -223,7 +219,7 @@ def test_not_our_device(tmp_path, capsys):
     pytest.importorskip("serial")
     png = digit_png(tmp_path / "d.png")
     err = error_line(capsys, ["--port", "loop://", "--image", str(png), "--timeout", "0.3"])
-    assert "unexpected status byte 0x3f" in err
+    assert "INFO reply announces" in err and "not this project's firmware" in err
 
 
 def test_model_id_mismatch(shipped, tmp_path, capsys):
@@ -237,6 +233,18 @@ def test_size_mismatch(shipped, tmp_path, capsys):
     png = digit_png(tmp_path / "d.png")
     err = error_line(capsys, ["--image", str(png)], board(shipped, output_bytes=11))
     assert "11 output bytes" in err and "compiles to 10" in err
+
+
+def test_program_mismatch(shipped, tmp_path, capsys):
+    """Same model, sizes and ids, but the board was built from another program (another
+    version or profile): its program id and weights CRC say so."""
+    _, program, _ = shipped
+    png = digit_png(tmp_path / "d.png")
+    err = error_line(capsys, ["--image", str(png)], board(shipped, program_id=program.program_id ^ 1))
+    assert f"0x{program.program_id ^ 1:08x}" in err and f"compiles to 0x{program.program_id:08x}" in err
+    wrong = bytes(program.weights.size)
+    err = error_line(capsys, ["--image", str(png)], board(shipped, weights=wrong))
+    assert f"0x{P.crc32(wrong):08x}" in err and "rebuild and program the board" in err
 
 
 @pytest.mark.parametrize("code", sorted(P.ERROR_NAMES))
@@ -256,7 +264,7 @@ def test_weights_rejected(shipped, tmp_path, capsys):
 def test_no_reply(shipped, tmp_path, capsys):
     png = digit_png(tmp_path / "d.png")
     err = error_line(capsys, ["--image", str(png)], board(shipped, mute=True))
-    assert "no reply from device within 2 s" in err and "wrong port, or not programmed?" in err
+    assert "no reply to INFO within 2 s" in err and "or not programmed?" in err
 
 
 def test_usage_errors(shipped, tmp_path, capsys):

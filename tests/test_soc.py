@@ -1,20 +1,24 @@
-"""The board design end to end in the Amaranth simulator: boot from an SPI flash model,
-then the host's own protocol code (host.protocol.Client) over the UART pins, including
-every error path of docs/protocol.md.  A small random model keeps it fast; the shipped
-MNIST model runs the same way in the opt-in test."""
+"""The board design end to end in the Amaranth simulator: boot from an SPI flash model and
+the weight check, then the host's own client (host.client.Client) over the UART pins,
+including every error path of docs/protocol.md and each defect of the reliability review.
+A small random model keeps it fast; the shipped MNIST model runs the same way in the
+opt-in test."""
+
+import struct
 
 import numpy as np
 import pytest
 
 from compiler.program import compile_model
 from golden.generate import random_model
-from golden.ops import run_model
-from golden.tflite_io import to_tflite_bytes, load_tflite
-from host import protocol
-from host.protocol import Client, DeviceError
+from golden.model import Model, QParams
+from golden.ops import Pool2D, run_model
+from golden.tflite_io import load_tflite, to_tflite_bytes
+from hdl.board.soc import Soc
+from host import wire
+from host.client import Client, DeviceError
 from sim.run import sim_config
 from sim.serial import SimSerial
-from hdl.board.soc import Soc
 
 DIVISOR = 8
 TIMEOUT_CYCLES = 40 * DIVISOR * 10      # 40 byte times
@@ -38,10 +42,9 @@ def design(tmp_path_factory):
 
 def make_port(design, flash=None):
     path, model, program = design
-    soc = Soc(program, model_id=protocol.model_id(path.read_bytes()), divisor=DIVISOR,
+    soc = Soc(program, model_id=wire.model_id(path.read_bytes()), divisor=DIVISOR,
               timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
-    weights = program.weight_image
-    image = protocol.flash_weights_region(weights) if flash is None else flash
+    image = wire.flash_weights_region(program.weight_image, program.program_id) if flash is None else flash
     return SimSerial(soc, image, read_cycles=4 * TIMEOUT_CYCLES + 50_000), soc
 
 
@@ -51,14 +54,28 @@ def hw_reference(model, program, x):
     return inter[program.output_name].reshape(-1)
 
 
+def read_reply(port):
+    """The next reply frame on the line -> (command, status, payload); None if none comes."""
+    window = b""
+    while window != wire.SYNC:
+        b = port.read(1)
+        if not b:
+            return None
+        window = (window + b)[-2:]
+    head = port.read(6)
+    command, status, length = struct.unpack(wire.REPLY_HEADER_FORMAT, head)
+    payload, crc = port.read(length), port.read(4)
+    assert struct.unpack("<I", crc)[0] == wire.crc32(head + payload)
+    return command, status, payload
+
+
 def test_boot_info_and_inference(design):
     path, model, program = design
     port, soc = make_port(design)
     client = Client(port)
     info = client.info()
-    assert info.weights_loaded and info.model_id == protocol.model_id(path.read_bytes())
-    assert (info.input_bytes, info.output_bytes, info.weight_bytes) == (soc.input_bytes, soc.output_bytes,
-                                                                         soc.weight_bytes)
+    assert info == wire.Info(soc.input_bytes, soc.output_bytes, soc.weight_bytes, wire.model_id(path.read_bytes()),
+                             program.program_id, wire.crc32(program.weight_image), wire.WEIGHTS_FLASH, wire.BOOT_OK)
     # The device woke the flash before reading the header and the image at the weight offset.
     cmds = port.flash.commands
     assert cmds[0].opcode == 0xAB and cmds[1].opcode == 0x03 and cmds[1].awake
@@ -72,7 +89,7 @@ def test_boot_info_and_inference(design):
         assert np.array_equal(r.output, hw_reference(model, program, x))
         assert r.argmax == int(np.argmax(r.output))
         cycles.add(r.cycles)
-    assert len(cycles) == 1 and cycles.pop() > 0
+    assert len(cycles) == 1 and cycles.pop() > 0 and client.attempts == 3
 
 
 def test_maps_in_spram_on_the_simulated_board(tmp_path_factory):
@@ -97,45 +114,133 @@ def test_errors_leave_the_device_ready(design):
     client.info()
     x = np.zeros(model.input_shape, np.int8)
 
-    def expect(code, frame=None, brk=None):
+    def expect(status, command, frame=b"", brk=None):
         port.reset_input_buffer()
-        if frame is not None:
-            port.write(frame)
+        port.write(frame)
         if brk is not None:
             port.send_break(brk)
-        got = port.read(1)
-        assert got == bytes([code]), (protocol.ERROR_NAMES[code], got)
+        assert read_reply(port) == (command, status, b""), wire.ERROR_NAMES[status]
         # Ready at once: the next command succeeds.
         assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
 
-    expect(protocol.BAD_COMMAND, b"Z")
-    expect(protocol.BAD_LENGTH, bytes([protocol.CMD_INFER]) + (soc.input_bytes + 1).to_bytes(2, "little")
-           + bytes(soc.input_bytes + 1))
-    expect(protocol.BAD_LENGTH, bytes([protocol.CMD_WEIGHTS]) + (3).to_bytes(4, "little") + b"abc")
-    # A frame that stops half-way, and one broken by a break condition.
-    expect(protocol.TIMEOUT, protocol.infer_frame(x)[:10])
-    expect(protocol.FRAMING, protocol.infer_frame(x)[:10], brk=30 * DIVISOR)
-    # A WEIGHTS frame that stops half-way leaves no usable weights behind.
-    expect_then = protocol.weights_frame(program.weight_image)[:20]
+    good = wire.infer_frame(x)
+    expect(wire.BAD_COMMAND, ord("Z"), wire.frame(ord("Z")))
+    expect(wire.BAD_LENGTH, wire.CMD_INFER, wire.infer_frame(bytes(soc.input_bytes + 1)))
+    expect(wire.BAD_LENGTH, wire.CMD_WEIGHTS, wire.weights_frame(b"abc"))
+    expect(wire.TIMEOUT, wire.CMD_INFER, good[:20])                  # stops half-way
+    expect(wire.FRAMING, wire.CMD_INFER, good[:20], brk=30 * DIVISOR)
+    damaged = bytearray(good)
+    damaged[4] ^= 0x40                                               # the length: caught by the header CRC
+    expect(wire.BAD_CRC, wire.CMD_INFER, bytes(damaged))
+    damaged = bytearray(good)
+    damaged[20] ^= 0x01                                              # an input byte: the payload CRC
+    expect(wire.BAD_CRC, wire.CMD_INFER, bytes(damaged))
+    # Bytes outside frames, command bytes and lengths among them, are ignored.
     port.reset_input_buffer()
-    port.write(expect_then)
-    assert port.read(1) == bytes([protocol.TIMEOUT])
-    assert not client.info().weights_loaded
+    port.write(b"?I\x24\x00W" + bytes(range(0, 256, 3)) + wire.SYNC[:1] + b"?")
+    assert read_reply(port) is None
+    assert client.info().weight_state == wire.WEIGHTS_FLASH
+
+
+def test_data_shaped_like_commands_never_acts(design):
+    """An INFER whose input holds a whole WEIGHTS header, sent while the device is still busy
+    with the previous INFER (the review's case: it wiped the weights): the device discards
+    the frame it caught half of, answers BUSY, and keeps its weights."""
+    path, model, program = design
+    port, soc = make_port(design)
+    client = Client(port)
+    client.info()
+    head = struct.pack(wire.FRAME_HEADER_FORMAT, wire.CMD_WEIGHTS, soc.weight_bytes)
+    trap = (wire.SYNC + head + struct.pack("<I", wire.crc32(head))) * 4
+    x = np.frombuffer(trap[:soc.input_bytes], np.int8).reshape(model.input_shape)
+    port.reset_input_buffer()
+    port.write(wire.infer_frame(x) + wire.infer_frame(x))
+    first, second = read_reply(port), read_reply(port)
+    assert first[:2] == (wire.CMD_INFER, wire.OK)
+    assert np.array_equal(wire.parse_infer(first[2], soc.output_bytes).output, hw_reference(model, program, x))
+    assert second == (0, wire.BUSY, b"")
+    assert client.info().weight_state == wire.WEIGHTS_FLASH
+    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+
+
+def test_failed_upload_then_reload(design):
+    """WEIGHTS overwrite the memory as they arrive (no room for a second image): a cut or
+    corrupted upload leaves the state PARTIAL and INFER refused, until RELOAD or a good upload."""
+    path, model, program = design
+    port, soc = make_port(design)
+    client = Client(port, retries=0)
+    x = np.random.default_rng(4).integers(-128, 128, size=model.input_shape, dtype=np.int8)
+    frame = bytearray(wire.weights_frame(program.weight_image))
+    frame[30] ^= 0x08
+    port.write(bytes(frame))
+    assert read_reply(port) == (wire.CMD_WEIGHTS, wire.BAD_CRC, b"")
+    assert client.info().weight_state == wire.WEIGHTS_PARTIAL
     with pytest.raises(DeviceError, match="NO_WEIGHTS"):
         client.infer(x)
+    client.reload()
+    info = client.info()
+    assert (info.weight_state, info.boot) == (wire.WEIGHTS_FLASH, wire.BOOT_OK)
+    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    client.load_weights(program.weight_image)
+    assert client.info().weight_state == wire.WEIGHTS_UART
+    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
 
 
-def test_bad_flash_then_weights_over_uart(design):
+def flash_cases(program):
+    image = program.weight_image
+    good = wire.flash_weights_region(image, program.program_id)
+    flipped = bytearray(good)
+    flipped[wire.WEIGHTS_HEADER_BYTES + len(image) // 2] ^= 0x20
+    other = bytes((b + 1) & 0xFF for b in image)
+    return {
+        "erased": (b"\xff" * 64, wire.BOOT_BAD_HEADER),
+        "header only": (good[:wire.WEIGHTS_HEADER_BYTES], wire.BOOT_BAD_CRC),
+        "half the image": (good[:wire.WEIGHTS_HEADER_BYTES + len(image) // 2], wire.BOOT_BAD_CRC),
+        "one flipped byte": (bytes(flipped), wire.BOOT_BAD_CRC),
+        "another program's image": (wire.flash_weights_region(other, program.program_id ^ 0x5A5A), wire.BOOT_BAD_HEADER),
+        "right header, other weights": (wire.weights_header(image, program.program_id) + other, wire.BOOT_BAD_CRC),
+    }
+
+
+@pytest.mark.parametrize("case", ["erased", "header only", "half the image", "one flipped byte",
+                                  "another program's image", "right header, other weights"])
+def test_bad_flash_images_never_boot_green(design, case):
     path, model, program = design
-    port, soc = make_port(design, flash=b"\xff" * 64)      # erased flash
-    client = Client(port)
-    assert not client.info().weights_loaded
+    flash, boot = flash_cases(program)[case]
+    port, soc = make_port(design, flash=flash)
+    client = Client(port, retries=0)
+    info = client.info()
+    assert (info.weight_state, info.boot) == (wire.WEIGHTS_NONE, boot)
     x = np.arange(soc.input_bytes, dtype=np.int64).astype(np.int8).reshape(model.input_shape)
     with pytest.raises(DeviceError, match="NO_WEIGHTS"):
         client.infer(x)
-    client.load_weights(program.weight_image)
-    assert client.info().weights_loaded
+    with pytest.raises(DeviceError, match="BAD_FLASH"):
+        client.reload()
+    if case == "erased":
+        client.load_weights(program.weight_image)
+        assert client.info().weights_loaded
+        assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+
+
+def test_a_model_without_weights_boots_and_runs(tmp_path):
+    """Pool only: zero weight bytes.  The device hung in its boot state before."""
+    q = QParams(0.1, -2)
+    model = Model(name="pool_only", input_shape=(6, 6, 3), input_q=q,
+                  layers=(Pool2D(name="pool", input_shape=(6, 6, 3), kind="MAX", filter=(2, 2), stride=(2, 2),
+                                 padding="VALID", q=q),))
+    path = tmp_path / "pool.tflite"
+    path.write_bytes(to_tflite_bytes(model))
+    model = load_tflite(str(path))
+    program = compile_model(model, sim_config())
+    assert len(program.weight_image) == 0
+    port, soc = make_port((path, model, program))
+    client = Client(port)
+    info = client.info()
+    assert (info.weight_bytes, info.weight_state, info.boot) == (0, wire.WEIGHTS_FLASH, wire.BOOT_OK)
+    x = np.random.default_rng(5).integers(-128, 128, size=model.input_shape, dtype=np.int8)
     assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    client.load_weights(b"")
+    assert client.info().weight_state == wire.WEIGHTS_UART
 
 
 def test_hdl_run_against_the_rtl(design, tmp_path, capsys):
@@ -163,21 +268,20 @@ def test_hdl_run_against_the_rtl(design, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_mnist_model_on_the_simulated_board(mnist_test_set, capsys):
-    """The shipped model: 93 KB of weights booted from flash, then MNIST images over the
-    UART through hdl.run (minutes in the Amaranth simulator)."""
+    """The shipped model: 93 KB of weights booted from flash and checked, then MNIST images
+    over the UART through hdl.run (minutes in the Amaranth simulator)."""
     import json
 
     from golden.run import DEFAULT_MODEL
     from hdl import run
+    from host.inputs import mnist_input
 
     model = load_tflite(str(DEFAULT_MODEL))
     program = compile_model(model, sim_config())
-    soc = Soc(program, model_id=protocol.model_id(DEFAULT_MODEL.read_bytes()), divisor=DIVISOR,
+    soc = Soc(program, model_id=wire.model_id(DEFAULT_MODEL.read_bytes()), divisor=DIVISOR,
               timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
-    port = SimSerial(soc, protocol.flash_weights_region(program.weight_image),
+    port = SimSerial(soc, wire.flash_weights_region(program.weight_image, program.program_id),
                      read_cycles=400_000, chunk_cycles=20_000)
-    from host.inputs import mnist_input
-
     for index in range(2):
         assert run.main(["--port", "sim", "--mnist-index", str(index), "--json"], port=port) == 0
         report = json.loads(capsys.readouterr().out)

@@ -1,5 +1,5 @@
-"""The board-side device: boots the weights from SPI flash, then serves docs/protocol.md
-over a UART around the accelerator core.
+"""The board-side device: boots the weights from SPI flash and checks them, then serves
+docs/protocol.md over a UART around the accelerator core.
 
 Everything here is sized by one compiled program: the expected lengths, the flash header
 and the INFO reply are constants in a small ROM, and the input and output tensors are
@@ -7,19 +7,31 @@ walked in NHWC order by :class:`~hdl.board.map_walker.MapWalker`.  The logic is 
 byte-serial and narrow, because it shares a nearly full UP5K with the core.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from host import protocol
+from host import wire
 
 from ..core.accelerator import Accelerator
+from .argmax import Argmax
+from .crc32 import Crc32
+from .frame_timer import FrameTimer
 from .map_walker import MapWalker
+from .one_hot import OneHot
 from .spi_flash import SpiFlashReader
 from .uart import UartRx, UartTx
+from .weight_packer import WeightPacker
 
-INFO_LEN = 17       # status, magic, input bytes, output bytes, weight bytes, model id
+#: ROM layout: the INFO payload's constant part, the flash header the device expects, and
+#: each command's expected length field.
+INFO_CONST = wire.INFO_BYTES - 2          # weight state and boot result come from registers
+HEADER_AT = INFO_CONST
+LENGTH_AT = {wire.CMD_INFER: HEADER_AT + wire.WEIGHTS_HEADER_BYTES}
+LENGTH_AT[wire.CMD_WEIGHTS] = LENGTH_AT[wire.CMD_INFER] + 4
+LENGTH_AT[wire.CMD_INFO] = LENGTH_AT[wire.CMD_RELOAD] = LENGTH_AT[wire.CMD_WEIGHTS] + 4
+REPLY_HEAD = len(wire.SYNC) + 6           # sync, command, status, length
 
 
 def _le(value, n):
@@ -31,30 +43,35 @@ class Soc(wiring.Component):
     and two LEDs.
 
     ``divisor`` is clock cycles per UART bit, ``timeout_cycles`` the frame timeout (and the
-    quiet time after an error), ``sck_half``/``wake_cycles`` the flash reader's timing,
-    ``weights_offset`` the flash address of the weight header (the board's)."""
+    quiet time before an error reply), ``sck_half``/``wake_cycles`` the flash reader's
+    timing, ``weights_offset`` the flash address of the weight header (the board's)."""
 
     def __init__(self, program, *, model_id, divisor, timeout_cycles, sck_half=2, wake_cycles=200,
-                 weights_offset=protocol.WEIGHTS_OFFSET):
+                 weights_offset=wire.WEIGHTS_OFFSET):
         self.program = program
         self.model_id = int(model_id) & 0xFFFFFFFF
+        self.program_id = program.program_id
         self.divisor, self.timeout_cycles = int(divisor), int(timeout_cycles)
         self.sck_half, self.wake_cycles = int(sck_half), int(wake_cycles)
         self.weights_offset = int(weights_offset)
         h, w, c = program.input_shape
         oh, ow, oc = program.output_desc.out_shape
         self.input_bytes, self.output_bytes = h * w * c, oh * ow * oc
-        self.weight_bytes = len(program.weight_image)
-        if self.input_bytes > 0xFFFF or self.output_bytes > 0xFFFF:
+        image = program.weight_image
+        self.weight_bytes = len(image)
+        self.weights_crc = wire.crc32(image)
+        if self.input_bytes > wire.MAX_IO_BYTES or self.output_bytes > wire.MAX_IO_BYTES:
             raise ValueError(f"input ({self.input_bytes} B) and output ({self.output_bytes} B) must each fit "
                              "the protocol's 16-bit length")
         if self.timeout_cycles < 16 * self.divisor:
             raise ValueError(f"frame timeout of {self.timeout_cycles} cycles is shorter than a byte "
                              f"({10 * self.divisor} cycles)")
-        self.rom = ([protocol.OK, *protocol.INFO_MAGIC, *_le(self.input_bytes, 2), *_le(self.output_bytes, 2),
-                     *_le(self.weight_bytes, 4), *_le(self.model_id, 4)]
-                    + [*protocol.WEIGHTS_MAGIC, *_le(self.weight_bytes, 4)])
-        assert len(self.rom) == INFO_LEN + protocol.WEIGHTS_HEADER_BYTES
+        header = wire.weights_header(image, self.program_id)
+        self.rom = ([*wire.INFO_MAGIC, *_le(self.input_bytes, 2), *_le(self.output_bytes, 2),
+                     *_le(self.weight_bytes, 4), *_le(self.model_id, 4), *_le(self.program_id, 4),
+                     *_le(self.weights_crc, 4)]
+                    + list(header) + _le(self.input_bytes, 4) + _le(self.weight_bytes, 4) + _le(0, 4))
+        assert len(self.rom) == LENGTH_AT[wire.CMD_INFO] + 4
         self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles,
                                      max_length=self.boot_bytes)
         super().__init__({
@@ -66,12 +83,13 @@ class Soc(wiring.Component):
     @property
     def boot_bytes(self):
         """Bytes the device reads from flash at reset: the weight header and the image."""
-        return protocol.WEIGHTS_HEADER_BYTES + self.weight_bytes
+        return wire.WEIGHTS_HEADER_BYTES + self.weight_bytes
 
     @property
     def boot_cycles(self):
-        """Cycles from reset until the device answers commands (bytes before are ignored)."""
-        return self._flash.cycles(self.boot_bytes) + 4
+        """Cycles from reset until the device hunts for frames (bytes before are ignored):
+        the flash read, then the CRC's last byte."""
+        return self._flash.cycles(self.boot_bytes) + Crc32.latency + 8
 
     def elaborate(self, platform):
         m = Module()
@@ -80,10 +98,15 @@ class Soc(wiring.Component):
         m.submodules.rx = rx = UartRx(self.divisor)
         m.submodules.tx = tx = UartTx(self.divisor)
         m.submodules.flash = flash = self._flash
+        m.submodules.crc = crc = Crc32(expect=~self.weights_crc)
+        m.submodules.timer = timer = FrameTimer(self.timeout_cycles)
+        m.submodules.packer = packer = WeightPacker(prog.config)
+        m.submodules.argmax = argmax = Argmax()
         maps = [(prog.input_shape, 0), (prog.output_desc.out_shape, prog.output_desc.out_base)]
         m.submodules.walker = walker = MapWalker(prog.config, maps)
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
+        wiring.connect(m, packer.wload, core.wload)
         m.d.comb += [
             rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
             self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
@@ -91,55 +114,41 @@ class Soc(wiring.Component):
             flash.length.eq(self.boot_bytes),
             core.host.addr.eq(walker.addr),
         ]
+        rx_low = Signal()
+        m.d.sync += rx_low.eq(~self.uart_rx)
+        m.d.comb += timer.activity.eq(rx.o.valid | rx.error | rx_low)
+        expired = timer.expired
 
-        idx = Signal(range(len(self.rom)))        # ROM byte: INFO reply, expected length, header
+        idx = Signal(range(len(self.rom)))        # ROM byte
         m.d.comb += rom_rd.addr.eq(idx)
-        # Bytes done in the current run, counted up from a clear (a down-counter loaded with
-        # constants would get set/reset flip-flops that split its carry chain).
-        # Bytes come at least 16 cycles apart, so ``done`` moves a cycle after the FSM asks
-        # and each "last byte of a run of n" flag is a registered compare a cycle later
-        # still: the FSM and the counter see flip-flops.
-        longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, 4)
+        # Bytes done in the current run, counted up from a clear.  Bytes come at least 16
+        # cycles apart, so ``done`` moves a cycle after the FSM asks and each "last byte of a
+        # run of n" flag is a registered compare a cycle later still: the FSM and the counter
+        # see flip-flops.
+        longest = max(self.boot_bytes, self.input_bytes, self.output_bytes, REPLY_HEAD)
         done = Signal(range(longest))
-        done_inc, done_clr = Signal(), Signal()     # the FSM's requests, applied a cycle later
+        done_inc, done_clr = Signal(), Signal()
         m.d.sync += [done_inc.eq(0), done_clr.eq(0)]
         with m.If(done_clr):
             m.d.sync += done.eq(0)
         with m.Elif(done_inc):
             m.d.sync += done.eq(done + 1)
-        last_flags = {}
-        for count in {protocol.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, self.input_bytes, self.output_bytes}:
-            last_flags[count] = Signal(name=f"last_of_{count}")
-            m.d.sync += last_flags[count].eq(done == count - 1)
+        runs = {wire.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, REPLY_HEAD, self.input_bytes,
+                self.output_bytes} - {0}
+        last_flags = {n: Signal(name=f"last_of_{n}") for n in runs}
+        for n, flag in last_flags.items():
+            m.d.sync += flag.eq(done == n - 1)
 
-        def last(count):
-            """This byte is the last of a run of ``count``."""
-            return last_flags[count]
-        mismatch = Signal()
-        weights_ok = Signal()
-        error = Signal()
-        code = Signal(8)
+        # Bytes into the CRC a cycle after they are taken, from registers; ``crc_clear``
+        # likewise.  While ``crc_pending`` the CRC has not finished the last byte.
+        crc_feed, crc_byte, crc_clear = Signal(), Signal(8), Signal()
+        m.d.sync += crc_clear.eq(0)
+        m.d.comb += [crc.valid.eq(crc_feed), crc.data.eq(crc_byte), crc.clear.eq(crc_clear)]
+        crc_pending = crc_feed | crc.busy
 
-        # Weight words: ``cols`` bytes, lowest lane first, then one load-port write the
-        # cycle after the word's last byte (the address moves on after it).
-        cols = prog.config.cols
-        word = Signal(8 * cols)
-        lane = Signal(range(cols))
-        waddr = Signal(prog.config.weight_addr_bits)
-        wload_we = Signal()
-        m.d.sync += wload_we.eq(0)
-        with m.If(wload_we):
-            m.d.sync += waddr.eq(waddr + 1)
-        m.d.comb += [core.wload.addr.eq(waddr), core.wload.data.eq(word), core.wload.we.eq(wload_we)]
-
-        def take_weight_byte(byte, write):
-            m.d.sync += [lane.eq(Mux(lane == cols - 1, 0, lane + 1)), word.eq(Cat(word[8:], byte))]
-            with m.If(lane == cols - 1):
-                m.d.sync += wload_we.eq(write)
-
-        # Walker steps, input writes: registered pulses the cycle after the byte event, so
-        # the walker and the banks see flip-flops.  An output byte leaves four cycles after
-        # its step (walker, bank read, ``value`` register): ``settle`` counts them down.
+        # Walker steps, input writes: registered pulses the cycle after the byte event.  An
+        # output byte leaves four cycles after its step (walker, bank read, ``value``
+        # register): ``settle`` counts them down.
         walk_next, walk_restart, walk_output = Signal(), Signal(), Signal()
         host_we, host_wdata = Signal(), Signal(8)
         settle = Signal(2)
@@ -149,193 +158,296 @@ class Soc(wiring.Component):
                      core.host.we.eq(host_we), core.host.wdata.eq(host_wdata)]
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
-
-        # Frame timeout and post-error quiet time: cleared by every received byte and while
-        # the line is held low (a break), it runs out after ``timeout_cycles`` of silence.
-        quiet = Signal(range(self.timeout_cycles + 1))
-        expired = Signal()
-        m.d.sync += expired.eq(quiet == self.timeout_cycles)
-        rx_low = Signal()
-        m.d.sync += rx_low.eq(~self.uart_rx)
-        with m.If(rx.o.valid | rx.error | rx_low):
-            m.d.sync += quiet.eq(0)
-        with m.Elif(~expired):
-            m.d.sync += quiet.eq(quiet + 1)
+        m.d.comb += [argmax.value.eq(value), argmax.index.eq(done[:8])]
 
         # The ROM answers a cycle after ``idx`` moves; a transmitted ROM byte waits for it.
         rom_fresh = Signal()
         m.d.sync += rom_fresh.eq(1)
 
-        best, best_at = Signal(8), Signal(8)
-        has_argmax = self.output_bytes <= 256
-
-        # One-hot states: yosys re-encodes no FSM whose register has an initial value (all of
-        # Amaranth's do), and a binary state's decode made the longest paths of the design.
-        states = ["BOOT", "BOOT_HEADER", "BOOT_DATA", "IDLE", "LENGTH_I", "LENGTH_W", "INPUT", "START", "RUN",
-                  "SEND_OK", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES", "WEIGHTS", "SEND_DONE", "INFO",
-                  "SEND_FLAGS", "DISCARD", "SEND_ERROR"]
-        # Each state is its own flip-flop, and a transition clears its source and sets its
-        # target, so a state's next value depends only on its own transitions.
-        bits = {name: Signal(name=f"st_{name.lower()}", init=name == "BOOT") for name in states}
-        current = [None]
-
-        def state(name):
-            current[0] = name
-            return m.If(bits[name])
-
-        def goto(name):
-            m.d.sync += [bits[current[0]].eq(0), bits[name].eq(1)]
+        # What the device knows about its weights and the frame it is answering.
+        weight_state = Signal(2, init=wire.WEIGHTS_NONE)
+        boot_result = Signal(2)
+        usable = Signal()
+        m.d.comb += usable.eq((weight_state == wire.WEIGHTS_FLASH) | (weight_state == wire.WEIGHTS_UART))
+        mismatch = Signal()
+        reloading = Signal()
+        command, status = Signal(8), Signal(8)
+        kind = {c: Signal(name=f"cmd_{n.lower()}") for c, n in wire.COMMAND_NAMES.items()}
+        reply_len = Signal(range(max(wire.INFO_BYTES, self.output_bytes + wire.INFER_TRAILER_BYTES) + 1))
+        error = Signal()
+        m.d.comb += [self.led_ready.eq(usable & ~core.busy), self.led_error.eq(error | ~usable)]
 
         # Received bytes are acted on a cycle late (``rx_ev``; the payload holds until the
         # next start bit), against compares registered meanwhile.
         rx_ev, rx_match = Signal(), Signal()
-        is_info, is_infer, is_weights = Signal(), Signal(), Signal()
-        m.d.sync += [rx_ev.eq(rx.o.valid), rx_match.eq(rx.o.p == rom_rd.data), is_info.eq(rx.o.p == protocol.CMD_INFO),
-                     is_infer.eq(rx.o.p == protocol.CMD_INFER), is_weights.eq(rx.o.p == protocol.CMD_WEIGHTS)]
+        is_sync0, is_sync1 = Signal(), Signal()
+        is_cmd = {c: Signal(name=f"is_{n.lower()}") for c, n in wire.COMMAND_NAMES.items()}
+        m.d.sync += [rx_ev.eq(rx.o.valid), rx_match.eq(rx.o.p == rom_rd.data),
+                     is_sync0.eq(rx.o.p == wire.SYNC[0]), is_sync1.eq(rx.o.p == wire.SYNC[1])]
+        m.d.sync += [is_cmd[c].eq(rx.o.p == c) for c in is_cmd]
 
-        def fail(reason, wait=True):
-            m.d.sync += [code.eq(reason), error.eq(1)]
-            goto("DISCARD" if wait else "SEND_ERROR")
+        fsm = OneHot(m, ["BOOT", "BOOT_HEADER", "BOOT_DATA", "BOOT_CHECK",
+                         "HUNT", "SYNC", "COMMAND", "LENGTH", "HEAD_CRC", "HEAD_CHECK", "INPUT", "WEIGHTS",
+                         "PAYLOAD_CRC", "VERIFY", "START", "RUN",
+                         "SEND_HEAD", "SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES",
+                         "SEND_CRC", "DISCARD"], init="BOOT")
+        # Bytes that arrive while the device is busy are lost: it then discards until the
+        # line is quiet and answers BUSY, so the rest of such a frame is never hunted
+        # through for a sync pattern.
+        overrun = Signal()
+        busy_states = ["BOOT", "BOOT_HEADER", "BOOT_DATA", "BOOT_CHECK", "START", "RUN", "SEND_HEAD", "SEND_INFO",
+                       "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES", "SEND_CRC"]
+        with m.If(rx.o.valid & Cat(*(fsm[n] for n in busy_states)).any()):
+            m.d.sync += overrun.eq(1)
 
-        def guard_frame():
+        # What the CRC takes: every byte received inside a frame after the sync, every flash
+        # byte of the image, every byte sent after a reply's sync but its own CRC.  One
+        # source per phase, chosen by state flip-flops, not by each state's own byte.
+        rx_crc = Cat(*(fsm[n] for n in ("COMMAND", "LENGTH", "HEAD_CRC", "INPUT", "WEIGHTS", "PAYLOAD_CRC"))).any()
+        tx_crc = (Cat(*(fsm[n] for n in ("SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES"))).any()
+                  | (fsm["SEND_HEAD"] & (done[1] | done[2])))
+        boot_data = fsm["BOOT_DATA"] if self.weight_bytes else Const(0)
+        m.d.sync += [crc_feed.eq((rx_ev & rx_crc) | (boot_data & flash.o.valid)
+                                 | (tx_crc & tx.i.valid & tx.i.ready)),
+                     crc_byte.eq(Mux(boot_data, flash.o.p, Mux(rx_crc, rx.o.p, tx.i.p)))]
+
+        def idle():
+            """Back to hunting for frames, unless bytes were lost meanwhile."""
+            with m.If(overrun):
+                m.d.sync += [overrun.eq(0), command.eq(0)]
+                fail(wire.BUSY)
+            with m.Else():
+                fsm.goto("HUNT")
+
+        def answer(code, length=0):
+            """Reply now with ``code`` and a payload of ``length`` bytes (``done`` is clear)."""
+            m.d.sync += [status.eq(code), reply_len.eq(length)]
+            fsm.goto("SEND_HEAD")
+
+        def fail(code):
+            """End a frame: discard until the line is quiet, then answer ``code``."""
+            m.d.sync += [status.eq(code), reply_len.eq(0), done_clr.eq(1)]
+            fsm.goto("DISCARD")
+
+        def receiving():
             """Mid-frame: a framing error or a silent line ends the frame with an error; the
             caller's ``m.Elif`` then takes a received byte (never together with an error)."""
             with m.If(rx.error):
-                fail(protocol.FRAMING)
+                fail(wire.FRAMING)
             with m.Elif(expired):
-                fail(protocol.TIMEOUT, wait=False)
+                fail(wire.TIMEOUT)
+            return m.Elif(rx_ev)
 
-        m.d.comb += [self.led_ready.eq(weights_ok & ~core.busy), self.led_error.eq(error)]
-
-        with state("BOOT"):
+        # ---- boot: the flash header must equal the bitstream's (magic, length, program id,
+        # CRC), and the image's CRC-32 the header's.  A header that differs writes nothing.
+        with fsm.state("BOOT"):
             m.d.comb += [flash.start.eq(1), flash.addr.eq(self.weights_offset)]
-            m.d.sync += [idx.eq(INFO_LEN), done_clr.eq(1), mismatch.eq(0), waddr.eq(0), lane.eq(0)]
-            goto("BOOT_HEADER")
-        with state("BOOT_HEADER"):
+            m.d.sync += [idx.eq(HEADER_AT), done_clr.eq(1), mismatch.eq(0), crc_clear.eq(1),
+                         weight_state.eq(wire.WEIGHTS_NONE)]
+            m.d.comb += packer.restart.eq(1)
+            fsm.goto("BOOT_HEADER")
+        with fsm.state("BOOT_HEADER"):
             m.d.comb += flash.o.ready.eq(1)
             with m.If(flash.o.valid):
-                m.d.sync += [idx.eq(idx + 1), done_inc.eq(1),
-                             mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
-                with m.If(last(protocol.WEIGHTS_HEADER_BYTES)):
+                m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
+                with m.If(last_flags[wire.WEIGHTS_HEADER_BYTES]):
                     m.d.sync += done_clr.eq(1)
-                    goto("BOOT_DATA")
-        with state("BOOT_DATA"):
-            m.d.comb += flash.o.ready.eq(1)
-            with m.If(flash.o.valid):
-                take_weight_byte(flash.o.p, ~mismatch)
-                m.d.sync += done_inc.eq(1)
-                with m.If(last(self.weight_bytes)):
-                    m.d.sync += [weights_ok.eq(~mismatch), error.eq(mismatch)]
-                    goto("IDLE")
-
-        with state("IDLE"):
-            m.d.sync += idx.eq(0)
-            with m.If(rx.error):
-                fail(protocol.FRAMING)
-            with m.Elif(rx_ev):
-                with m.If(is_info):
-                    goto("INFO")
-                with m.Elif(is_infer):
-                    m.d.sync += [idx.eq(5), done_clr.eq(1), mismatch.eq(0)]
-                    with m.If(weights_ok):
-                        goto("LENGTH_I")
-                    with m.Else():
-                        fail(protocol.NO_WEIGHTS)
-                with m.Elif(is_weights):
-                    m.d.sync += [idx.eq(9), done_clr.eq(1), mismatch.eq(0)]
-                    goto("LENGTH_W")
+                    fsm.goto("BOOT_DATA" if self.weight_bytes else "BOOT_CHECK")
+        if self.weight_bytes:
+            with fsm.state("BOOT_DATA"):
+                m.d.comb += [flash.o.ready.eq(1), packer.valid.eq(flash.o.valid), packer.data.eq(flash.o.p),
+                             packer.write.eq(~mismatch)]
+                with m.If(flash.o.valid):
+                    m.d.sync += done_inc.eq(1)
+                    with m.If(last_flags[self.weight_bytes]):
+                        m.d.sync += done_clr.eq(1)
+                        fsm.goto("BOOT_CHECK")
+        with fsm.state("BOOT_CHECK"):
+            with m.If(~crc_pending & ~flash.busy):
+                crc_ok = crc.expect_ok
+                good = ~mismatch & crc_ok
+                m.d.sync += [weight_state.eq(Mux(good, wire.WEIGHTS_FLASH, wire.WEIGHTS_NONE)),
+                             boot_result.eq(Mux(mismatch, wire.BOOT_BAD_HEADER,
+                                                Mux(crc_ok, wire.BOOT_OK, wire.BOOT_BAD_CRC))),
+                             reloading.eq(0), error.eq(~good)]
+                with m.If(reloading):
+                    answer(Mux(good, wire.OK, wire.BAD_FLASH))
                 with m.Else():
-                    fail(protocol.BAD_COMMAND)
+                    idle()
 
-        for name, data_state, fields in (("LENGTH_I", "INPUT", 2), ("LENGTH_W", "WEIGHTS", 4)):
-            with state(name):
-                guard_frame()
-                with m.Elif(rx_ev):
-                    bad = mismatch | ~rx_match
-                    m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
-                    with m.If(last(fields)):
-                        m.d.sync += [done_clr.eq(1), waddr.eq(0), lane.eq(0), walk_restart.eq(1),
-                                     walk_output.eq(0)]
-                        with m.If(bad):
-                            fail(protocol.BAD_LENGTH)
-                        with m.Else():
-                            if data_state == "WEIGHTS":
-                                m.d.sync += weights_ok.eq(0)
-                            goto(data_state)
-
-        with state("INPUT"):
-            guard_frame()
-            with m.Elif(rx.o.valid):
+        # ---- frames: bytes outside a frame are ignored until the sync pattern.
+        with fsm.state("HUNT"):
+            with m.If(rx_ev & is_sync0):
+                fsm.goto("SYNC")
+        with fsm.state("SYNC"):
+            with m.If(rx.error | expired):
+                fsm.goto("HUNT")
+            with m.Elif(rx_ev):
+                with m.If(is_sync1):
+                    m.d.sync += [crc_clear.eq(1), command.eq(0)]
+                    fsm.goto("COMMAND")
+                with m.Elif(~is_sync0):
+                    fsm.goto("HUNT")
+        with fsm.state("COMMAND"):
+            with receiving():
+                m.d.sync += [command.eq(rx.o.p), done_clr.eq(1), mismatch.eq(0), idx.eq(LENGTH_AT[wire.CMD_INFO])]
+                m.d.sync += [kind[c].eq(is_cmd[c]) for c in kind]
+                for c in (wire.CMD_INFER, wire.CMD_WEIGHTS):
+                    with m.If(is_cmd[c]):
+                        m.d.sync += idx.eq(LENGTH_AT[c])
+                with m.If(Cat(*is_cmd.values()).any()):
+                    fsm.goto("LENGTH")
+                with m.Else():
+                    fail(wire.BAD_COMMAND)
+        with fsm.state("LENGTH"):
+            with receiving():
+                bad = mismatch | ~rx_match
+                m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
+                with m.If(last_flags[4]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("HEAD_CRC")
+        with fsm.state("HEAD_CRC"):
+            with receiving():
+                m.d.sync += done_inc.eq(1)
+                with m.If(last_flags[4]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("HEAD_CHECK")
+        # Nothing of the payload is acted on before the header has checked out.  The CRC
+        # takes 11 cycles here, the next byte at least 40.
+        with fsm.state("HEAD_CHECK"):
+            with m.If(~crc_pending):
+                m.d.sync += [crc_clear.eq(1), walk_restart.eq(1), walk_output.eq(0)]
+                m.d.comb += packer.restart.eq(1)
+                with m.If(~crc.residue_ok):
+                    fail(wire.BAD_CRC)
+                with m.Elif(mismatch):
+                    fail(wire.BAD_LENGTH)
+                with m.Elif(kind[wire.CMD_INFER]):
+                    fsm.goto("INPUT")
+                with m.Elif(kind[wire.CMD_WEIGHTS]):
+                    # No double buffer: the old weights are gone from here on.
+                    m.d.sync += weight_state.eq(wire.WEIGHTS_PARTIAL)
+                    fsm.goto("WEIGHTS" if self.weight_bytes else "PAYLOAD_CRC")
+                with m.Else():
+                    fsm.goto("PAYLOAD_CRC")
+        with fsm.state("INPUT"):
+            with receiving():
                 m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
-                with m.If(last(self.input_bytes)):
-                    goto("START")
-        with state("START"):
+                with m.If(last_flags[self.input_bytes]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("PAYLOAD_CRC")
+        if self.weight_bytes:
+            with fsm.state("WEIGHTS"):
+                m.d.comb += [packer.data.eq(rx.o.p), packer.write.eq(1)]
+                with receiving():
+                    m.d.comb += packer.valid.eq(1)
+                    m.d.sync += done_inc.eq(1)
+                    with m.If(last_flags[self.weight_bytes]):
+                        m.d.sync += done_clr.eq(1)
+                        fsm.goto("PAYLOAD_CRC")
+        with fsm.state("PAYLOAD_CRC"):
+            with receiving():
+                m.d.sync += done_inc.eq(1)
+                with m.If(last_flags[4]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("VERIFY")
+        with fsm.state("VERIFY"):
+            with m.If(~crc_pending):
+                with m.If(~crc.residue_ok):
+                    answer(wire.BAD_CRC)
+                with m.Elif(kind[wire.CMD_INFO]):
+                    answer(wire.OK, wire.INFO_BYTES)
+                with m.Elif(kind[wire.CMD_INFER]):
+                    with m.If(usable):
+                        fsm.goto("START")
+                    with m.Else():
+                        answer(wire.NO_WEIGHTS)
+                with m.Elif(kind[wire.CMD_WEIGHTS]):
+                    m.d.sync += weight_state.eq(wire.WEIGHTS_UART)
+                    answer(wire.OK)
+                with m.Else():
+                    m.d.sync += reloading.eq(1)
+                    fsm.goto("BOOT")
+
+        with fsm.state("START"):
             m.d.comb += core.start.eq(1)
-            goto("RUN")
-        with state("RUN"):
+            fsm.goto("RUN")
+        with fsm.state("RUN"):
             with m.If(core.done):
-                m.d.sync += [done_clr.eq(1), best_at.eq(0), best.eq(0x80), walk_restart.eq(1),
-                             walk_output.eq(1), settle.eq(3)]
-                goto("SEND_OK")
-        with state("SEND_OK"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
+                m.d.sync += [walk_restart.eq(1), walk_output.eq(1), settle.eq(3)]
+                m.d.comb += argmax.clear.eq(1)
+                answer(wire.OK, self.output_bytes + wire.INFER_TRAILER_BYTES)
+
+        # ---- replies: sync, command, status, length, payload, CRC of all but the sync.
+        with fsm.state("SEND_HEAD"):
+            head = Signal(8)
+            with m.Switch(done[:3]):
+                for k, byte in enumerate([wire.SYNC[0], wire.SYNC[1], command, status]):
+                    with m.Case(k):
+                        m.d.comb += head.eq(byte)
+                for k in range(4):
+                    with m.Case(4 + k):
+                        m.d.comb += head.eq(Cat(reply_len, Const(0, 32)).word_select(k, 8))
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(head)]
+            m.d.sync += idx.eq(0)
             with m.If(tx.i.ready):
-                goto("SEND_OUTPUT")
-        with state("SEND_OUTPUT"):
+                m.d.sync += done_inc.eq(1)
+                with m.If(done[:3] == 1):
+                    m.d.sync += crc_clear.eq(1)
+                with m.If(last_flags[REPLY_HEAD]):
+                    m.d.sync += done_clr.eq(1)
+                    with m.If(reply_len == 0):
+                        fsm.goto("SEND_CRC")
+                    with m.Elif(kind[wire.CMD_INFO]):
+                        fsm.goto("SEND_INFO")
+                    with m.Else():
+                        fsm.goto("SEND_OUTPUT")
+        with fsm.state("SEND_INFO"):
+            m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
+            with m.If(rom_fresh & tx.i.ready):
+                m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
+                with m.If(idx == INFO_CONST - 1):
+                    fsm.goto("SEND_STATE")
+        with fsm.state("SEND_STATE"):
+            byte = Mux(done[0], boot_result, weight_state)
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
+            with m.If(tx.i.ready):
+                m.d.sync += done_inc.eq(1)
+                with m.If(last_flags[2]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("SEND_CRC")
+        with fsm.state("SEND_OUTPUT"):
             m.d.comb += [tx.i.valid.eq(settle == 0), tx.i.p.eq(value)]
             # The state's own valid term, not ``tx.i.valid`` (every state's terms ORed): that
             # put the whole state decode in front of the argmax compare.
             with m.If((settle == 0) & tx.i.ready):
+                m.d.comb += argmax.valid.eq(1)
                 m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
-                # The first largest value wins: only a strictly larger one replaces it.
-                with m.If(value.as_signed() > best.as_signed()):
-                    m.d.sync += [best.eq(value), best_at.eq(done[:8])]
-                with m.If(last(self.output_bytes)):
+                with m.If(last_flags[self.output_bytes]):
                     m.d.sync += done_clr.eq(1)
-                    goto("SEND_ARGMAX")
-        with state("SEND_ARGMAX"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(best_at if has_argmax else 0xFF)]
+                    fsm.goto("SEND_ARGMAX")
+        with fsm.state("SEND_ARGMAX"):
+            byte = argmax.best_at if self.output_bytes <= 256 else 0xFF
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
             with m.If(tx.i.ready):
-                goto("SEND_CYCLES")
-        with state("SEND_CYCLES"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(core.cycles.word_select(done[:2], 8))]
+                fsm.goto("SEND_CYCLES")
+        with fsm.state("SEND_CYCLES"):
+            byte = core.cycles.word_select(done[:2], 8)
+            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
             with m.If(tx.i.ready):
                 m.d.sync += done_inc.eq(1)
-                with m.If(last(4)):
-                    m.d.sync += error.eq(0)
-                    goto("IDLE")
-
-        with state("WEIGHTS"):
-            guard_frame()
-            with m.Elif(rx.o.valid):
-                take_weight_byte(rx.o.p, 1)
+                with m.If(last_flags[4]):
+                    m.d.sync += done_clr.eq(1)
+                    fsm.goto("SEND_CRC")
+        with fsm.state("SEND_CRC"):
+            m.d.comb += [tx.i.valid.eq(~crc_pending), tx.i.p.eq(~crc.value.word_select(done[:2], 8))]
+            with m.If(~crc_pending & tx.i.ready):
                 m.d.sync += done_inc.eq(1)
-                with m.If(last(self.weight_bytes)):
-                    m.d.sync += weights_ok.eq(1)
-                    goto("SEND_DONE")
-        with state("SEND_DONE"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(protocol.OK)]
-            with m.If(tx.i.ready):
-                m.d.sync += error.eq(0)
-                goto("IDLE")
+                with m.If(last_flags[4]):
+                    m.d.sync += [done_clr.eq(1), error.eq(status != wire.OK)]
+                    idle()
 
-        with state("INFO"):
-            m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
-            with m.If(rom_fresh & tx.i.ready):
-                m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
-                with m.If(idx == INFO_LEN - 1):
-                    goto("SEND_FLAGS")
-        with state("SEND_FLAGS"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(weights_ok)]
-            with m.If(tx.i.ready):
-                m.d.sync += error.eq(~weights_ok & error)
-                goto("IDLE")
-
-        with state("DISCARD"):
+        with fsm.state("DISCARD"):
             with m.If(expired):
-                goto("SEND_ERROR")
-        with state("SEND_ERROR"):
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(code)]
-            with m.If(tx.i.ready):
-                goto("IDLE")
+                fsm.goto("SEND_HEAD")
         return m
