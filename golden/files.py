@@ -1,7 +1,9 @@
 """File writing shared by every command line: outputs appear whole or not at all."""
 
+import argparse
 import io
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,10 +24,53 @@ def write_atomic(path, data, mode=0o644):
         raise
 
 
+def check_output(path, option):
+    """Refuse, before any work, an output path that cannot be written: a directory, a parent
+    that does not exist or is not a directory, or one not writable.  The message is one line."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a directory; give a file name")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is not a directory")
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"{option} {path}: not writable")
+
+
+def check_output_dir(path, option):
+    """Refuse, before any work and without creating anything, an output directory that
+    cannot be made or written: under a file, or under a directory not writable."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{option} {path}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK):
+        raise OutputError(f"{option} {path}: {probe} is not writable")
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written; one line."""
+
+
 def save_npy(path, array):
     buf = io.BytesIO()
     np.save(buf, array)
     write_atomic(path, buf.getvalue())
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``prog: error: ...``, exit 2), like every
+    other error of the command lines, instead of the usage text and the message."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def one_line(e):

@@ -79,6 +79,11 @@ def tflite_round(x):
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
+#: The largest left shift of a requantisation multiplier (LiteRT's single-rounding kernels
+#: clamp to it; the double-rounding ones shift an int32 by it).
+MAX_LEFT_SHIFT = 30
+
+
 def quantize_multiplier(real_multiplier):
     """TFLite's QuantizeMultiplier: a double as (int32 multiplier in [2**30, 2**31), shift)."""
     real_multiplier = float(real_multiplier)
@@ -93,6 +98,11 @@ def quantize_multiplier(real_multiplier):
         return 0, 0
     if q_fixed > INT32_MAX:
         raise ValueError(f"multiplier {real_multiplier} does not fit int32")
+    if shift > MAX_LEFT_SHIFT:
+        # The kernels shift an int32 left by this much: from 31 on that is undefined in C,
+        # and LiteRT's result is not something a model can rely on.
+        raise ValueError(f"requantisation multiplier {real_multiplier:.3g} needs a left shift of {shift}, more than "
+                         f"the {MAX_LEFT_SHIFT} TFLite's int32 kernels compute (output scale far too small?)")
     return q_fixed, shift
 
 

@@ -5,14 +5,13 @@ Bad input (a model outside the supported set, a missing file, a wrongly shaped o
 array) ends with one line on stderr and exit status 2.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .files import save_npy
+from .files import OneLineParser, OutputError, check_output, save_npy
 from .mnist import DEFAULT_DIR, load_test_set, mnist_inputs
 from .model import ModelError, dtype_of, type_name
 from .ops import run_model
@@ -75,7 +74,7 @@ def evaluate_mnist(model, directory, count=None, log=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m golden.run", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m golden.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL), help=".tflite (default: the shipped MNIST CNN)")
     p.add_argument("--input", help=".npy of shape (N, *input shape) in the model's input type (int8, uint8 or float32)")
     p.add_argument("--output", help="where to write the output tensor for every row (.npy, the model's output type)")
@@ -85,9 +84,11 @@ def main(argv=None):
     p.add_argument("--layers", metavar="DIR", help="write every intermediate tensor to DIR, named by layer")
     args = p.parse_args(argv)
     try:
-        model = load_tflite(args.model)
         if args.mnist is None and args.input is None:
             raise UsageError("nothing to do: give --input X.npy or --mnist DIR")
+        if args.output is not None:
+            check_output(args.output, "--output")
+        model = load_tflite(args.model)
         if args.input is not None:
             x = load_input(args.input, model)
         else:
@@ -105,7 +106,7 @@ def main(argv=None):
                 print(f"wrote {len(model.layers)} layer tensors to {out}")
         if args.mnist is not None:
             evaluate_mnist(model, args.mnist, args.count)
-    except (ModelError, UsageError, FileNotFoundError) as e:
+    except (ModelError, UsageError, FileNotFoundError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -10,6 +10,7 @@ through a :class:`_Reader`, ``to_tflite`` through a :class:`_Writer`).  The expo
 tests build models by hand and still compare against the real interpreter.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import tflite
 
 from .files import write_atomic
-from .model import Model, ModelError, QParams, Tensor
+from .model import Model, ModelError, QParams, Tensor, dtype_of
 from .ops import BY_TFLITE, OPS, Quantize
 
 
@@ -88,10 +89,32 @@ class _Graph:
     outputs: tuple
 
 
-def _count(n, buf):
+class _Budget:
+    """What decoding may read in all: a few times the file.  Every vector and buffer a valid
+    file holds is stored once, but a crafted one can point many tables at one large vector
+    (aliasing), and decoding each copy would take time quadratic in the file's size."""
+
+    def __init__(self, buf):
+        self.size = len(buf)
+        self.left = 4 * len(buf) + (1 << 16)
+
+    def take(self, nbytes):
+        if nbytes > self.size:
+            raise ValueError(f"vector of {nbytes} bytes runs past the end of the file")
+        self.left -= nbytes
+        if self.left < 0:
+            raise ValueError("its tables point at the same data over and over (aliased vectors): "
+                             "more to decode than the file holds")
+
+
+#: The most elements a tensor may have (int32 indexing, as TFLite's kernels use); a crafted
+#: shape's product could otherwise wrap int64 in NumPy.
+MAX_ELEMENTS = (1 << 31) - 1
+
+
+def _count(n, budget):
     """A vector length, refused when it cannot fit the file (corrupt bytes would loop for ages)."""
-    if n * 4 > len(buf):
-        raise ValueError(f"vector of {n} entries runs past the end of the file")
+    budget.take(n * 4)
     return range(n)
 
 
@@ -141,13 +164,17 @@ def _tensor(t, buffers, buf):
 
 def _decode(data):
     """Flatbuffer -> plain Python, touching every field used later; any exception means bad bytes."""
-    buf = bytes(data)
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
+    raw = bytes(data)
+    if len(raw) < 8 or raw[4:8] != b"TFL3":
         raise ValueError("no TFL3 file identifier")
-    m = tflite.Model.GetRootAs(buf, 0)
+    m = tflite.Model.GetRootAs(raw, 0)
+    buf = _Budget(raw)
     kinds = [_op_kind(m.OperatorCodes(j)) for j in _count(m.OperatorCodesLength(), buf)]
-    buffers = [bytes(m.Buffers(j).DataAsNumpy()) if m.Buffers(j).DataLength() else b""
-               for j in _count(m.BuffersLength(), buf)]
+    buffers = []
+    for j in _count(m.BuffersLength(), buf):
+        n = m.Buffers(j).DataLength()
+        buf.take(n)
+        buffers.append(bytes(m.Buffers(j).DataAsNumpy()) if n else b"")
     subgraphs = m.SubgraphsLength()
     if subgraphs == 0:
         return _Graph(0, [], [], (), ())
@@ -164,6 +191,10 @@ def _decode(data):
         raise ValueError("tensor index out of range")
     if any(d < 0 for t in tensors for d in t.shape):
         raise ValueError("negative tensor dimension")
+    for t in tensors:
+        if math.prod(t.shape) > MAX_ELEMENTS:
+            raise ValueError(f"tensor '{t.name}' of shape {list(t.shape)} has {math.prod(t.shape):,} elements, "
+                             f"more than {MAX_ELEMENTS:,}")
     return graph
 
 
@@ -264,7 +295,21 @@ class _Reader:
         return weights, t.scales
 
     def bias(self, k):
-        return self.const(k, ("int32",)) if self.has_input(k) else None
+        """int32 bias of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED (data input 0,
+        weights input 1).  With per-tensor weights LiteRT's prepare
+        (``GetQuantizedConvolutionMultipler``) refuses a bias scale further from the input
+        scale times the weight scale than 2 % of the output scale, and so does this."""
+        if not self.has_input(k):
+            return None
+        t, x, w = self._tensor(k), self._tensor(0), self._tensor(1)
+        out = self.graph.tensors[self._op.outputs[0]]
+        if t.scales.size == 1 and w.scales.size == 1 and x.scales.size == 1 and out.scales.size == 1:
+            product, scale = float(x.scales[0]) * float(w.scales[0]), float(t.scales[0])
+            if not abs(product - scale) / float(out.scales[0]) <= 0.02:
+                raise ModelError(f"bias '{t.name}' has scale {scale:.9g}, the input scale times the weight scale is "
+                                 f"{product:.9g}: further apart than TFLite's prepare allows (2 % of the output "
+                                 f"scale {float(out.scales[0]):.9g})")
+        return self.const(k, ("int32",))
 
     def options(self, required=True):
         if self._op.options is None:
@@ -337,7 +382,7 @@ def _build(g, name):
             if reader.output.shape != tuple(layer.output_shape):
                 raise ModelError(f"output tensor '{out.name}' has shape {list(out.shape)}, expected "
                                  f"{[1, *layer.output_shape]}")
-        except ModelError as e:
+        except (ModelError, ValueError) as e:   # ValueError: quantisation the kernels cannot represent
             raise ModelError(f"{op}: {e}") from None
         layers.append(layer)
         indices.append(op.outputs[0])
@@ -348,7 +393,20 @@ def _build(g, name):
         raise ModelError("has no ops")
     model = Model(name, input_shape, input_q, layers, input_name=produced[g.inputs[0]].name,
                   output_name=produced[g.outputs[0]].name)
+    _prepare(model)
     return model, tuple(indices)
+
+
+def _prepare(model):
+    """What LiteRT's prepare does before it runs anything: every layer computes its integer
+    parameters (one input of zeros through the model), so a quantisation the kernels cannot
+    represent is refused at import, naming the layer, not met at the first inference."""
+    live = {model.input_name: np.zeros((1, *model.input_shape), dtype_of(model.input_q))}
+    for layer in model.layers:
+        try:
+            live[layer.name] = layer.run(*(live[src] for src in model.inputs_of(layer)))
+        except ValueError as e:
+            raise ModelError(f"layer '{layer.name}': {' '.join(str(e).split())}") from None
 
 
 def parse_tflite(data, source="<bytes>"):

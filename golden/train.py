@@ -9,7 +9,6 @@ post-training quantisation with the formulas TFLite's converter uses for full-in
     python -m golden.train [--data CSV] [--epochs N] [--seed S] [--out FILE.tflite]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .files import OneLineParser
 from .mnist import DEFAULT_DIR as DATA_DIR
 from .mnist import load_test_set as load_mnist_idx
 from .mnist import load_train_csv as load_mnist_csv
@@ -293,7 +293,7 @@ def int8_accuracy(model, images, labels, batch_size=1000):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m golden.train", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m golden.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA_DIR / "mnist_5k.csv.gz", help="training CSV")
     ap.add_argument("--test-dir", type=Path, default=DATA_DIR, help="folder with the t10k IDX files")
     ap.add_argument("--epochs", type=int, default=20)

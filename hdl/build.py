@@ -15,7 +15,6 @@ Exit status: 0 built; 1 the design does not fit or misses timing (the report say
 much); 2 bad input (model, options, missing tools), with one line on stderr.
 """
 
-import argparse
 import hashlib
 import io
 import json
@@ -29,7 +28,7 @@ import numpy as np
 
 from boards import BOARDS, BoardError, compile_for, get_board
 from compiler.program import CompileError, compile_model
-from golden.files import write_atomic
+from golden.files import OneLineParser, OutputError, check_output_dir, write_atomic
 from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
@@ -255,7 +254,24 @@ def build(args):
     t0 = time.monotonic()
     board = get_board(args.board)
     out = Path(args.out or REPO / "build" / board.name)
-    clock_mhz = args.clock_mhz or board.default_clock_mhz
+    clock_mhz = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
+    if not args.baud > 0:
+        raise BuildError(f"--baud must be a positive number of bits per second, got {args.baud}")
+    try:
+        pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
+    except PllError as e:
+        raise BuildError(f"--clock-mhz {clock_mhz:g}: {e}") from None
+    if args.verilog is not None:
+        path = Path(args.verilog)
+        if path.is_dir():
+            raise BuildError(f"--verilog {path}: is a directory; give a file name")
+        if not path.parent.is_dir():
+            raise BuildError(f"--verilog {path}: directory {path.parent} does not exist")
+    else:
+        try:
+            check_output_dir(out, "--out")
+        except OutputError as e:
+            raise BuildError(str(e)) from None
     log(f"[1/5] compiling {args.model} for {board.title}")
     # Portable Verilog gets inferred multipliers and memories instead of iCE40 primitives.
     config = board.config.with_(target="generic") if args.verilog else board.config
@@ -264,22 +280,21 @@ def build(args):
         m = program.memory_map
         log(f"      maps in the SPRAMs beside the weights: {m['activation_bank']['bytes']:,} B per bank, more than "
             f"the {config.act_bank_bytes:,}-byte block-RAM banks; a weight cache of {m['spram']['cache_words']} words")
-    try:
-        pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
-    except PllError as e:
-        raise BuildError(str(e)) from None
 
     if args.verilog:
-        path = Path(args.verilog)
-        if not path.parent.is_dir():
-            raise BuildError(f"{path.parent}: directory does not exist")
-        write_verilog(program, tflite_bytes, path, board, clock_mhz, args.baud)
+        try:
+            write_verilog(program, tflite_bytes, path, board, clock_mhz, args.baud)
+        except OSError as e:
+            raise BuildError(f"--verilog {path}: cannot write ({e.strerror or e})") from None
         log(f"wrote {path} (module cnn_soc; clock {clock_mhz} MHz assumed for the UART divisor, "
             "active-high synchronous rst)")
         return 0
 
     tools = find_tools(board.family, args.system_tools)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
 
@@ -372,6 +387,10 @@ def build(args):
         write_atomic(out / BITSTREAM[board.family], bitstream)
         write_atomic(out / "flash.bin", image)
         write_atomic(out / "weights.bin", weights)
+    else:
+        # The outputs are a set: an earlier build's images must not sit beside this report.
+        for name in (BITSTREAM[board.family], "flash.bin", "weights.bin", "cycles_per_layer.png"):
+            (out / name).unlink(missing_ok=True)
     if perf.get("cycles_per_layer"):
         png = layer_plot(perf, f"{program.model.name} on {board.name}")
         if png is None:
@@ -392,7 +411,7 @@ def build(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m hdl.build", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m hdl.build", description=__doc__.splitlines()[0])
     parser.add_argument("--board", default="icebreaker", help="board profile (--list-boards)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="int8 .tflite (default: shipped MNIST CNN)")
     parser.add_argument("--clock-mhz", type=float, help="requested clock (default: the board's)")

@@ -20,6 +20,11 @@ from golden.files import one_line
 from golden.mnist import DEFAULT_DIR, load_test_set, quantize_images
 
 
+#: The largest image accepted (pixels): any photo, far below what a crafted header can
+#: announce to make the decoder allocate gigabytes.
+MAX_PIXELS = 50_000_000
+
+
 class InputError(Exception):
     """An input that cannot be read or does not fit the model; the message is one line."""
 
@@ -45,6 +50,9 @@ def image_pixels(path, input_shape, invert=False):
         raise InputError(f"{path}: image file not found")
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise InputError(f"{path}: {img.width}x{img.height} pixels, more than the {MAX_PIXELS:,} "
+                                 "accepted (a decompression bomb?)")
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
@@ -54,7 +62,7 @@ def image_pixels(path, input_shape, invert=False):
             if img.size != (w, h):
                 img = img.resize((w, h), Image.Resampling.LANCZOS)
             px = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
         raise InputError(f"{path}: cannot read the image ({one_line(e)})") from None
     if invert:
         px = 255 - px

@@ -11,17 +11,15 @@ output with the golden model and stops at the first mismatch, naming the first l
 hardware output differs.
 """
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from boards import BOARDS, ICEBREAKER, BoardError, compile_for, get_board
 from compiler.program import CompileError
-from golden.files import save_npy
+from golden.files import OneLineParser, OutputError, check_output, one_line, save_npy, write_atomic
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
 from golden.ops import run_model
@@ -144,7 +142,7 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m sim.run", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m sim.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--input", help=".npy of shape (N, *input shape) in the model's input type")
     p.add_argument("--output", help="where to write the model's output for every input (.npy)")
@@ -160,9 +158,16 @@ def main(argv=None):
     p.add_argument("--vcd", help="write a waveform of the first input")
     args = p.parse_args(argv)
     try:
-        model = load_tflite(args.model)
         if args.input is None and args.mnist is None:
             raise UsageError("nothing to do: give --input X.npy or --mnist DIR")
+        if args.input is not None and args.count is not None:
+            raise UsageError("--count applies to --mnist only; --input runs every input in the file")
+        if args.count is not None and args.count < 1:
+            raise UsageError(f"--count must be at least 1, got {args.count}")
+        for option, path in (("--output", args.output), ("--report", args.report), ("--vcd", args.vcd)):
+            if path is not None:
+                check_output(path, option)
+        model = load_tflite(args.model)
         labels = None
         if args.input is not None:
             x = load_input(args.input, model)
@@ -181,7 +186,7 @@ def main(argv=None):
             save_npy(args.output, y)
             print(f"wrote {args.output}: {y.shape} int8")
         if args.report:
-            Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+            write_atomic(args.report, json.dumps(report, indent=2) + "\n")
         print(f"{report['cycles_per_inference']} cycles per inference, utilisation "
               f"{report['utilisation'] * 100:.1f} % of {report['lanes']} lanes, "
               f"{report['inferences_per_second_simulated']} inferences/s simulated"
@@ -189,8 +194,11 @@ def main(argv=None):
     except Mismatch as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ModelError, CompileError, UsageError, FileNotFoundError, SimulatorError) as e:
+    except (ModelError, CompileError, UsageError, FileNotFoundError, SimulatorError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

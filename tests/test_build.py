@@ -22,13 +22,35 @@ def test_list_boards(capsys):
     (["--board", "nosuch"], "unknown board 'nosuch'"),
     (["--model", "missing.tflite"], "missing.tflite: model file not found"),
     (["--clock-mhz", "5"], "no setting from 12 MHz at or below 5 MHz"),
-    (["--verilog", "/nonexistent/dir/x.v"], "/nonexistent/dir: directory does not exist"),
+    (["--verilog", "/nonexistent/dir/x.v"], "--verilog /nonexistent/dir/x.v: directory /nonexistent/dir does not exist"),
+    (["--verilog", "/tmp"], "--verilog /tmp: is a directory; give a file name"),
+    (["--baud", "0"], "--baud must be a positive number of bits per second, got 0"),
+    (["--baud", "-9600"], "--baud must be a positive number of bits per second, got -9600"),
+    (["--clock-mhz", "0"], "--clock-mhz 0: the clock must be a positive number of MHz, got 0"),
+    (["--clock-mhz", "inf"], "--clock-mhz inf: the clock must be a positive number of MHz, got inf"),
+    (["--clock-mhz", "nan"], "the clock must be a positive number of MHz, got nan"),
+    (["--clock-mhz", "300"], "--clock-mhz 300: 300 MHz is above the ice40 PLL's 275 MHz limit"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "450"], "450 MHz is above the ecp5 PLL's 400 MHz limit"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
     assert build.main(argv + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and err[-1].startswith("hdl.build: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_output_directory_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert build.main(["--out", str(tmp_path / "file" / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hdl.build: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is not a directory"]
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        build.main(["--bogus"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "python -m hdl.build: error: unrecognized arguments: --bogus\n"
 
 
 def test_missing_tool_is_one_line(tmp_path, monkeypatch, capsys):
@@ -141,6 +163,9 @@ def test_build_picks_the_clock_unless_told(argv, fmax, status, tried, final, tmp
     monkeypatch.setattr(build, "pack", lambda workdir, board, tools: packed.append(
         (workdir / "top.asc").read_text()) or b"bitstream")
     out = tmp_path / "out"
+    out.mkdir()
+    for stale in ("top.bin", "flash.bin", "weights.bin"):         # an earlier build's images
+        (out / stale).write_bytes(b"old")
     assert build.main(argv + ["--out", str(out), "--no-sim"]) == status
     assert sorted(runs) == sorted(tried)          # a round's two runs go at once
     report = json.loads((out / "report.json").read_text())
@@ -149,7 +174,8 @@ def test_build_picks_the_clock_unless_told(argv, fmax, status, tried, final, tmp
     assert report["timing"]["clock_chosen_by"] == ("--clock-mhz" if "--clock-mhz" in argv else "the build")
     err = capsys.readouterr().err
     assert ("timing missed" in err) == (len(tried) > 1)
-    assert (out / "top.bin").exists() == (status == 0)
+    # A failed build leaves no images beside its report: the outputs are a set.
+    assert all((out / name).exists() == (status == 0) for name in ("top.bin", "flash.bin", "weights.bin"))
     # The bitstream is packed from the chosen placement, whichever ran last.
     assert packed == ([f"placed with seed {final[1]}"] if status == 0 else [])
     if len(tried) > 1:

@@ -118,6 +118,26 @@ def test_image_errors(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def png_header_only(path, width, height):
+    """A PNG whose header announces ``width`` x ``height`` and whose data is a few bytes: what
+    a decompression bomb looks like to the reader before it decodes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("size", [(30000, 30000), (100000, 100000)])
+def test_decompression_bomb_is_one_line(shipped, tmp_path, capsys, size):
+    png = png_header_only(tmp_path / "bomb.png", *size)
+    err = error_line(capsys, ["--image", str(png)], board(shipped))
+    assert "more than the 50,000,000 accepted" in err or "decompression bomb" in err.lower()
+
+
 def test_mnist_input(mnist_test_set):
     model = load_tflite(DEFAULT_MODEL)
     images, labels = mnist_test_set

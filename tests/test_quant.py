@@ -82,6 +82,15 @@ def test_quantize_multiplier(real):
     assert abs(Fraction(q, 1 << 31) * Fraction(2) ** shift - Fraction(real)) <= Fraction(2) ** (shift - 32)
 
 
+@pytest.mark.parametrize("real, shift", [(2.0 ** 29, 30), (2.0 ** 29 * 1.5, 30)])
+def test_quantize_multiplier_left_shift_limit(real, shift):
+    assert quantize_multiplier(real)[1] == shift
+    with pytest.raises(ValueError, match="left shift of 31, more than the 30"):
+        quantize_multiplier(real * 2)
+    with pytest.raises(ValueError, match="left shift of 127"):
+        quantize_multiplier(1e38)
+
+
 def test_tflite_round_is_half_away_from_zero():
     assert list(tflite_round([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5])) == [-3, -2, -1, 1, 2, 3]
 

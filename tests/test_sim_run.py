@@ -57,3 +57,25 @@ def test_board_option_simulates_that_boards_configuration(tmp_path):
     assert "Amaranth simulator instead" not in r.stderr
     r = cli("--model", tmp_path / "m.tflite", "--input", tmp_path / "x.npy", "--board", "nope")
     assert r.returncode == 2 and "unknown board 'nope'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_requests_are_one_line_before_any_work(tmp_path):
+    """Counts and output paths are refused up front, in one line, status 2."""
+    (tmp_path / "file").write_text("x")
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.int8))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 28, 28, 1), np.int8))
+    x = tmp_path / "x.npy"
+    cases = [
+        (["--input", x, "--count", "0"], "--count applies to --mnist only"),
+        (["--mnist", tmp_path, "--count", "0"], "--count must be at least 1, got 0"),
+        (["--mnist", tmp_path, "--count", "-1"], "--count must be at least 1, got -1"),
+        (["--input", tmp_path / "empty.npy"], "with N >= 1"),
+        (["--input", x, "--report", tmp_path / "file" / "r.json"], "is not a directory"),
+        (["--input", x, "--output", tmp_path], "is a directory; give a file name"),
+        (["--input", x, "--report", tmp_path / "no" / "r.json"], "does not exist"),
+        (["--input", x, "--bogus"], "unrecognized arguments: --bogus"),
+    ]
+    for args, message in cases:
+        r = cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (args, r.stderr)

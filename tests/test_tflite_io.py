@@ -7,6 +7,7 @@ classes, by truncation and by random byte corruption.
 
 import dataclasses
 import os
+import struct
 
 import flatbuffers
 import numpy as np
@@ -385,6 +386,11 @@ BAD = {
                    ["op 3 (ADD)", "'add'", "int16 activations are unsupported"]),
     "bad sigmoid scale": ("lookups", lambda m: _set(_tensor(m, "sigmoid").quantization, scale=[0.01]),
                           ["op 1", "sigmoid", "LOGISTIC"]),
+    "bias scale": ("lookups", lambda m: _set(_tensor(m, "dense/bias").quantization, scale=[0.5]),
+                   ["op 2", "'dense/bias'", "further apart than TFLite's prepare allows"]),
+    "shape product past int64": ("convnet0", lambda m: _set(_tensor(m, "conv1/weights"),
+                                                            shape=[(1 << 31) - 1] * 3 + [6]),
+                                 ["'conv1/weights'", "elements, more than 2,147,483,647"]),
 }
 
 
@@ -394,6 +400,71 @@ def test_bad_model_is_rejected_in_one_line(case, tmp_path):
     path = tmp_path / "bad.tflite"
     path.write_bytes(_edit(make(name), change))
     assert_rejected(lambda: load_tflite(path), "bad.tflite", *needles)
+
+
+@pytest.mark.parametrize("scale", [1e-41, 1e-30, 1e-20])
+def test_output_scale_past_the_kernels_left_shift_is_refused(scale):
+    """A subnormal or tiny output scale makes a multiplier whose left shift TFLite's int32
+    kernels cannot compute: refused at import, naming the layer (it was a traceback, or a
+    result that differs from LiteRT)."""
+    fc = FullyConnected(name="fc", input_shape=(4,), weights=np.ones((3, 4), np.int8), bias=np.zeros(3, np.int32),
+                        weight_scales=np.array([0.01], np.float32), input_q=QParams(0.1, 0), output_q=QParams(0.37, 1))
+    data = to_tflite_bytes(Model(name="m", input_shape=(4,), input_q=QParams(0.1, 0), layers=(fc,)))
+    pattern = struct.pack("<f", 0.37)
+    assert data.count(pattern) == 1
+    with pytest.raises(ModelError) as e:
+        parse_tflite(data.replace(pattern, struct.pack("<f", scale)), "tiny.tflite")
+    message = str(e.value)
+    # The exporter always writes a bias, whose scale LiteRT's prepare then checks against the
+    # output scale: that refusal comes first, as in LiteRT.
+    assert "\n" not in message and message.startswith("tiny.tflite: op 0 (FULLY_CONNECTED): ")
+    assert "left shift" in message or "further apart than TFLite's prepare allows" in message
+
+
+def aliased_tensors(tables=4000, entries=8000):
+    """A 100-odd KB file whose ``tables`` tensors all point at one shape vector of ``entries``
+    ints: decoding every tensor's shape would read tables x entries values."""
+    b = flatbuffers.Builder(0)
+    fb.TensorStartShapeVector(b, entries)
+    for _ in range(entries):
+        b.PrependInt32(1)
+    shape = b.EndVector()
+    tensors = []
+    for _ in range(tables):
+        fb.TensorStart(b)
+        fb.TensorAddShape(b, shape)
+        tensors.append(fb.TensorEnd(b))
+    fb.SubGraphStartTensorsVector(b, tables)
+    for t in reversed(tensors):
+        b.PrependUOffsetTRelative(t)
+    vec = b.EndVector()
+    fb.SubGraphStart(b)
+    fb.SubGraphAddTensors(b, vec)
+    sg = fb.SubGraphEnd(b)
+    fb.ModelStartSubgraphsVector(b, 1)
+    b.PrependUOffsetTRelative(sg)
+    subgraphs = b.EndVector()
+    fb.BufferStart(b)
+    empty = fb.BufferEnd(b)
+    fb.ModelStartBuffersVector(b, 1)
+    b.PrependUOffsetTRelative(empty)
+    buffers = b.EndVector()
+    fb.ModelStart(b)
+    fb.ModelAddVersion(b, 3)
+    fb.ModelAddSubgraphs(b, subgraphs)
+    fb.ModelAddBuffers(b, buffers)
+    b.Finish(fb.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_aliased_tables_are_refused_quickly():
+    import time
+    data = aliased_tensors()
+    assert len(data) < 200_000
+    t = time.perf_counter()
+    with pytest.raises(ModelError, match="aliased vectors"):
+        parse_tflite(data, "crafted.tflite")
+    assert time.perf_counter() - t < 5
 
 
 def test_missing_file(tmp_path):

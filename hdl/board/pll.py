@@ -6,6 +6,7 @@ FPGA-TN-02052; ECP5 sysCLOCK guide FPGA-TN-02200) and only ever picks a frequenc
 below the request, so a design timed for the request also meets the achieved clock.
 """
 
+import math
 from dataclasses import dataclass
 
 from amaranth.hdl import ClockDomain, Instance, Module, Signal
@@ -79,7 +80,18 @@ def ecp5_pll(f_in_hz, f_req_hz):
                                                 "CLKOP_CPHASE": clkop - 1})
 
 
+#: The highest output each family's PLL is specified for (iCE40 SB_PLL40: 275 MHz; ECP5
+#: EHXPLLL CLKOP: 400 MHz).
+F_OUT_MAX_HZ = {"ice40": 275e6, "ecp5": 400e6}
+
+
 def pll_settings(family, f_in_hz, f_req_hz):
+    """The setting closest to ``f_req_hz`` from below; PllError for a request that is not a
+    positive finite frequency or is above what the PLL can output."""
+    if not math.isfinite(f_req_hz) or f_req_hz <= 0:
+        raise PllError(f"the clock must be a positive number of MHz, got {f_req_hz / 1e6:g}")
+    if f_req_hz > F_OUT_MAX_HZ[family]:
+        raise PllError(f"{f_req_hz / 1e6:g} MHz is above the {family} PLL's {F_OUT_MAX_HZ[family] / 1e6:g} MHz limit")
     return {"ice40": ice40_pll, "ecp5": ecp5_pll}[family](f_in_hz, f_req_hz)
 
 

@@ -7,6 +7,9 @@ walked in NHWC order by :class:`~hdl.board.map_walker.MapWalker`.  The logic is 
 byte-serial and narrow, because it shares a nearly full UP5K with the core.
 """
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -219,14 +222,27 @@ class Soc(wiring.Component):
             with m.Else():
                 fsm.goto("HUNT")
 
+        # The reply's status and length: each call raises a flag for its constant, and the
+        # registers take the OR of the raised constants (the states are exclusive), so no
+        # priority chain runs through every state that answers.
+        status_flags, length_flags = {}, {}
+
+        def flag(flags, value):
+            if value not in flags:
+                flags[value] = Signal(name=f"set_{'status' if flags is status_flags else 'length'}_{value}")
+            m.d.comb += flags[value].eq(1)
+
         def answer(code, length=0):
             """Reply now with ``code`` and a payload of ``length`` bytes (``done`` is clear)."""
-            m.d.sync += [status.eq(code), reply_len.eq(length)]
+            flag(status_flags, code)
+            flag(length_flags, length)
             fsm.goto("SEND_HEAD")
 
         def fail(code):
             """End a frame: discard until the line is quiet, then answer ``code``."""
-            m.d.sync += [status.eq(code), reply_len.eq(0), done_clr.eq(1)]
+            flag(status_flags, code)
+            flag(length_flags, 0)
+            m.d.sync += done_clr.eq(1)
             fsm.goto("DISCARD")
 
         def receiving():
@@ -270,8 +286,10 @@ class Soc(wiring.Component):
                              boot_result.eq(Mux(mismatch, wire.BOOT_BAD_HEADER,
                                                 Mux(crc_ok, wire.BOOT_OK, wire.BOOT_BAD_CRC))),
                              reloading.eq(0), error.eq(~good)]
-                with m.If(reloading):
-                    answer(Mux(good, wire.OK, wire.BAD_FLASH))
+                with m.If(reloading & good):
+                    answer(wire.OK)
+                with m.Elif(reloading):
+                    answer(wire.BAD_FLASH)
                 with m.Else():
                     idle()
 
@@ -379,16 +397,23 @@ class Soc(wiring.Component):
                 answer(wire.OK, self.output_bytes + wire.INFER_TRAILER_BYTES)
 
         # ---- replies: sync, command, status, length, payload, CRC of all but the sync.
+        # Each sending state offers a byte; the UART's input is their one-hot AND-OR (two
+        # LUT levels), not a priority chain through every state.
+        offers = []
+
+        def send(valid, byte):
+            offers.append((fsm.active, valid, byte))
+
+        head = Signal(8)
+        with m.Switch(done[:3]):
+            for k, byte in enumerate([wire.SYNC[0], wire.SYNC[1], command, status]):
+                with m.Case(k):
+                    m.d.comb += head.eq(byte)
+            for k in range(4):
+                with m.Case(4 + k):
+                    m.d.comb += head.eq(Cat(reply_len, Const(0, 32)).word_select(k, 8))
         with fsm.state("SEND_HEAD"):
-            head = Signal(8)
-            with m.Switch(done[:3]):
-                for k, byte in enumerate([wire.SYNC[0], wire.SYNC[1], command, status]):
-                    with m.Case(k):
-                        m.d.comb += head.eq(byte)
-                for k in range(4):
-                    with m.Case(4 + k):
-                        m.d.comb += head.eq(Cat(reply_len, Const(0, 32)).word_select(k, 8))
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(head)]
+            send(1, head)
             m.d.sync += idx.eq(0)
             with m.If(tx.i.ready):
                 m.d.sync += done_inc.eq(1)
@@ -403,21 +428,21 @@ class Soc(wiring.Component):
                     with m.Else():
                         fsm.goto("SEND_OUTPUT")
         with fsm.state("SEND_INFO"):
-            m.d.comb += [tx.i.valid.eq(rom_fresh), tx.i.p.eq(rom_rd.data)]
+            send(rom_fresh, rom_rd.data)
             with m.If(rom_fresh & tx.i.ready):
                 m.d.sync += [idx.eq(idx + 1), rom_fresh.eq(0)]
                 with m.If(idx == INFO_CONST - 1):
                     fsm.goto("SEND_STATE")
         with fsm.state("SEND_STATE"):
             byte = Mux(done[0], boot_result, weight_state)
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
+            send(1, byte)
             with m.If(tx.i.ready):
                 m.d.sync += done_inc.eq(1)
                 with m.If(last_flags[2]):
                     m.d.sync += done_clr.eq(1)
                     fsm.goto("SEND_CRC")
         with fsm.state("SEND_OUTPUT"):
-            m.d.comb += [tx.i.valid.eq(settle == 0), tx.i.p.eq(value)]
+            send(settle == 0, value)
             # The state's own valid term, not ``tx.i.valid`` (every state's terms ORed): that
             # put the whole state decode in front of the argmax compare.
             with m.If((settle == 0) & tx.i.ready):
@@ -428,19 +453,19 @@ class Soc(wiring.Component):
                     fsm.goto("SEND_ARGMAX")
         with fsm.state("SEND_ARGMAX"):
             byte = argmax.best_at if self.output_bytes <= 256 else 0xFF
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
+            send(1, byte)
             with m.If(tx.i.ready):
                 fsm.goto("SEND_CYCLES")
         with fsm.state("SEND_CYCLES"):
             byte = core.cycles.word_select(done[:2], 8)
-            m.d.comb += [tx.i.valid.eq(1), tx.i.p.eq(byte)]
+            send(1, byte)
             with m.If(tx.i.ready):
                 m.d.sync += done_inc.eq(1)
                 with m.If(last_flags[4]):
                     m.d.sync += done_clr.eq(1)
                     fsm.goto("SEND_CRC")
         with fsm.state("SEND_CRC"):
-            m.d.comb += [tx.i.valid.eq(~crc_pending), tx.i.p.eq(~crc.value.word_select(done[:2], 8))]
+            send(~crc_pending, ~crc.value.word_select(done[:2], 8))
             with m.If(~crc_pending & tx.i.ready):
                 m.d.sync += done_inc.eq(1)
                 with m.If(last_flags[4]):
@@ -450,4 +475,11 @@ class Soc(wiring.Component):
         with fsm.state("DISCARD"):
             with m.If(expired):
                 fsm.goto("SEND_HEAD")
+
+        m.d.comb += [tx.i.valid.eq(Cat(*(st & valid for st, valid, _ in offers)).any()),
+                     tx.i.p.eq(functools.reduce(operator.or_, (Mux(st, byte, 0) for st, _, byte in offers)))]
+        for register, flags in ((status, status_flags), (reply_len, length_flags)):
+            with m.If(Cat(*flags.values()).any()):
+                m.d.sync += register.eq(functools.reduce(operator.or_, (Mux(f, v, 0) for v, f in flags.items())))
+        fsm.finish()
         return m
