@@ -49,8 +49,10 @@ NO_WEIGHTS = 0x85    # INFER while no checked weight image is loaded
 BAD_CRC = 0x86       # the frame arrived whole but its CRC does not match
 BAD_FLASH = 0x87     # RELOAD: the flash's weight image failed its check
 BUSY = 0x88          # bytes arrived while the device booted, computed or replied: discarded
+BAD_IMAGE = 0x89     # WEIGHTS: an intact image, but not the one the bitstream was built for
 ERROR_NAMES = {BAD_COMMAND: "BAD_COMMAND", BAD_LENGTH: "BAD_LENGTH", TIMEOUT: "TIMEOUT", FRAMING: "FRAMING",
-               NO_WEIGHTS: "NO_WEIGHTS", BAD_CRC: "BAD_CRC", BAD_FLASH: "BAD_FLASH", BUSY: "BUSY"}
+               NO_WEIGHTS: "NO_WEIGHTS", BAD_CRC: "BAD_CRC", BAD_FLASH: "BAD_FLASH", BUSY: "BUSY",
+               BAD_IMAGE: "BAD_IMAGE"}
 ERROR_MEANINGS = {
     BAD_COMMAND: "the command byte is not one the device knows",
     BAD_LENGTH: "the length field does not equal what the model needs",
@@ -60,6 +62,7 @@ ERROR_MEANINGS = {
     BAD_CRC: "the frame arrived corrupted (CRC mismatch)",
     BAD_FLASH: "the weight image in flash failed its check (header or CRC)",
     BUSY: "bytes arrived while the device was busy and were discarded",
+    BAD_IMAGE: "the weight image is not the one the bitstream was built for (its CRC-32 differs)",
 }
 #: Errors that say the frame was damaged or came too early: sending it again may succeed.
 TRANSIENT = frozenset({TIMEOUT, FRAMING, BAD_CRC, BUSY})
@@ -74,7 +77,7 @@ INFO_BYTES = struct.calcsize(INFO_FORMAT)   # 26
 WEIGHTS_NONE = 0      # nothing checked: the flash image failed its check at boot or RELOAD
 WEIGHTS_FLASH = 1     # the flash image, checked
 WEIGHTS_UART = 2      # a WEIGHTS upload, checked
-WEIGHTS_PARTIAL = 3   # a WEIGHTS upload overwrote the memory and then failed (cut short or bad CRC)
+WEIGHTS_PARTIAL = 3   # a WEIGHTS upload overwrote the memory and then failed (cut short, bad CRC, other image)
 WEIGHT_STATE_NAMES = {WEIGHTS_NONE: "none", WEIGHTS_FLASH: "flash", WEIGHTS_UART: "uart",
                       WEIGHTS_PARTIAL: "partial upload"}
 #: Boot result: the last flash check (power-on or RELOAD).

@@ -110,13 +110,15 @@ def parse_ports(verilog_text, top_name):
     return ports
 
 
-def _check_ports(ports, top_name):
-    missing = [p for p in REQUIRED_PORTS if p not in ports]
+def _check_ports(ports, top_name, required=REQUIRED_PORTS):
+    missing = [p for p in required if p not in ports]
     if missing:
         raise SimulatorError(f"top {top_name!r} lacks ports the harness drives: {', '.join(missing)}")
-    wrong = [p for p, d in REQUIRED_PORTS.items() if ports[p][0] != d]
+    wrong = [p for p, d in required.items() if ports[p][0] != d]
     if wrong:
         raise SimulatorError(f"top {top_name!r}: wrong direction for {', '.join(wrong)}")
+    if required is not REQUIRED_PORTS:
+        return
     wide = [p for p in REQUIRED_PORTS if ports[p][1] > 64 and p != "wload_data"]
     if wide:
         raise SimulatorError(f"top {top_name!r}: ports wider than 64 bits not supported: {', '.join(wide)}")
@@ -141,7 +143,7 @@ def _harness_ports(component):
 
 
 def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defines=None,
-          cache_dir=None, verbose=True):
+          cache_dir=None, verbose=True, harness=HARNESS, required_ports=REQUIRED_PORTS):
     """Compile ``design`` (an Amaranth component or Verilog text) into a simulator.
 
     ``top_name`` names the top module (and the Verilated class ``V<top_name>``).  The
@@ -152,7 +154,8 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
     (slower) simulator that can write a VCD (``run(..., vcd=path)``).  ``extra_sources``
     (paths) are more Verilog files, e.g. models of instantiated primitives (yosys'
     ice40 ``cells_sim.v`` needs ``defines={"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}``);
-    ``defines`` are Verilog preprocessor defines.
+    ``defines`` are Verilog preprocessor defines.  ``harness`` and ``required_ports`` pick
+    another C++ harness and the ports it drives (the board's: ``sim/board_harness.cpp``).
 
     Returns the path of the executable; its directory also holds ``ports.json``,
     ``<top_name>.v`` and ``build.log``.
@@ -164,7 +167,7 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
         raise SimulatorError(VERILATOR_MISSING)
     text = _verilog_of(design, top_name)
     ports = parse_ports(text, top_name)
-    _check_ports(ports, top_name)
+    _check_ports(ports, top_name, required_ports)
 
     prefix = f"V{top_name}"
     flags = VERILATOR_FLAGS + ["--top-module", top_name, "--prefix", prefix,
@@ -173,9 +176,9 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
         flags += ["--trace", "-CFLAGS", "-DC2F_TRACE"]
     flags += [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
     extra = [(f"extra{i}_{Path(p).name}", Path(p).read_text()) for i, p in enumerate(extra_sources)]
-    harness = HARNESS.read_text()
+    harness = Path(harness)
     key = hashlib.sha256(json.dumps(
-        [text, harness, flags, extra, _verilator_version(verilator), top_name]).encode()).hexdigest()[:20]
+        [text, harness.read_text(), flags, extra, _verilator_version(verilator), top_name]).encode()).hexdigest()[:20]
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / key
@@ -193,7 +196,7 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
     tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp.", dir=cache))
     try:
         (tmp / f"{top_name}.v").write_text(text)
-        shutil.copyfile(HARNESS, tmp / "harness.cpp")
+        shutil.copyfile(harness, tmp / "harness.cpp")
         for name, src in extra:
             (tmp / name).write_text(src)
         cmd = [verilator, *flags, "--Mdir", "obj", "-o", "sim", f"{top_name}.v",

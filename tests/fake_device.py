@@ -177,6 +177,8 @@ class FakeDevice:
             self._reply(command, wire.OK, struct.pack(
                 wire.INFO_FORMAT, wire.INFO_MAGIC, self.input_bytes, self.output_bytes, self.weight_bytes,
                 self.model_id, self.program_id, self.weights_crc, self.weight_state, self.boot))
+        elif command == CMD_WEIGHTS and wire.crc32(payload) != self.weights_crc:
+            self._reply(command, wire.BAD_IMAGE)           # memory overwritten: state stays partial
         elif command == CMD_WEIGHTS:
             self.weights, self.weight_state = payload, wire.WEIGHTS_UART
             self._reply(command, wire.OK)

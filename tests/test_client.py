@@ -22,15 +22,18 @@ def test_info_infer_weights_and_reload():
     want, cycles = dev.compute(x.tobytes(), dev.weights)
     np.testing.assert_array_equal(r.output, want)
     assert r.argmax == int(np.argmax(want)) and r.cycles == cycles
-    image = bytes(range(8))
-    c.load_weights(image)
-    assert dev.weights == image and c.info().weight_state == wire.WEIGHTS_UART
-    np.testing.assert_array_equal(c.infer(x).output, dev.compute(x.tobytes(), image)[0])
+    c.load_weights(bytes(8))
+    assert c.info().weight_state == wire.WEIGHTS_UART
+    np.testing.assert_array_equal(c.infer(x).output, want)
+    # An intact image of another model: refused, and the memory it overwrote is unusable.
+    with pytest.raises(DeviceError, match="BAD_IMAGE"):
+        c.load_weights(bytes(range(8)))
+    assert c.info().weight_state == wire.WEIGHTS_PARTIAL
     c.reload()
     assert dev.weights == bytes(8) and c.info().weight_state == wire.WEIGHTS_FLASH
-    assert [cmd for cmd, _ in dev.commands] == [CMD_INFO, CMD_INFER, CMD_WEIGHTS, CMD_INFO, CMD_INFER,
-                                                 CMD_RELOAD, CMD_INFO]
-    assert dev.resets == c.attempts == 7     # stale bytes are dropped before every command
+    assert [cmd for cmd, _ in dev.commands] == [CMD_INFO, CMD_INFER, CMD_WEIGHTS, CMD_INFO, CMD_INFER, CMD_WEIGHTS,
+                                                 CMD_INFO, CMD_RELOAD, CMD_INFO]
+    assert dev.resets == c.attempts == 9     # stale bytes are dropped before every command
 
 
 def test_infer_needs_the_output_length():
@@ -51,7 +54,7 @@ def test_retries_must_be_a_count():
         Client(FakeDevice(), retries=-1)
 
 
-@pytest.mark.parametrize("code", [wire.BAD_COMMAND, wire.BAD_LENGTH, wire.NO_WEIGHTS, wire.BAD_FLASH])
+@pytest.mark.parametrize("code", [wire.BAD_COMMAND, wire.BAD_LENGTH, wire.NO_WEIGHTS, wire.BAD_FLASH, wire.BAD_IMAGE])
 def test_lasting_errors_raise_at_once(code):
     dev = FakeDevice(force={CMD_INFER: code})
     c = Client(dev, output_bytes=3)

@@ -184,6 +184,13 @@ def test_failed_upload_then_reload(design):
     client.load_weights(program.weight_image)
     assert client.info().weight_state == wire.WEIGHTS_UART
     assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    # An intact image of the right length but another model's: refused, never run.
+    other = bytes((b + 1) & 0xFF for b in program.weight_image)
+    with pytest.raises(DeviceError, match="BAD_IMAGE"):
+        client.load_weights(other)
+    assert client.info().weight_state == wire.WEIGHTS_PARTIAL
+    with pytest.raises(DeviceError, match="NO_WEIGHTS"):
+        client.infer(x)
 
 
 def flash_cases(program):

@@ -15,7 +15,7 @@ def test_constants_are_the_documented_bytes():
     assert W.OK == 0
     assert W.ERROR_NAMES == {
         0x81: "BAD_COMMAND", 0x82: "BAD_LENGTH", 0x83: "TIMEOUT", 0x84: "FRAMING", 0x85: "NO_WEIGHTS",
-        0x86: "BAD_CRC", 0x87: "BAD_FLASH", 0x88: "BUSY"}
+        0x86: "BAD_CRC", 0x87: "BAD_FLASH", 0x88: "BUSY", 0x89: "BAD_IMAGE"}
     assert W.TRANSIENT == {W.TIMEOUT, W.FRAMING, W.BAD_CRC, W.BUSY}
     assert W.INFO_MAGIC == b"CNN2" and W.INFO_BYTES == 26 and W.INFER_TRAILER_BYTES == 5
     assert (W.WEIGHTS_OFFSET, W.WEIGHTS_MAGIC, W.WEIGHTS_HEADER_BYTES) == (0x100000, b"CNNW", 16)

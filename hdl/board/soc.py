@@ -143,11 +143,10 @@ class Soc(wiring.Component):
             m.d.sync += flag.eq(done == n - 1)
 
         # Bytes into the CRC a cycle after they are taken, from registers; ``crc_clear``
-        # likewise.  While ``crc_pending`` the CRC has not finished the last byte.
+        # likewise.  While ``crc_pending`` (below) the CRC has not finished the last byte.
         crc_feed, crc_byte, crc_clear = Signal(), Signal(8), Signal()
         m.d.sync += crc_clear.eq(0)
         m.d.comb += [crc.valid.eq(crc_feed), crc.data.eq(crc_byte), crc.clear.eq(crc_clear)]
-        crc_pending = crc_feed | crc.busy
 
         # Walker steps, input writes: registered pulses the cycle after the byte event.  An
         # output byte leaves four cycles after its step (walker, bank read, ``value``
@@ -210,9 +209,16 @@ class Soc(wiring.Component):
         tx_crc = (Cat(*(fsm[n] for n in ("SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES"))).any()
                   | (fsm["SEND_HEAD"] & (done[1] | done[2])))
         boot_data = fsm["BOOT_DATA"] if self.weight_bytes else Const(0)
-        m.d.sync += [crc_feed.eq((rx_ev & rx_crc) | (boot_data & flash.o.valid)
-                                 | (tx_crc & tx.i.valid & tx.i.ready)),
-                     crc_byte.eq(Mux(boot_data, flash.o.p, Mux(rx_crc, rx.o.p, tx.i.p)))]
+        # A sent byte is first copied beside the UART (the same load as the UART's own), then
+        # fed a cycle later: the CRC's input multiplexer sees registers only.
+        tx_sent, tx_taken = Signal(8), Signal()
+        m.d.sync += tx_taken.eq(tx_crc & tx.i.valid & tx.i.ready)
+        with m.If(tx.i.valid & tx.i.ready):
+            m.d.sync += tx_sent.eq(tx.i.p)
+        m.d.sync += [crc_feed.eq((rx_ev & rx_crc) | (boot_data & flash.o.valid) | tx_taken),
+                     crc_byte.eq(Mux(boot_data, flash.o.p, Mux(tx_taken, tx_sent, rx.o.p)))]
+
+        crc_pending = tx_taken | crc_feed | crc.busy
 
         def idle():
             """Back to hunting for frames, unless bytes were lost meanwhile."""
@@ -363,7 +369,13 @@ class Soc(wiring.Component):
                     with m.If(last_flags[self.weight_bytes]):
                         m.d.sync += done_clr.eq(1)
                         fsm.goto("PAYLOAD_CRC")
+        # The payload's CRC before its own CRC bytes go in: a WEIGHTS image must be the one
+        # the bitstream was built for, not merely intact (the CRC takes 11 cycles, the first
+        # CRC byte comes 40 or more after the last payload byte).
+        image_ok = Signal()
         with fsm.state("PAYLOAD_CRC"):
+            with m.If(rx_ev & (done == 0)):
+                m.d.sync += image_ok.eq(crc.expect_ok)
             with receiving():
                 m.d.sync += done_inc.eq(1)
                 with m.If(last_flags[4]):
@@ -380,9 +392,11 @@ class Soc(wiring.Component):
                         fsm.goto("START")
                     with m.Else():
                         answer(wire.NO_WEIGHTS)
-                with m.Elif(kind[wire.CMD_WEIGHTS]):
+                with m.Elif(kind[wire.CMD_WEIGHTS] & image_ok):
                     m.d.sync += weight_state.eq(wire.WEIGHTS_UART)
                     answer(wire.OK)
+                with m.Elif(kind[wire.CMD_WEIGHTS]):
+                    answer(wire.BAD_IMAGE)
                 with m.Else():
                     m.d.sync += reloading.eq(1)
                     fsm.goto("BOOT")

@@ -1,0 +1,118 @@
+"""A serial port whose far end is the board design running in Verilator: the same bytes as
+on a board, bit-banged on the UART pins of a Verilated :class:`~hdl.board.soc.Soc`, while the
+harness (``sim/board_harness.cpp``) models the SPI flash holding the weight image.
+
+:class:`VerilatorBoard` has the part of pyserial's interface ``host.client.Client`` uses
+(``write``, ``read``, ``reset_input_buffer``, ``timeout``, ``baudrate``, ``clock``) and what
+tests need beyond it (breaks, bytes with a bad stop bit, the LEDs), like ``sim.serial.SimSerial``
+but hundreds of times faster, so that thousands of hostile frames fit the default suite.
+Simulated time is not wall time: a ``read`` gives up after ``read_cycles`` clock cycles
+without the bytes it wants, and ``clock()`` is simulated seconds.
+"""
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .tools import amaranth_verilog
+from .verilator import SimulatorError, build
+
+BOARD_HARNESS = Path(__file__).with_name("board_harness.cpp")
+#: The Soc's pins, as the board harness drives them.
+BOARD_PORTS = {"clk": "input", "rst": "input", "uart_rx": "input", "uart_tx": "output", "flash_sck": "output",
+               "flash_cs": "output", "flash_copi": "output", "flash_cipo": "input", "led_ready": "output",
+               "led_error": "output"}
+TOP = "cnn_soc"
+
+
+def build_board(soc, verbose=False):
+    """The simulator executable for ``soc`` (cached by its Verilog)."""
+    return build(amaranth_verilog(soc, TOP), TOP, harness=BOARD_HARNESS, required_ports=BOARD_PORTS,
+                 verbose=verbose)
+
+
+class VerilatorBoard:
+    """``flash`` is what the flash holds from ``soc.weights_offset`` on (header and image:
+    ``host.wire.flash_weights_region``, or anything else to test a bad boot); ``period`` the
+    clock period in seconds that ``clock()`` and ``baudrate`` assume."""
+
+    def __init__(self, soc, flash, read_cycles=200_000, period=1e-6, exe=None):
+        self.soc, self.read_cycles, self.period = soc, int(read_cycles), period
+        self.divisor = soc.divisor
+        self.timeout = None
+        exe = exe or build_board(soc)
+        self._dir = tempfile.TemporaryDirectory(prefix="board-")
+        image = Path(self._dir.name) / "flash.bin"
+        image.write_bytes(bytes(flash))
+        self._proc = subprocess.Popen([str(exe), str(image), str(soc.weights_offset), str(soc.divisor)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.cycles = 0
+        self.led_ready = self.led_error = 0
+        self.framing_errors = 0
+        self.run(soc.boot_cycles)        # a board has long booted when the host opens the port
+
+    def _command(self, line):
+        try:
+            self._proc.stdin.write(line + "\n")
+            self._proc.stdin.flush()
+            reply = self._proc.stdout.readline()
+        except (BrokenPipeError, OSError) as e:
+            raise SimulatorError(f"board simulator stopped: {e}") from None
+        parts = reply.split()
+        if not parts or parts[0] != "d":
+            raise SimulatorError(f"board simulator stopped (exit {self._proc.poll()}): {reply!r}")
+        self.cycles, self.led_ready, self.led_error, self.framing_errors = map(int, parts[1:5])
+        return bytes.fromhex(parts[5]) if len(parts) > 5 else b""
+
+    # -- pyserial's part
+
+    @property
+    def baudrate(self):
+        return 1 / (self.divisor * self.period)
+
+    def clock(self):
+        """Seconds of simulated time."""
+        return self.cycles * self.period
+
+    def write(self, data):
+        data = bytes(data)
+        if data:
+            self._command("w " + data.hex())
+        return len(data)
+
+    def read(self, n=1):
+        """Up to ``n`` bytes the device sent; fewer if ``read_cycles`` pass without them
+        (bytes still queued for sending do not count against the wait)."""
+        return self._command(f"r {int(n)} {self.read_cycles}")
+
+    def reset_input_buffer(self):
+        self._command("x")
+
+    # -- beyond it
+
+    def send_break(self, cycles):
+        """Hold the device's RX line low for ``cycles`` (after what is already queued)."""
+        self._command(f"b {int(cycles)}")
+
+    def write_bad_stop(self, data):
+        """Bytes whose stop bit is low: framing errors."""
+        self._command("f " + bytes(data).hex())
+
+    def run(self, cycles):
+        self._command(f"c {int(cycles)}")
+
+    def close(self):
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write("q\n")
+                self._proc.stdin.flush()
+            except OSError:
+                pass
+            self._proc.wait(timeout=10)
+        self._dir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
