@@ -151,7 +151,7 @@ def _run(args, port):
         "model": str(model_path), "model_id": _hex(expected_id), "input": source,
         "weights_sent": bool(send),
         "accelerator_layer": program.output_name, "accelerator_output": [int(v) for v in result.output],
-        "device_argmax": int(result.argmax), "cycles": int(result.cycles),
+        "cycles": int(result.cycles),
         "host_layers": tail, "output": [int(v) for v in flat], "output_real": [round(float(v), 6) for v in real],
         "predicted": predicted,
         "label": label, "correct": None if label is None else predicted == label,
@@ -166,7 +166,7 @@ def _run(args, port):
         print(f"finished on the host ({', '.join(tail)}, int8): {_fmt(flat)}")
     kind = "probabilities" if isinstance(model.layers[-1], Softmax) else "output, dequantised"
     print(f"{kind}: [" + " ".join(f"{v:.3f}" for v in real) + "]")
-    print(f"predicted class: {predicted} (device argmax {result.argmax})")
+    print(f"predicted class: {predicted}")
     print(f"cycles: {result.cycles}")
     if label is not None:
         print(f"label: {label}, " + ("correct" if predicted == label else f"WRONG (predicted {predicted})"))

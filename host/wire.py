@@ -85,9 +85,9 @@ BOOT_OK = 0
 BOOT_BAD_HEADER = 1   # magic, length or program id differ from the bitstream's
 BOOT_BAD_CRC = 2      # the header matched, the image's CRC-32 did not
 BOOT_NAMES = {BOOT_OK: "ok", BOOT_BAD_HEADER: "bad header", BOOT_BAD_CRC: "bad CRC"}
-#: INFER payload after the output tensor: argmax (u8), cycles (u32).
-INFER_TRAILER_FORMAT = "<BI"
-INFER_TRAILER_BYTES = struct.calcsize(INFER_TRAILER_FORMAT)   # 5
+#: INFER payload after the output tensor: cycles (u32).
+INFER_TRAILER_FORMAT = "<I"
+INFER_TRAILER_BYTES = struct.calcsize(INFER_TRAILER_FORMAT)   # 4
 MAX_PAYLOAD = 0xFFFFFFFF
 MAX_IO_BYTES = 0xFFFF          #: input and output tensors (INFO's u16 fields)
 
@@ -203,8 +203,12 @@ class Info:
 @dataclass(frozen=True)
 class Result:
     output: np.ndarray   #: int8, the accelerator's last layer, flat
-    argmax: int          #: first index of the largest output value, as the device computed it
     cycles: int          #: compute cycles of this inference
+
+    @property
+    def argmax(self):
+        """First index of the largest output value (the reply's CRC vouches for the tensor)."""
+        return int(np.argmax(self.output))
 
 
 def parse_info(payload):
@@ -222,5 +226,5 @@ def parse_infer(payload, output_bytes):
     if len(payload) != output_bytes + INFER_TRAILER_BYTES:
         raise ProtocolError(f"INFER reply carries {len(payload)} bytes, expected {output_bytes + INFER_TRAILER_BYTES}")
     output = np.frombuffer(payload[:output_bytes], np.int8).copy()
-    argmax, cycles = struct.unpack(INFER_TRAILER_FORMAT, payload[output_bytes:])
-    return Result(output, argmax, cycles)
+    (cycles,) = struct.unpack(INFER_TRAILER_FORMAT, payload[output_bytes:])
+    return Result(output, cycles)

@@ -191,4 +191,4 @@ class FakeDevice:
             out, cycles = self.compute(payload, self.weights)
             out = np.asarray(out, np.int8).reshape(-1)
             assert out.size == self.output_bytes
-            self._reply(command, wire.OK, out.tobytes() + struct.pack("<BI", int(np.argmax(out)), cycles))
+            self._reply(command, wire.OK, out.tobytes() + struct.pack(wire.INFER_TRAILER_FORMAT, cycles))

@@ -17,6 +17,7 @@ from golden.tflite_io import load_tflite, to_tflite_bytes
 from hdl.board.soc import Soc
 from host import wire
 from host.client import Client, DeviceError
+from sim.fuzz import flash_faults
 from sim.run import sim_config
 from sim.serial import SimSerial
 
@@ -46,6 +47,16 @@ def make_port(design, flash=None):
               timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
     image = wire.flash_weights_region(program.weight_image, program.program_id) if flash is None else flash
     return SimSerial(soc, image, read_cycles=4 * TIMEOUT_CYCLES + 50_000), soc
+
+
+def make_board(design, flash=None):
+    """The same device in Verilator (sim/board.py): the same client code, much faster."""
+    from sim.board import VerilatorBoard
+    path, model, program = design
+    soc = Soc(program, model_id=wire.model_id(path.read_bytes()), divisor=DIVISOR,
+              timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
+    image = wire.flash_weights_region(program.weight_image, program.program_id) if flash is None else flash
+    return VerilatorBoard(soc, image, read_cycles=soc.boot_cycles + 4 * TIMEOUT_CYCLES), soc
 
 
 def hw_reference(model, program, x):
@@ -193,28 +204,12 @@ def test_failed_upload_then_reload(design):
         client.infer(x)
 
 
-def flash_cases(program):
-    image = program.weight_image
-    good = wire.flash_weights_region(image, program.program_id)
-    flipped = bytearray(good)
-    flipped[wire.WEIGHTS_HEADER_BYTES + len(image) // 2] ^= 0x20
-    other = bytes((b + 1) & 0xFF for b in image)
-    return {
-        "erased": (b"\xff" * 64, wire.BOOT_BAD_HEADER),
-        "header only": (good[:wire.WEIGHTS_HEADER_BYTES], wire.BOOT_BAD_CRC),
-        "half the image": (good[:wire.WEIGHTS_HEADER_BYTES + len(image) // 2], wire.BOOT_BAD_CRC),
-        "one flipped byte": (bytes(flipped), wire.BOOT_BAD_CRC),
-        "another program's image": (wire.flash_weights_region(other, program.program_id ^ 0x5A5A), wire.BOOT_BAD_HEADER),
-        "right header, other weights": (wire.weights_header(image, program.program_id) + other, wire.BOOT_BAD_CRC),
-    }
-
-
 @pytest.mark.parametrize("case", ["erased", "header only", "half the image", "one flipped byte",
                                   "another program's image", "right header, other weights"])
 def test_bad_flash_images_never_boot_green(design, case):
     path, model, program = design
-    flash, boot = flash_cases(program)[case]
-    port, soc = make_port(design, flash=flash)
+    flash, boot = flash_faults(program)[case]
+    port, soc = make_board(design, flash=flash)
     client = Client(port, retries=0)
     info = client.info()
     assert (info.weight_state, info.boot) == (wire.WEIGHTS_NONE, boot)
@@ -240,7 +235,7 @@ def test_a_model_without_weights_boots_and_runs(tmp_path):
     model = load_tflite(str(path))
     program = compile_model(model, sim_config())
     assert len(program.weight_image) == 0
-    port, soc = make_port((path, model, program))
+    port, soc = make_board((path, model, program))
     client = Client(port)
     info = client.info()
     assert (info.weight_bytes, info.weight_state, info.boot) == (0, wire.WEIGHTS_FLASH, wire.BOOT_OK)

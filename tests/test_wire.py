@@ -17,7 +17,7 @@ def test_constants_are_the_documented_bytes():
         0x81: "BAD_COMMAND", 0x82: "BAD_LENGTH", 0x83: "TIMEOUT", 0x84: "FRAMING", 0x85: "NO_WEIGHTS",
         0x86: "BAD_CRC", 0x87: "BAD_FLASH", 0x88: "BUSY", 0x89: "BAD_IMAGE"}
     assert W.TRANSIENT == {W.TIMEOUT, W.FRAMING, W.BAD_CRC, W.BUSY}
-    assert W.INFO_MAGIC == b"CNN2" and W.INFO_BYTES == 26 and W.INFER_TRAILER_BYTES == 5
+    assert W.INFO_MAGIC == b"CNN2" and W.INFO_BYTES == 26 and W.INFER_TRAILER_BYTES == 4
     assert (W.WEIGHTS_OFFSET, W.WEIGHTS_MAGIC, W.WEIGHTS_HEADER_BYTES) == (0x100000, b"CNNW", 16)
     assert (W.FRAME_OVERHEAD, W.REPLY_OVERHEAD) == (15, 12)
     assert (W.DEFAULT_BAUD, W.FRAME_TIMEOUT_S) == (115200, 0.1)
@@ -80,6 +80,6 @@ def test_parse_replies_byte_for_byte():
     assert not W.parse_info(payload[:-2] + b"\x03\x00").weights_loaded
     with pytest.raises(W.ProtocolError, match="not this project's firmware"):
         W.parse_info(b"XXXX" + payload[4:])
-    r = W.parse_infer(b"\x05\xfb\x7f" + b"\x02" + b"\x40\xe2\x01\x00", 3)
+    r = W.parse_infer(b"\x05\xfb\x7f" + b"\x40\xe2\x01\x00", 3)
     assert r.output.dtype == np.int8 and list(r.output) == [5, -5, 127]
     assert (r.argmax, r.cycles) == (2, 123456)

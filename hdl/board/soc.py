@@ -18,7 +18,6 @@ from amaranth.lib.wiring import In, Out
 from host import wire
 
 from ..core.accelerator import Accelerator
-from .argmax import Argmax
 from .crc32 import Crc32
 from .frame_timer import FrameTimer
 from .map_walker import MapWalker
@@ -104,10 +103,11 @@ class Soc(wiring.Component):
         m.submodules.crc = crc = Crc32(expect=~self.weights_crc)
         m.submodules.timer = timer = FrameTimer(self.timeout_cycles)
         m.submodules.packer = packer = WeightPacker(prog.config)
-        m.submodules.argmax = argmax = Argmax()
         maps = [(prog.input_shape, 0), (prog.output_desc.out_shape, prog.output_desc.out_base)]
         m.submodules.walker = walker = MapWalker(prog.config, maps)
-        m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
+        # In a block RAM: in logic the ROM's read multiplexer costs tens of cells the UP5K
+        # lacks next to KWS's core.
+        m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom, attrs={"ram_style": "block"})
         rom_rd = rom.read_port()
         wiring.connect(m, packer.wload, core.wload)
         m.d.comb += [
@@ -160,7 +160,6 @@ class Soc(wiring.Component):
                      core.host.we.eq(host_we), core.host.wdata.eq(host_wdata)]
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
-        m.d.comb += [argmax.value.eq(value), argmax.index.eq(done[:8])]
 
         # The ROM answers a cycle after ``idx`` moves; a transmitted ROM byte waits for it.
         rom_fresh = Signal()
@@ -175,7 +174,7 @@ class Soc(wiring.Component):
         reloading = Signal()
         command, status = Signal(8), Signal(8)
         kind = {c: Signal(name=f"cmd_{n.lower()}") for c, n in wire.COMMAND_NAMES.items()}
-        reply_len = Signal(range(max(wire.INFO_BYTES, self.output_bytes + wire.INFER_TRAILER_BYTES) + 1))
+        status_ok = Signal()
         error = Signal()
         m.d.comb += [self.led_ready.eq(usable & ~core.busy), self.led_error.eq(error | ~usable)]
 
@@ -191,14 +190,14 @@ class Soc(wiring.Component):
         fsm = OneHot(m, ["BOOT", "BOOT_HEADER", "BOOT_DATA", "BOOT_CHECK",
                          "HUNT", "SYNC", "COMMAND", "LENGTH", "HEAD_CRC", "HEAD_CHECK", "INPUT", "WEIGHTS",
                          "PAYLOAD_CRC", "VERIFY", "START", "RUN",
-                         "SEND_HEAD", "SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES",
+                         "SEND_HEAD", "SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_CYCLES",
                          "SEND_CRC", "DISCARD"], init="BOOT")
         # Bytes that arrive while the device is busy are lost: it then discards until the
         # line is quiet and answers BUSY, so the rest of such a frame is never hunted
         # through for a sync pattern.
         overrun = Signal()
         busy_states = ["BOOT", "BOOT_HEADER", "BOOT_DATA", "BOOT_CHECK", "START", "RUN", "SEND_HEAD", "SEND_INFO",
-                       "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES", "SEND_CRC"]
+                       "SEND_STATE", "SEND_OUTPUT", "SEND_CYCLES", "SEND_CRC"]
         with m.If(rx.o.valid & Cat(*(fsm[n] for n in busy_states)).any()):
             m.d.sync += overrun.eq(1)
 
@@ -206,7 +205,7 @@ class Soc(wiring.Component):
         # byte of the image, every byte sent after a reply's sync but its own CRC.  One
         # source per phase, chosen by state flip-flops, not by each state's own byte.
         rx_crc = Cat(*(fsm[n] for n in ("COMMAND", "LENGTH", "HEAD_CRC", "INPUT", "WEIGHTS", "PAYLOAD_CRC"))).any()
-        tx_crc = (Cat(*(fsm[n] for n in ("SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_ARGMAX", "SEND_CYCLES"))).any()
+        tx_crc = (Cat(*(fsm[n] for n in ("SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_CYCLES"))).any()
                   | (fsm["SEND_HEAD"] & (done[1] | done[2])))
         boot_data = fsm["BOOT_DATA"] if self.weight_bytes else Const(0)
         # A sent byte is first copied beside the UART (the same load as the UART's own), then
@@ -228,26 +227,25 @@ class Soc(wiring.Component):
             with m.Else():
                 fsm.goto("HUNT")
 
-        # The reply's status and length: each call raises a flag for its constant, and the
-        # registers take the OR of the raised constants (the states are exclusive), so no
-        # priority chain runs through every state that answers.
-        status_flags, length_flags = {}, {}
+        # The reply's status: each call raises a flag for its constant, and the register takes
+        # the OR of the raised constants (the states are exclusive), so no priority chain runs
+        # through every state that answers.  The payload length follows from the status and
+        # the command: INFO's and INFER's when they succeed, else none.
+        status_flags = {}
 
-        def flag(flags, value):
-            if value not in flags:
-                flags[value] = Signal(name=f"set_{'status' if flags is status_flags else 'length'}_{value}")
-            m.d.comb += flags[value].eq(1)
+        def flag(value):
+            if value not in status_flags:
+                status_flags[value] = Signal(name=f"set_status_{value:#04x}")
+            m.d.comb += status_flags[value].eq(1)
 
-        def answer(code, length=0):
-            """Reply now with ``code`` and a payload of ``length`` bytes (``done`` is clear)."""
-            flag(status_flags, code)
-            flag(length_flags, length)
+        def answer(code):
+            """Reply now with ``code`` (``done`` is clear)."""
+            flag(code)
             fsm.goto("SEND_HEAD")
 
         def fail(code):
             """End a frame: discard until the line is quiet, then answer ``code``."""
-            flag(status_flags, code)
-            flag(length_flags, 0)
+            flag(code)
             m.d.sync += done_clr.eq(1)
             fsm.goto("DISCARD")
 
@@ -386,7 +384,7 @@ class Soc(wiring.Component):
                 with m.If(~crc.residue_ok):
                     answer(wire.BAD_CRC)
                 with m.Elif(kind[wire.CMD_INFO]):
-                    answer(wire.OK, wire.INFO_BYTES)
+                    answer(wire.OK)
                 with m.Elif(kind[wire.CMD_INFER]):
                     with m.If(usable):
                         fsm.goto("START")
@@ -407,8 +405,7 @@ class Soc(wiring.Component):
         with fsm.state("RUN"):
             with m.If(core.done):
                 m.d.sync += [walk_restart.eq(1), walk_output.eq(1), settle.eq(3)]
-                m.d.comb += argmax.clear.eq(1)
-                answer(wire.OK, self.output_bytes + wire.INFER_TRAILER_BYTES)
+                answer(wire.OK)
 
         # ---- replies: sync, command, status, length, payload, CRC of all but the sync.
         # Each sending state offers a byte; the UART's input is their one-hot AND-OR (two
@@ -418,6 +415,9 @@ class Soc(wiring.Component):
         def send(valid, byte):
             offers.append((fsm.active, valid, byte))
 
+        info_reply = status_ok & kind[wire.CMD_INFO]
+        infer_reply = status_ok & kind[wire.CMD_INFER]
+        reply_len = Mux(info_reply, wire.INFO_BYTES, Mux(infer_reply, self.output_bytes + wire.INFER_TRAILER_BYTES, 0))
         head = Signal(8)
         with m.Switch(done[:3]):
             for k, byte in enumerate([wire.SYNC[0], wire.SYNC[1], command, status]):
@@ -435,12 +435,12 @@ class Soc(wiring.Component):
                     m.d.sync += crc_clear.eq(1)
                 with m.If(last_flags[REPLY_HEAD]):
                     m.d.sync += done_clr.eq(1)
-                    with m.If(reply_len == 0):
-                        fsm.goto("SEND_CRC")
-                    with m.Elif(kind[wire.CMD_INFO]):
+                    with m.If(info_reply):
                         fsm.goto("SEND_INFO")
-                    with m.Else():
+                    with m.Elif(infer_reply):
                         fsm.goto("SEND_OUTPUT")
+                    with m.Else():
+                        fsm.goto("SEND_CRC")
         with fsm.state("SEND_INFO"):
             send(rom_fresh, rom_rd.data)
             with m.If(rom_fresh & tx.i.ready):
@@ -457,19 +457,11 @@ class Soc(wiring.Component):
                     fsm.goto("SEND_CRC")
         with fsm.state("SEND_OUTPUT"):
             send(settle == 0, value)
-            # The state's own valid term, not ``tx.i.valid`` (every state's terms ORed): that
-            # put the whole state decode in front of the argmax compare.
             with m.If((settle == 0) & tx.i.ready):
-                m.d.comb += argmax.valid.eq(1)
                 m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
                 with m.If(last_flags[self.output_bytes]):
                     m.d.sync += done_clr.eq(1)
-                    fsm.goto("SEND_ARGMAX")
-        with fsm.state("SEND_ARGMAX"):
-            byte = argmax.best_at if self.output_bytes <= 256 else 0xFF
-            send(1, byte)
-            with m.If(tx.i.ready):
-                fsm.goto("SEND_CYCLES")
+                    fsm.goto("SEND_CYCLES")
         with fsm.state("SEND_CYCLES"):
             byte = core.cycles.word_select(done[:2], 8)
             send(1, byte)
@@ -492,8 +484,13 @@ class Soc(wiring.Component):
 
         m.d.comb += [tx.i.valid.eq(Cat(*(st & valid for st, valid, _ in offers)).any()),
                      tx.i.p.eq(functools.reduce(operator.or_, (Mux(st, byte, 0) for st, _, byte in offers)))]
-        for register, flags in ((status, status_flags), (reply_len, length_flags)):
-            with m.If(Cat(*flags.values()).any()):
-                m.d.sync += register.eq(functools.reduce(operator.or_, (Mux(f, v, 0) for v, f in flags.items())))
+        # The raised flags are registered first, and the status loads from those a cycle
+        # later (it is sent three bytes into the reply, the length it implies four): the
+        # decisions that raise them end at a flip-flop each.
+        held = {v: Signal(name=f"{f.name}_r") for v, f in status_flags.items()}
+        m.d.sync += [held[v].eq(f) for v, f in status_flags.items()]
+        with m.If(Cat(*held.values()).any()):
+            m.d.sync += [status.eq(functools.reduce(operator.or_, (Mux(h, v, 0) for v, h in held.items()))),
+                         status_ok.eq(held[wire.OK])]
         fsm.finish()
         return m
