@@ -116,8 +116,11 @@ def fuzz(port, model, program, soc, cases, seed=20261203, progress=None):
             data = any_frame()[0]
             send(data[:int(rng.integers(1, len(data)))])
         elif kind == "flipped":
-            data = any_frame()[0]
-            send(flip(data, int(rng.integers(1, 4))))
+            data, cmd, x = any_frame()
+            damaged = flip(data, int(rng.integers(1, 4)))
+            send(damaged)
+            if damaged == data:          # two flips of one bit cancel: an intact frame after all
+                intact.append((cmd, x))
         elif kind == "bad_length":
             cmd = int(rng.choice([wire.CMD_INFO, wire.CMD_INFER, wire.CMD_WEIGHTS, wire.CMD_RELOAD]))
             n = int(rng.integers(0, 80))
