@@ -21,11 +21,12 @@ import numpy as np
 
 from boards import BOARDS, BoardError, compile_for, get_board
 from compiler.program import CompileError
-from golden.files import one_line
+from golden.files import OutputError, check_output, one_line, save_npy
 from golden.mnist import DEFAULT_DIR
 from golden.model import ModelError
 from golden.ops import Softmax
-from golden.run import DEFAULT_MODEL
+from golden.run import DEFAULT_MODEL, load_input
+from golden.run import UsageError as InputFileError
 from golden.tflite_io import parse_tflite
 from host.inputs import InputError, load_image, mnist_input
 from host.client import DEFAULT_TIMEOUT_S, Client, open_serial
@@ -49,6 +50,10 @@ def _parser():
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="FILE", help="image file (PNG, JPEG, ...): white digit on black")
     src.add_argument("--mnist-index", metavar="N", type=int, help="image N of the official MNIST test set")
+    src.add_argument("--input", metavar="X.npy", help="inputs of the model's own type and shape, (N, *input_shape) "
+                     "or one, as golden.run and sim.run take them")
+    p.add_argument("--output", metavar="Y.npy", help="with --input: write the finished outputs (the model's output "
+                   "type, as golden.run writes them)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="the int8 .tflite the bitstream was built from "
                    "(default: the shipped MNIST CNN)")
     p.add_argument("--board", default="icebreaker", help=f"the board the bitstream was built for ({', '.join(BOARDS)}; "
@@ -94,8 +99,15 @@ def _fmt(values):
 def _run(args, port):
     if args.port is None and port is None:
         raise UsageError("give --port (the board's serial port, /dev/ttyUSB1 for the iCEBreaker)")
-    if args.image is None and args.mnist_index is None:
-        raise UsageError("nothing to run: give --image FILE or --mnist-index N")
+    if args.image is None and args.mnist_index is None and args.input is None:
+        raise UsageError("nothing to run: give --image FILE, --mnist-index N or --input X.npy")
+    if args.output is not None:
+        if args.input is None:
+            raise UsageError("--output needs --input")
+        try:
+            check_output(args.output, "--output")
+        except OutputError as e:
+            raise UsageError(str(e)) from None
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
     try:
@@ -112,7 +124,10 @@ def _run(args, port):
     expected_id = model_id(data)
 
     label = None
-    if args.mnist_index is not None:
+    if args.input is not None:
+        x = load_input(args.input, model)
+        source = {"input": str(args.input), "count": len(x)}
+    elif args.mnist_index is not None:
         if tuple(model.input_shape) != (28, 28, 1):
             raise UsageError(f"--mnist-index needs a 28x28x1 input, {model.name} takes {model.input_shape}")
         x, label = mnist_input(args.mnist_index, args.mnist_dir, qparams=model.input_q)
@@ -137,6 +152,9 @@ def _run(args, port):
                 print(f"sending {len(image)} weight bytes ({why}), about "
                       f"{len(image) * 10 / args.baud:.1f} s at {args.baud} baud", flush=True)
             client.load_weights(image)
+        if args.input is not None:
+            results = [client.infer(program.start_on_host(row[None])[0]) for row in x]
+            return _report_batch(args, model, program, expected_id, source, send, results)
         result = client.infer(program.start_on_host(np.asarray(x)[None])[0])
     finally:
         if opened:
@@ -172,12 +190,30 @@ def _run(args, port):
         print(f"label: {label}, " + ("correct" if predicted == label else f"WRONG (predicted {predicted})"))
 
 
+def _report_batch(args, model, program, expected_id, source, send, results):
+    """``--input``: the finished outputs of every row, written with ``--output``."""
+    hw = np.stack([np.asarray(r.output) for r in results])
+    y = program.finish_on_host(hw)
+    if args.output:
+        save_npy(args.output, y)
+    cycles = sorted({int(r.cycles) for r in results})
+    if args.json:
+        print(json.dumps({"model": str(args.model), "model_id": _hex(expected_id), "input": source,
+                          "weights_sent": bool(send), "cycles": cycles, "output_file": args.output,
+                          "output": y.tolist()}))
+        return
+    print(f"model {model.name} (id {_hex(expected_id)}): {len(results)} inputs from {args.input} on the board, "
+          f"{', '.join(map(str, cycles))} cycles each")
+    if args.output:
+        print(f"wrote {args.output}: {y.shape} {y.dtype}")
+
+
 def main(argv=None, port=None):
     """Command line; ``port`` replaces opening ``--port`` (any object with pyserial's
     write/read/reset_input_buffer, e.g. a simulated board).  Returns the exit status."""
     try:
         _run(_parser().parse_args(argv), port)
-    except (UsageError, ModelError, CompileError, InputError, ProtocolError, ValueError) as e:
+    except (UsageError, InputFileError, ModelError, CompileError, InputError, ProtocolError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:   # pyserial's SerialException on read/write is an OSError

@@ -327,3 +327,24 @@ def test_board_option_compiles_for_that_board(shipped, tmp_path, capsys):
     want = run_model(model, load_image(png, model.input_shape, model.input_q)[None])[0]
     assert f"[{' '.join(map(str, want))}]" in out
     assert "unknown board 'nope'" in error_line(capsys, ["--image", str(png), "--board", "nope"], dev)
+
+
+def test_input_and_output_files_like_golden_run(shipped, tmp_path, capsys):
+    """--input X.npy (the model's own type, any count) and --output Y.npy: the finished
+    outputs equal golden.run's."""
+    model, program, _ = shipped
+    x = np.random.default_rng(7).integers(-128, 128, size=(3, *model.input_shape), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run(capsys, ["--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")],
+                         board(shipped))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
+    assert "3 inputs from" in out and "wrote" in out
+    code, out, _ = run(capsys, ["--input", str(tmp_path / "x.npy"), "--json"], board(shipped))
+    assert code == 0 and json.loads(out)["output"] == run_model(model, x).tolist()
+    assert "--output needs --input" in error_line(capsys, ["--mnist-index", "0", "--output", str(tmp_path / "y.npy")],
+                                                  board(shipped))
+    assert "is a directory" in error_line(capsys, ["--input", str(tmp_path / "x.npy"), "--output", str(tmp_path)],
+                                          board(shipped))
+    np.save(tmp_path / "f.npy", x.astype(np.float32))
+    assert "input must be" in error_line(capsys, ["--input", str(tmp_path / "f.npy")], board(shipped))
