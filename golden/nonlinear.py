@@ -195,7 +195,8 @@ def softmax_params(input_scale, beta):
     if not real > 1.0:
         raise ValueError(f"softmax beta * input scale {real / (1 << 26):.3g} is too small "
                          "for TFLite's QuantizeMultiplierGreaterThanOne")
-    multiplier, shift = quantize_multiplier(real)
+    # QuantizeMultiplierGreaterThanOne: the real is capped below 2**31, so the shift may be 31.
+    multiplier, shift = quantize_multiplier(real, max_left_shift=31)
     # CalculateInputRadius(5, shift, 31), in double then floored.
     radius = math.floor(1.0 * ((1 << _SCALED_DIFF_INTEGER_BITS) - 1)
                         * (1 << (31 - _SCALED_DIFF_INTEGER_BITS)) / (1 << shift))

@@ -84,8 +84,9 @@ def tflite_round(x):
 MAX_LEFT_SHIFT = 30
 
 
-def quantize_multiplier(real_multiplier):
-    """TFLite's QuantizeMultiplier: a double as (int32 multiplier in [2**30, 2**31), shift)."""
+def quantize_multiplier(real_multiplier, max_left_shift=MAX_LEFT_SHIFT):
+    """TFLite's QuantizeMultiplier: a double as (int32 multiplier in [2**30, 2**31), shift).
+    ValueError past ``max_left_shift`` (SOFTMAX's input scaling allows 31)."""
     real_multiplier = float(real_multiplier)
     if real_multiplier == 0.0:
         return 0, 0
@@ -98,11 +99,11 @@ def quantize_multiplier(real_multiplier):
         return 0, 0
     if q_fixed > INT32_MAX:
         raise ValueError(f"multiplier {real_multiplier} does not fit int32")
-    if shift > MAX_LEFT_SHIFT:
+    if shift > max_left_shift:
         # The kernels shift an int32 left by this much: from 31 on that is undefined in C,
         # and LiteRT's result is not something a model can rely on.
         raise ValueError(f"requantisation multiplier {real_multiplier:.3g} needs a left shift of {shift}, more than "
-                         f"the {MAX_LEFT_SHIFT} TFLite's int32 kernels compute (output scale far too small?)")
+                         f"the {max_left_shift} TFLite's int32 kernels compute (output scale far too small?)")
     return q_fixed, shift
 
 
