@@ -10,25 +10,22 @@ reply, a wrong OK, an unhealthy device, a traceback) stops the run with the case
 """
 
 import argparse
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
 from golden.files import write_atomic  # noqa: E402
 from host import wire  # noqa: E402
 from host.client import Client, DeviceError  # noqa: E402
 from sim.board import VerilatorBoard  # noqa: E402
-from sim.fuzz import KINDS, flash_faults, fuzz  # noqa: E402
-from test_board_fuzz import fuzz_device  # noqa: E402
+from sim.fuzz import KINDS, flash_faults, fuzz, fuzz_device, png_header_only  # noqa: E402
 
 KIND_TEXT = {
     "good": "an intact INFO, INFER, RELOAD or WEIGHTS frame",
@@ -53,14 +50,6 @@ def cli(*args):
     if "Traceback" in r.stderr:
         raise SystemExit(f"bench/reliability: traceback from {' '.join(map(str, args))}:\n{r.stderr}")
     return r.returncode, len(lines), lines[-1] if lines else ""
-
-
-def png_header_only(path, width, height):
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
 
 
 def bad_inputs(tmp):

@@ -46,11 +46,12 @@ def load_input(path, model):
 
 
 def mnist_set(model, directory, count=None):
-    """(inputs in the model's type and shape, labels) of the t10k set, or a one-line UsageError."""
+    """(inputs in the model's type and shape, labels) of the t10k set, or a one-line UsageError
+    (a bad ``count`` before the files are read)."""
+    if count is not None and count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
     images, labels = load_test_set(directory)
     if count is not None:
-        if count < 1:
-            raise UsageError(f"--count must be at least 1, got {count}")
         images, labels = images[:count], labels[:count]
     try:
         return mnist_inputs(images, model), labels

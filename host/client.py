@@ -8,6 +8,7 @@ serial port from :func:`open_serial`, a test double, or a simulated board
 simulated board advances by simulating) and ``baudrate``; otherwise the wall clock counts.
 """
 
+import math
 import struct
 import time
 
@@ -57,8 +58,7 @@ class Client:
     ``output_bytes`` or call :meth:`info` first."""
 
     def __init__(self, port, timeout=DEFAULT_TIMEOUT_S, retries=DEFAULT_RETRIES, output_bytes=None):
-        if timeout is None or not isinstance(timeout, (int, float)) or not timeout > wire.FRAME_TIMEOUT_S \
-                or timeout == float("inf"):
+        if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= wire.FRAME_TIMEOUT_S:
             raise ValueError(f"timeout must be a finite number of seconds above the device's frame timeout "
                              f"({wire.FRAME_TIMEOUT_S} s), got {timeout!r}")
         if not isinstance(retries, int) or retries < 0:

@@ -13,12 +13,23 @@ to an intact frame that was sent: never a silent wrong result.  A violation rais
 
 import collections
 import struct
+import zlib
 
 import numpy as np
 
+from compiler.program import compile_model
+from golden.generate import random_model
 from golden.ops import run_model
+from golden.tflite_io import load_tflite, to_tflite_bytes
+from hdl.board.soc import Soc
 from host import wire
 from host.client import Client
+
+from .run import sim_config
+
+#: The fuzz device's UART (the fastest the receiver takes) and frame timeout (8 byte times).
+DIVISOR = 4
+TIMEOUT_CYCLES = 8 * 10 * DIVISOR
 
 KINDS = ["good", "garbage", "truncated", "flipped", "bad_length", "unknown_command", "break", "bad_stop",
          "back_to_back", "command_shaped", "weights_corrupt", "weights_cut", "weights_foreign"]
@@ -28,7 +39,34 @@ class FuzzFailure(AssertionError):
     """The device misbehaved in a case; the message names it."""
 
 
+def fuzz_device(path):
+    """The device the fuzz runs against, its model written to ``path``: CONV_2D then
+    DEPTHWISE_CONV_2D, 80 weight bytes and 30 input bytes, so a case costs few cycles.
+    Returns (model, program, soc, VerilatorBoard)."""
+    from .board import VerilatorBoard
+    path.write_bytes(to_tflite_bytes(random_model(np.random.default_rng(54), max_layers=3)))
+    model = load_tflite(str(path))
+    program = compile_model(model, sim_config())
+    soc = Soc(program, model_id=wire.model_id(path.read_bytes()), divisor=DIVISOR, timeout_cycles=TIMEOUT_CYCLES,
+              sck_half=1, wake_cycles=8)
+    flash = wire.flash_weights_region(program.weight_image, program.program_id)
+    # A read waits longer than the device can stay busy (a RELOAD's boot) plus the frame
+    # timeout and an error reply, so an empty read means the device is idle and done.
+    return model, program, soc, VerilatorBoard(soc, flash, read_cycles=soc.boot_cycles + 3 * TIMEOUT_CYCLES)
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header announces ``width`` x ``height`` and whose data is a few bytes: what
+    a decompression bomb looks like to a reader before it decodes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
 def golden_output(model, program, x):
+    """The accelerator's output tensor (before the host tail) for one input, from golden."""
     _, inter = run_model(model, x[None], intermediates=True)
     return inter[program.output_name].reshape(-1)
 

@@ -162,8 +162,6 @@ def main(argv=None):
             raise UsageError("nothing to do: give --input X.npy or --mnist DIR")
         if args.input is not None and args.count is not None:
             raise UsageError("--count applies to --mnist only; --input runs every input in the file")
-        if args.count is not None and args.count < 1:
-            raise UsageError(f"--count must be at least 1, got {args.count}")
         for option, path in (("--output", args.output), ("--report", args.report), ("--vcd", args.vcd)):
             if path is not None:
                 check_output(path, option)

@@ -21,6 +21,7 @@ from hdl.run import main
 from host import wire as P
 from host.inputs import InputError, image_pixels, load_image, mnist_input
 from fake_device import FakeDevice
+from sim.fuzz import png_header_only
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is needed for image inputs: pip install pillow")
 
@@ -116,19 +117,6 @@ def test_image_errors(tmp_path):
     with pytest.raises(InputError, match="cannot read the image") as e:
         image_pixels(tmp_path / "text.png", (28, 28, 1))
     assert "\n" not in str(e.value)
-
-
-def png_header_only(path, width, height):
-    """A PNG whose header announces ``width`` x ``height`` and whose data is a few bytes: what
-    a decompression bomb looks like to the reader before it decodes."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
 
 
 @pytest.mark.parametrize("size", [(30000, 30000), (100000, 100000)])

@@ -17,7 +17,7 @@ from golden.tflite_io import load_tflite, to_tflite_bytes
 from hdl.board.soc import Soc
 from host import wire
 from host.client import Client, DeviceError
-from sim.fuzz import flash_faults
+from sim.fuzz import flash_faults, golden_output
 from sim.run import sim_config
 from sim.serial import SimSerial
 
@@ -59,12 +59,6 @@ def make_board(design, flash=None):
     return VerilatorBoard(soc, image, read_cycles=soc.boot_cycles + 4 * TIMEOUT_CYCLES), soc
 
 
-def hw_reference(model, program, x):
-    """The accelerator's output tensor (before the host tail) from golden."""
-    _, inter = run_model(model, x[None], intermediates=True)
-    return inter[program.output_name].reshape(-1)
-
-
 def read_reply(port):
     """The next reply frame on the line -> (command, status, payload); None if none comes."""
     window = b""
@@ -97,7 +91,7 @@ def test_boot_info_and_inference(design):
     for _ in range(2):
         x = rng.integers(-128, 128, size=model.input_shape, dtype=np.int8)
         r = client.infer(x)
-        assert np.array_equal(r.output, hw_reference(model, program, x))
+        assert np.array_equal(r.output, golden_output(model, program, x))
         assert r.argmax == int(np.argmax(r.output))
         cycles.add(r.cycles)
     assert len(cycles) == 1 and cycles.pop() > 0 and client.attempts == 3
@@ -115,7 +109,7 @@ def test_maps_in_spram_on_the_simulated_board(tmp_path_factory):
     client = Client(port)
     assert client.info().weights_loaded
     x = np.random.default_rng(2).integers(-128, 128, size=model.input_shape, dtype=np.int8)
-    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
 
 
 def test_errors_leave_the_device_ready(design):
@@ -132,7 +126,7 @@ def test_errors_leave_the_device_ready(design):
             port.send_break(brk)
         assert read_reply(port) == (command, status, b""), wire.ERROR_NAMES[status]
         # Ready at once: the next command succeeds.
-        assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+        assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
 
     good = wire.infer_frame(x)
     expect(wire.BAD_COMMAND, ord("Z"), wire.frame(ord("Z")))
@@ -168,10 +162,10 @@ def test_data_shaped_like_commands_never_acts(design):
     port.write(wire.infer_frame(x) + wire.infer_frame(x))
     first, second = read_reply(port), read_reply(port)
     assert first[:2] == (wire.CMD_INFER, wire.OK)
-    assert np.array_equal(wire.parse_infer(first[2], soc.output_bytes).output, hw_reference(model, program, x))
+    assert np.array_equal(wire.parse_infer(first[2], soc.output_bytes).output, golden_output(model, program, x))
     assert second == (0, wire.BUSY, b"")
     assert client.info().weight_state == wire.WEIGHTS_FLASH
-    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
 
 
 def test_failed_upload_then_reload(design):
@@ -191,10 +185,10 @@ def test_failed_upload_then_reload(design):
     client.reload()
     info = client.info()
     assert (info.weight_state, info.boot) == (wire.WEIGHTS_FLASH, wire.BOOT_OK)
-    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
     client.load_weights(program.weight_image)
     assert client.info().weight_state == wire.WEIGHTS_UART
-    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
     # An intact image of the right length but another model's: refused, never run.
     other = bytes((b + 1) & 0xFF for b in program.weight_image)
     with pytest.raises(DeviceError, match="BAD_IMAGE"):
@@ -221,7 +215,7 @@ def test_bad_flash_images_never_boot_green(design, case):
     if case == "erased":
         client.load_weights(program.weight_image)
         assert client.info().weights_loaded
-        assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+        assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
 
 
 def test_a_model_without_weights_boots_and_runs(tmp_path):
@@ -240,7 +234,7 @@ def test_a_model_without_weights_boots_and_runs(tmp_path):
     info = client.info()
     assert (info.weight_bytes, info.weight_state, info.boot) == (0, wire.WEIGHTS_FLASH, wire.BOOT_OK)
     x = np.random.default_rng(5).integers(-128, 128, size=model.input_shape, dtype=np.int8)
-    assert np.array_equal(client.infer(x).output, hw_reference(model, program, x))
+    assert np.array_equal(client.infer(x).output, golden_output(model, program, x))
     client.load_weights(b"")
     assert client.info().weight_state == wire.WEIGHTS_UART
 
@@ -263,7 +257,7 @@ def test_hdl_run_against_the_rtl(design, tmp_path, capsys):
     assert run.main(["--port", "sim", "--model", str(path), "--image", str(png), "--json"], port=port) == 0
     report = json.loads(capsys.readouterr().out)
     x = load_image(png, model.input_shape, model.input_q)
-    assert report["accelerator_output"] == [int(v) for v in hw_reference(model, program, x)]
+    assert report["accelerator_output"] == [int(v) for v in golden_output(model, program, x)]
     assert report["output"] == [int(v) for v in run_model(model, x[None]).reshape(-1)]
     assert report["cycles"] > 0 and not report["weights_sent"]
 

@@ -258,6 +258,13 @@ class Soc(wiring.Component):
                 fail(wire.TIMEOUT)
             return m.Elif(rx_ev)
 
+        def count(n, then):
+            """One more byte of a run of ``n`` (received, read or sent); the last moves on."""
+            m.d.sync += done_inc.eq(1)
+            with m.If(last_flags[n]):
+                m.d.sync += done_clr.eq(1)
+                fsm.goto(then)
+
         # ---- boot: the flash header must equal the bitstream's (magic, length, program id,
         # CRC), and the image's CRC-32 the header's.  A header that differs writes nothing.
         with fsm.state("BOOT"):
@@ -278,10 +285,7 @@ class Soc(wiring.Component):
                 m.d.comb += [flash.o.ready.eq(1), packer.valid.eq(flash.o.valid), packer.data.eq(flash.o.p),
                              packer.write.eq(~mismatch)]
                 with m.If(flash.o.valid):
-                    m.d.sync += done_inc.eq(1)
-                    with m.If(last_flags[self.weight_bytes]):
-                        m.d.sync += done_clr.eq(1)
-                        fsm.goto("BOOT_CHECK")
+                    count(self.weight_bytes, "BOOT_CHECK")
         with fsm.state("BOOT_CHECK"):
             with m.If(~crc_pending & ~flash.busy):
                 crc_ok = crc.expect_ok
@@ -323,17 +327,11 @@ class Soc(wiring.Component):
                     fail(wire.BAD_COMMAND)
         with fsm.state("LENGTH"):
             with receiving():
-                bad = mismatch | ~rx_match
-                m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(bad)]
-                with m.If(last_flags[4]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("HEAD_CRC")
+                m.d.sync += [idx.eq(idx + 1), mismatch.eq(mismatch | ~rx_match)]
+                count(4, "HEAD_CRC")
         with fsm.state("HEAD_CRC"):
             with receiving():
-                m.d.sync += done_inc.eq(1)
-                with m.If(last_flags[4]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("HEAD_CHECK")
+                count(4, "HEAD_CHECK")
         # Nothing of the payload is acted on before the header has checked out.  The CRC
         # takes 11 cycles here, the next byte at least 40.
         with fsm.state("HEAD_CHECK"):
@@ -354,19 +352,14 @@ class Soc(wiring.Component):
                     fsm.goto("PAYLOAD_CRC")
         with fsm.state("INPUT"):
             with receiving():
-                m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1), done_inc.eq(1)]
-                with m.If(last_flags[self.input_bytes]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("PAYLOAD_CRC")
+                m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1)]
+                count(self.input_bytes, "PAYLOAD_CRC")
         if self.weight_bytes:
             with fsm.state("WEIGHTS"):
                 m.d.comb += [packer.data.eq(rx.o.p), packer.write.eq(1)]
                 with receiving():
                     m.d.comb += packer.valid.eq(1)
-                    m.d.sync += done_inc.eq(1)
-                    with m.If(last_flags[self.weight_bytes]):
-                        m.d.sync += done_clr.eq(1)
-                        fsm.goto("PAYLOAD_CRC")
+                    count(self.weight_bytes, "PAYLOAD_CRC")
         # The payload's CRC before its own CRC bytes go in: a WEIGHTS image must be the one
         # the bitstream was built for, not merely intact (the CRC takes 11 cycles, the first
         # CRC byte comes 40 or more after the last payload byte).
@@ -375,10 +368,7 @@ class Soc(wiring.Component):
             with m.If(rx_ev & (done == 0)):
                 m.d.sync += image_ok.eq(crc.expect_ok)
             with receiving():
-                m.d.sync += done_inc.eq(1)
-                with m.If(last_flags[4]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("VERIFY")
+                count(4, "VERIFY")
         with fsm.state("VERIFY"):
             with m.If(~crc_pending):
                 with m.If(~crc.residue_ok):
@@ -451,25 +441,17 @@ class Soc(wiring.Component):
             byte = Mux(done[0], boot_result, weight_state)
             send(1, byte)
             with m.If(tx.i.ready):
-                m.d.sync += done_inc.eq(1)
-                with m.If(last_flags[2]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("SEND_CRC")
+                count(2, "SEND_CRC")
         with fsm.state("SEND_OUTPUT"):
             send(settle == 0, value)
             with m.If((settle == 0) & tx.i.ready):
-                m.d.sync += [walk_next.eq(1), done_inc.eq(1), settle.eq(3)]
-                with m.If(last_flags[self.output_bytes]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("SEND_CYCLES")
+                m.d.sync += [walk_next.eq(1), settle.eq(3)]
+                count(self.output_bytes, "SEND_CYCLES")
         with fsm.state("SEND_CYCLES"):
             byte = core.cycles.word_select(done[:2], 8)
             send(1, byte)
             with m.If(tx.i.ready):
-                m.d.sync += done_inc.eq(1)
-                with m.If(last_flags[4]):
-                    m.d.sync += done_clr.eq(1)
-                    fsm.goto("SEND_CRC")
+                count(4, "SEND_CRC")
         with fsm.state("SEND_CRC"):
             send(~crc_pending, ~crc.value.word_select(done[:2], 8))
             with m.If(~crc_pending & tx.i.ready):
