@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """SpiFlashReader against sim.models.SpiFlashModel in the Amaranth simulator: data at several
 addresses and lengths (across the 0x100000 weight header and the image's ends), o.ready
-back-pressure, the wake-up before every read and its gap, timing, SCK half-periods 1 and 2;
+back-pressure, ``stop`` with the last byte wanted (and mid-command), the wake-up before every
+read and its gap, timing, SCK half-periods 1 and 2;
 the model's own power-down behaviour; Verilog emission."""
 
 import itertools
@@ -20,9 +21,8 @@ BASE = 0x0F8000
 IMAGE = np.random.default_rng(7).integers(0, 256, 0x10000, dtype=np.uint8).tobytes()
 END = BASE + len(IMAGE)
 #: (address, length): across the header boundary, the header, inside, the image's start and
-#: end (erased 0xFF outside), nothing, and a single byte.
-READS = [(0x0FFFF0, 40), (0x100000, 8), (0x101234, 17), (BASE - 3, 6), (END - 5, 9),
-         (0x100000, 0), (0x345678, 1)]
+#: end (erased 0xFF outside), and a single byte.
+READS = [(0x0FFFF0, 40), (0x100000, 8), (0x101234, 17), (BASE - 3, 6), (END - 5, 9), (0x345678, 1)]
 
 
 def expected(address, length):
@@ -32,7 +32,8 @@ def expected(address, length):
 
 def simulate(dut, reads, *, stall=0.0, seed=0):
     """Run ``reads`` one after another with ``o.ready`` low at random (probability ``stall``),
-    a stray ``start`` pulse in the middle of each (ignored while busy).  Returns the model,
+    a stray ``start`` pulse in the middle of each (ignored while busy), ``stop`` with the
+    last byte taken.  Returns the model,
     the bytes of each read, each read's cycles from start until cs is inactive for good, and
     each wake gap (cycles with cs inactive between the two commands)."""
     rng = np.random.default_rng(seed)
@@ -43,7 +44,6 @@ def simulate(dut, reads, *, stall=0.0, seed=0):
         for address, length in reads:
             assert not ctx.get(dut.busy)
             ctx.set(dut.addr, address)
-            ctx.set(dut.length, length)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -51,14 +51,16 @@ def simulate(dut, reads, *, stall=0.0, seed=0):
             while True:
                 ready = rng.random() >= stall
                 ctx.set(dut.o.ready, ready)
+                taken = ready and ctx.get(dut.o.valid)
+                ctx.set(dut.stop, taken and len(data) == length - 1)
                 if cycle == 5:                        # a start while busy: ignored
                     ctx.set(dut.addr, 0)
                     ctx.set(dut.start, 1)
-                _, _, valid, payload, busy, cs = await ctx.tick().sample(
-                    dut.o.valid, dut.o.payload, dut.busy, dut.cs)
+                _, _, payload, busy, cs = await ctx.tick().sample(dut.o.payload, dut.busy, dut.cs)
                 ctx.set(dut.start, 0)
+                ctx.set(dut.stop, 0)
                 cycle += 1
-                if ready and valid:
+                if taken:
                     data.append(payload)
                 if cs != last_cs:
                     cs_edges.append(cycle)
@@ -102,7 +104,7 @@ def test_random_backpressure_holds_sck(sck_half):
     assert got == [expected(a, n) for a, n in reads]
     assert ([c for c in flash.commands if c.opcode == 0x03]
             == [FlashCommand(0x03, a, n, True) for a, n in reads])
-    # Stalls stretch a read; the last byte may wait on o after cs is inactive.
+    # Stalls stretch a read.
     assert all(d >= dut.cycles(n) for d, (_, n) in zip(durations, reads))
     assert durations[0] > dut.cycles(reads[0][1])
 
@@ -116,12 +118,14 @@ def test_sck_mode0_waveform_and_registered_pins():
     async def testbench(ctx):
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.addr, 0x100000)
-        ctx.set(dut.length, 2)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        received = 0
         while ctx.get(dut.busy):
             trace.append((ctx.get(dut.cs), ctx.get(dut.sck), ctx.get(dut.copi)))
+            received += ctx.get(dut.o.valid)
+            ctx.set(dut.stop, received == 2)
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -196,11 +200,53 @@ def test_converts_to_verilog():
     assert "module SpiFlashReader" in text
 
 
+@pytest.mark.parametrize("at", [1, 4, 20, 150, 220])
+def test_stop_in_any_phase_idles_at_once_and_the_next_read_is_whole(at):
+    """``stop`` in the wake command, the wake gap, the read header or a data byte: cs falls
+    on the next edge, nothing more is offered, and a read started afterwards is intact."""
+    dut = SpiFlashReader(sck_half=1, wake_cycles=5)
+    flash = SpiFlashModel(IMAGE, BASE)
+    after = []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.addr, BASE + 100)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        await ctx.tick().repeat(at)
+        ctx.set(dut.stop, 1)
+        await ctx.tick()
+        ctx.set(dut.stop, 0)
+        assert (ctx.get(dut.busy), ctx.get(dut.cs), ctx.get(dut.o.valid)) == (0, 0, 0)
+        for _ in range(50):
+            assert not ctx.get(dut.cs) and not ctx.get(dut.o.valid)
+            await ctx.tick()
+        ctx.set(dut.addr, BASE + 7)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        while len(after) < 5:
+            if ctx.get(dut.o.valid):
+                after.append(ctx.get(dut.o.payload))
+                ctx.set(dut.stop, len(after) == 5)
+            await ctx.tick()
+        ctx.set(dut.stop, 0)
+        assert not ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(flash.process(dut.sck, dut.cs, dut.copi, dut.cipo))
+    sim.add_testbench(testbench)
+    sim.run()
+    assert bytes(after) == expected(BASE + 7, 5)
+    assert flash.commands[-1] == FlashCommand(0x03, BASE + 7, 5, awake=True)
+
+
 @pytest.mark.synth
 def test_synthesis_small_and_fast(tmp_path):
-    """The reader alone on the UP5K (bench/synth.py's harness), sized as the SoC sizes it for
-    the shipped model's boot image (93 KB: a 17-bit length); its byte counter and the
-    compare with ``length`` are a third of it."""
-    figures = synthesise(SpiFlashReader(max_length=(1 << 17) - 1), tmp_path)
-    assert figures["lc_unit"] <= 130
+    """The reader alone on the UP5K (bench/synth.py's harness): with no byte counter (its
+    consumer says when to stop) it is mostly the 32-bit command and receive shift register."""
+    figures = synthesise(SpiFlashReader(), tmp_path)
+    assert figures["lc_unit"] <= 80
     assert figures["fmax_mhz"] >= 55

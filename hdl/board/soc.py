@@ -74,8 +74,7 @@ class Soc(wiring.Component):
                      *_le(self.weights_crc, 4)]
                     + list(header) + _le(self.input_bytes, 4) + _le(self.weight_bytes, 4) + _le(0, 4))
         assert len(self.rom) == LENGTH_AT[wire.CMD_INFO] + 4
-        self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles,
-                                     max_length=self.boot_bytes)
+        self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles)
         super().__init__({
             "uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
             "flash_sck": Out(1), "flash_cs": Out(1), "flash_copi": Out(1), "flash_cipo": In(1),
@@ -114,7 +113,6 @@ class Soc(wiring.Component):
             rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
             self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
             flash.cipo.eq(self.flash_cipo),
-            flash.length.eq(self.boot_bytes),
             core.host.addr.eq(walker.addr),
         ]
         rx_low = Signal()
@@ -139,8 +137,11 @@ class Soc(wiring.Component):
         runs = {wire.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, REPLY_HEAD, self.input_bytes,
                 self.output_bytes} - {0}
         last_flags = {n: Signal(name=f"last_of_{n}") for n in runs}
+        # The short runs share one "upper bits clear" term.
+        low = 5
+        upper_clear = done[low:] == 0
         for n, flag in last_flags.items():
-            m.d.sync += flag.eq(done == n - 1)
+            m.d.sync += flag.eq((done[:low] == n - 1) & upper_clear if n <= 1 << low else done == n - 1)
 
         # Bytes into the CRC a cycle after they are taken, from registers; ``crc_clear``
         # likewise.  While ``crc_pending`` (below) the CRC has not finished the last byte.
@@ -152,12 +153,12 @@ class Soc(wiring.Component):
         # output byte leaves four cycles after its step (walker, bank read, ``value``
         # register): ``settle`` counts them down.
         walk_next, walk_restart, walk_output = Signal(), Signal(), Signal()
-        host_we, host_wdata = Signal(), Signal(8)
+        host_we = Signal()
         settle = Signal(2)
         value = Signal(8)
         m.d.sync += [walk_next.eq(0), walk_restart.eq(0), host_we.eq(0), value.eq(core.host.rdata)]
         m.d.comb += [walker.next.eq(walk_next), walker.restart.eq(walk_restart), walker.select.eq(walk_output),
-                     core.host.we.eq(host_we), core.host.wdata.eq(host_wdata)]
+                     core.host.we.eq(host_we), core.host.wdata.eq(rx.o.p)]
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
 
@@ -208,14 +209,12 @@ class Soc(wiring.Component):
         tx_crc = (Cat(*(fsm[n] for n in ("SEND_INFO", "SEND_STATE", "SEND_OUTPUT", "SEND_CYCLES"))).any()
                   | (fsm["SEND_HEAD"] & (done[1] | done[2])))
         boot_data = fsm["BOOT_DATA"] if self.weight_bytes else Const(0)
-        # A sent byte is first copied beside the UART (the same load as the UART's own), then
-        # fed a cycle later: the CRC's input multiplexer sees registers only.
-        tx_sent, tx_taken = Signal(8), Signal()
+        # A sent byte is fed a cycle after the UART took it, from the UART's frame register:
+        # the CRC's input multiplexer sees registers only.
+        tx_taken = Signal()
         m.d.sync += tx_taken.eq(tx_crc & tx.i.valid & tx.i.ready)
-        with m.If(tx.i.valid & tx.i.ready):
-            m.d.sync += tx_sent.eq(tx.i.p)
         m.d.sync += [crc_feed.eq((rx_ev & rx_crc) | (boot_data & flash.o.valid) | tx_taken),
-                     crc_byte.eq(Mux(boot_data, flash.o.p, Mux(tx_taken, tx_sent, rx.o.p)))]
+                     crc_byte.eq(Mux(boot_data, flash.o.p, Mux(tx_taken, tx.sent, rx.o.p)))]
 
         crc_pending = tx_taken | crc_feed | crc.busy
 
@@ -227,11 +226,13 @@ class Soc(wiring.Component):
             with m.Else():
                 fsm.goto("HUNT")
 
-        # The reply's status: each call raises a flag for its constant, and the register takes
-        # the OR of the raised constants (the states are exclusive), so no priority chain runs
-        # through every state that answers.  The payload length follows from the status and
-        # the command: INFO's and INFER's when they succeed, else none.
+        # The reply's status: each call raises a flag for its constant, which a flip-flop of
+        # its own holds until the reply has been sent, and the status is the OR of the held
+        # constants (one is held at a time), so no priority chain runs through every state
+        # that answers and no status register is loaded.  The payload length follows from the
+        # status and the command: INFO's and INFER's when they succeed, else none.
         status_flags = {}
+        reply_end = Signal()
 
         def flag(value):
             if value not in status_flags:
@@ -279,12 +280,14 @@ class Soc(wiring.Component):
                 m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
                 with m.If(last_flags[wire.WEIGHTS_HEADER_BYTES]):
                     m.d.sync += done_clr.eq(1)
+                    m.d.comb += flash.stop.eq(not self.weight_bytes)
                     fsm.goto("BOOT_DATA" if self.weight_bytes else "BOOT_CHECK")
         if self.weight_bytes:
             with fsm.state("BOOT_DATA"):
                 m.d.comb += [flash.o.ready.eq(1), packer.valid.eq(flash.o.valid), packer.data.eq(flash.o.p),
                              packer.write.eq(~mismatch)]
                 with m.If(flash.o.valid):
+                    m.d.comb += flash.stop.eq(last_flags[self.weight_bytes])
                     count(self.weight_bytes, "BOOT_CHECK")
         with fsm.state("BOOT_CHECK"):
             with m.If(~crc_pending & ~flash.busy):
@@ -352,7 +355,7 @@ class Soc(wiring.Component):
                     fsm.goto("PAYLOAD_CRC")
         with fsm.state("INPUT"):
             with receiving():
-                m.d.sync += [host_wdata.eq(rx.o.p), host_we.eq(1), walk_next.eq(1)]
+                m.d.sync += [host_we.eq(1), walk_next.eq(1)]
                 count(self.input_bytes, "PAYLOAD_CRC")
         if self.weight_bytes:
             with fsm.state("WEIGHTS"):
@@ -457,7 +460,8 @@ class Soc(wiring.Component):
             with m.If(~crc_pending & tx.i.ready):
                 m.d.sync += done_inc.eq(1)
                 with m.If(last_flags[4]):
-                    m.d.sync += [done_clr.eq(1), error.eq(status != wire.OK)]
+                    m.d.sync += [done_clr.eq(1), error.eq(~status_ok)]
+                    m.d.comb += reply_end.eq(1)
                     idle()
 
         with fsm.state("DISCARD"):
@@ -466,13 +470,10 @@ class Soc(wiring.Component):
 
         m.d.comb += [tx.i.valid.eq(Cat(*(st & valid for st, valid, _ in offers)).any()),
                      tx.i.p.eq(functools.reduce(operator.or_, (Mux(st, byte, 0) for st, _, byte in offers)))]
-        # The raised flags are registered first, and the status loads from those a cycle
-        # later (it is sent three bytes into the reply, the length it implies four): the
-        # decisions that raise them end at a flip-flop each.
+        # A reply's end clears the held flag in the cycle that may raise the next (BUSY).
         held = {v: Signal(name=f"{f.name}_r") for v, f in status_flags.items()}
-        m.d.sync += [held[v].eq(f) for v, f in status_flags.items()]
-        with m.If(Cat(*held.values()).any()):
-            m.d.sync += [status.eq(functools.reduce(operator.or_, (Mux(h, v, 0) for v, h in held.items()))),
-                         status_ok.eq(held[wire.OK])]
+        m.d.sync += [held[v].eq(f | (held[v] & ~reply_end)) for v, f in status_flags.items()]
+        m.d.comb += [status.eq(functools.reduce(operator.or_, (Mux(h, v, 0) for v, h in held.items()))),
+                     status_ok.eq(held[wire.OK])]
         fsm.finish()
         return m

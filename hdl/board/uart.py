@@ -37,12 +37,14 @@ class UartTx(wiring.Component):
     ``tx`` is the low bit of the frame shift register, so the pin is driven straight from a
     flip-flop.  ``i.ready`` is high while idle; back-to-back bytes start :attr:`frame_cycles`
     apart (the stop bit is one cycle longer than a bit, which every receiver accepts).
+    ``sent`` is the byte accepted last, from the cycle after it until its start bit ends
+    (``divisor`` cycles): a consumer that checksums what is sent needs no copy of its own.
     """
 
     def __init__(self, divisor):
         _check_divisor(divisor)
         self.divisor = divisor
-        super().__init__({"i": In(stream.Signature(8)), "tx": Out(1, init=1)})
+        super().__init__({"i": In(stream.Signature(8)), "tx": Out(1, init=1), "sent": Out(8)})
 
     @property
     def frame_cycles(self):
@@ -55,7 +57,7 @@ class UartTx(wiring.Component):
         left = Signal(range(11))             # bit periods left in the frame, stop bit included
         timer = _bit_timer(self.divisor)
 
-        m.d.comb += [self.tx.eq(frame[0]), self.i.ready.eq(left == 0)]
+        m.d.comb += [self.tx.eq(frame[0]), self.sent.eq(frame[1:]), self.i.ready.eq(left == 0)]
         with m.If(self.i.ready):
             with m.If(self.i.valid):
                 m.d.sync += [frame.eq(Cat(0, self.i.payload)), left.eq(10),
