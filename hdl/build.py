@@ -6,7 +6,8 @@
 
 Writes to DIR (default ``build/<board>``): ``top.bin`` (the bitstream), ``flash.bin`` (the
 bitstream and the weight image at the board's weight offset, docs/protocol.md),
-``weights.bin``, ``report.json`` and ``report.md`` (resources used of available, nextpnr
+``weights.bin``, ``soc.v`` (the board design the bitstream was made from, with its
+primitives, for ``python -m hdl.run --sim DIR``), ``report.json`` and ``report.md`` (resources used of available, nextpnr
 Fmax against the clock, cycles per inference from a cycle-accurate simulation of the
 generated core, inferences per second at the achieved clock, the memory map).  The
 outputs appear only when the build succeeded; the tools' files stay in ``DIR/work``.
@@ -33,6 +34,7 @@ from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from host import wire
+from sim.board import SOC_VERILOG
 
 from .board.pll import PllError, pll_settings
 from .toolchain import (
@@ -95,6 +97,18 @@ def write_verilog(program, tflite_bytes, path, board, clock_mhz, baud):
     text = amaranth_verilog(soc, "cnn_soc")
     write_atomic(path, text)
     return soc
+
+
+def write_virtual_board(out, soc, clock_hz):
+    """``out/soc.v``: the Soc the bitstream was made from, with its primitives, for
+    ``python -m hdl.run --sim`` (sim.board.BoardDesign); returns the report's section that
+    describes it."""
+    from sim.board import TOP
+    from sim.tools import amaranth_verilog
+    write_atomic(Path(out) / SOC_VERILOG, amaranth_verilog(soc, TOP))
+    return {"verilog": SOC_VERILOG, "target": soc.program.config.target, "clock_hz": clock_hz,
+            "divisor": soc.divisor, "timeout_cycles": soc.timeout_cycles, "boot_cycles": soc.boot_cycles,
+            "weights_offset": soc.weights_offset}
 
 
 def synthesise(workdir, board, tools, seed, clock_mhz):
@@ -365,7 +379,7 @@ def build(args):
     report = {
         "status": "failed" if problem else "built", "problem": problem,
         "board": {"name": board.name, "title": board.title},
-        "model": {"file": str(args.model), "model_id": f"{wire.model_id(tflite_bytes):#010x}",
+        "model": {"file": str(args.model), "path": str(Path(args.model).resolve()), "model_id": f"{wire.model_id(tflite_bytes):#010x}",
                   "program_id": f"{program.program_id:#010x}", "weights_crc32": f"{wire.crc32(weights):#010x}",
                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
         "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_bits", "requant_lanes",
@@ -387,9 +401,10 @@ def build(args):
         write_atomic(out / BITSTREAM[board.family], bitstream)
         write_atomic(out / "flash.bin", image)
         write_atomic(out / "weights.bin", weights)
+        report["virtual_board"] = write_virtual_board(out, soc, pll.f_out_hz)
     else:
         # The outputs are a set: an earlier build's images must not sit beside this report.
-        for name in (BITSTREAM[board.family], "flash.bin", "weights.bin", "cycles_per_layer.png"):
+        for name in (BITSTREAM[board.family], "flash.bin", "weights.bin", "cycles_per_layer.png", SOC_VERILOG):
             (out / name).unlink(missing_ok=True)
     if perf.get("cycles_per_layer"):
         png = layer_plot(perf, f"{program.model.name} on {board.name}")

@@ -2,6 +2,12 @@
 
     python -m hdl.run --port /dev/ttyUSB1 --mnist-index 0
     python -m hdl.run --port /dev/ttyUSB1 --image digit.png [--invert]
+    python -m hdl.run --sim build/icebreaker --input x.npy --output y.npy
+
+``--sim DIR`` runs a build directory's own design instead of a board: the Soc the
+bitstream was made from (``DIR/soc.v``, with its iCE40 primitives under yosys' models) in
+Verilator, booting from ``DIR/flash.bin`` and served over the same serial protocol, at the
+build's clock and baud rate (times are the board's); its model and board are the build's.
 
 The model (default: the shipped MNIST CNN) is compiled to know the sizes, the weight image
 and the layers the host finishes (a final SOFTMAX); its SHA-256 id, the compiled program's
@@ -13,6 +19,7 @@ Any usage or device error ends with one line on stderr and exit status 2.
 """
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,7 +37,7 @@ from golden.run import UsageError as InputFileError
 from golden.tflite_io import parse_tflite
 from host.inputs import InputError, load_image, mnist_input
 from host.client import DEFAULT_TIMEOUT_S, Client, open_serial
-from host.wire import DEFAULT_BAUD, WEIGHT_STATE_NAMES, ProtocolError, crc32, model_id
+from host.wire import DEFAULT_BAUD, FRAME_TIMEOUT_S, WEIGHT_STATE_NAMES, ProtocolError, crc32, model_id
 
 
 class UsageError(Exception):
@@ -46,7 +53,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     p = _Parser(prog="python -m hdl.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", help="serial port of the board (/dev/ttyUSB1 for the iCEBreaker) or a pyserial URL")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--port", help="serial port of the board (/dev/ttyUSB1 for the iCEBreaker) or a pyserial URL")
+    where.add_argument("--sim", metavar="BUILD_DIR", help="no board: run the design hdl.build wrote to BUILD_DIR "
+                       "in Verilator, its flash.bin as the flash")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="FILE", help="image file (PNG, JPEG, ...): white digit on black")
     src.add_argument("--mnist-index", metavar="N", type=int, help="image N of the official MNIST test set")
@@ -54,10 +64,10 @@ def _parser():
                      "or one, as golden.run and sim.run take them")
     p.add_argument("--output", metavar="Y.npy", help="with --input: write the finished outputs (the model's output "
                    "type, as golden.run writes them)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="the int8 .tflite the bitstream was built from "
-                   "(default: the shipped MNIST CNN)")
-    p.add_argument("--board", default="icebreaker", help=f"the board the bitstream was built for ({', '.join(BOARDS)}; "
-                   "default icebreaker): the model is compiled for its configuration")
+    p.add_argument("--model", help="the int8 .tflite the bitstream was built from (default: the build's with --sim, "
+                   "else the shipped MNIST CNN)")
+    p.add_argument("--board", help=f"the board the bitstream was built for ({', '.join(BOARDS)}; default: the build's "
+                   "with --sim, else icebreaker): the model is compiled for its configuration")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD})")
     p.add_argument("--mnist-dir", metavar="DIR", default=str(DEFAULT_DIR),
                    help="where the MNIST test set is (default: ../shared/data/mnist)")
@@ -96,9 +106,42 @@ def _fmt(values):
     return "[" + " ".join(str(int(v)) for v in np.ravel(values)) + "]"
 
 
+def _virtual_board(args):
+    """``--sim``: the build directory's design in Verilator, and the model and board it was
+    built for (``--model``/``--board`` may only repeat them)."""
+    from sim.board import BoardDesign, BuildDirError, VerilatorBoard
+    from sim.verilator import SimulatorError
+    try:
+        design, report, flash = BoardDesign.from_build_dir(args.sim)
+    except BuildDirError as e:
+        raise UsageError(f"--sim {e}") from None
+    built = report["board"]["name"]
+    if args.board not in (None, built):
+        raise UsageError(f"--sim {args.sim} was built for --board {built}, not {args.board}")
+    args.board = built
+    model = report["model"]
+    if args.model is None:
+        args.model = model.get("path", model["file"])
+    try:
+        data = Path(args.model).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{args.model}: cannot read the model the build used ({e.strerror or e}); give --model") from None
+    if hashlib.sha256(data).hexdigest() != model["sha256"]:
+        raise UsageError(f"{args.model} is not the model {args.sim} was built from ({model['file']}, "
+                         f"sha256 {model['sha256'][:12]}...)")
+    if not args.json:
+        print(f"virtual board: {args.sim} ({design.target} design at {design.clock_hz / 1e6:.3f} MHz, "
+              f"UART divisor {design.divisor}) in Verilator", flush=True)
+    try:
+        return VerilatorBoard(design, flash, period=1 / design.clock_hz,
+                              read_cycles=round(1.5 * FRAME_TIMEOUT_S * design.clock_hz))
+    except SimulatorError as e:
+        raise UsageError(f"--sim {args.sim}: {e}") from None
+
+
 def _run(args, port):
-    if args.port is None and port is None:
-        raise UsageError("give --port (the board's serial port, /dev/ttyUSB1 for the iCEBreaker)")
+    if args.port is None and args.sim is None and port is None:
+        raise UsageError("give --port (the board's serial port, /dev/ttyUSB1 for the iCEBreaker) or --sim BUILD_DIR")
     if args.image is None and args.mnist_index is None and args.input is None:
         raise UsageError("nothing to run: give --image FILE, --mnist-index N or --input X.npy")
     if args.output is not None:
@@ -110,11 +153,21 @@ def _run(args, port):
             raise UsageError(str(e)) from None
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
+    virtual = _virtual_board(args) if args.sim is not None and port is None else None
     try:
-        board = get_board(args.board)
+        return _session(args, port or virtual, opened=port is None)
+    finally:
+        if virtual is not None:
+            virtual.close()
+
+
+def _session(args, port, opened):
+    try:
+        board = get_board(args.board or "icebreaker")
     except BoardError as e:
         raise UsageError(str(e)) from None
-    model_path = Path(args.model)
+    model_path = Path(args.model or DEFAULT_MODEL)
+    args.model = str(model_path)
     try:
         data = model_path.read_bytes()
     except OSError as e:
@@ -136,7 +189,7 @@ def _run(args, port):
         x = load_image(args.image, model.input_shape, model.input_q, invert=args.invert)
         source = {"image": str(args.image), "invert": args.invert}
 
-    opened = port is None
+    opened = opened and args.sim is None
     if opened:
         port = open_serial(args.port, args.baud, args.timeout)
     try:

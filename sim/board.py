@@ -10,6 +10,8 @@ Simulated time is not wall time: a ``read`` gives up after ``read_cycles`` clock
 without the bytes it wants, and ``clock()`` is simulated seconds.
 """
 
+import dataclasses
+import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,33 +25,95 @@ BOARD_PORTS = {"clk": "input", "rst": "input", "uart_rx": "input", "uart_tx": "o
                "flash_cs": "output", "flash_copi": "output", "flash_cipo": "input", "led_ready": "output",
                "led_error": "output"}
 TOP = "cnn_soc"
+#: What ``hdl.build`` writes beside a bitstream for :meth:`BoardDesign.from_build_dir`.
+SOC_VERILOG = "soc.v"
 
 
-def build_board(soc, verbose=False):
-    """The simulator executable for ``soc`` (cached by its Verilog)."""
-    return build(amaranth_verilog(soc, TOP), TOP, harness=BOARD_HARNESS, required_ports=BOARD_PORTS,
-                 verbose=verbose)
+class BuildDirError(Exception):
+    """A build directory that holds no runnable design; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardDesign:
+    """A board design as Verilog text with what the harness needs to know about it: the
+    Verilog's primitives (``target``: "ice40" instantiates SB_MAC16 and SB_SPRAM256KA,
+    simulated with yosys' models), the UART divisor, the flash offset of the weight header,
+    the cycles the device boots in, and its clock."""
+
+    verilog: str
+    target: str
+    divisor: int
+    weights_offset: int
+    boot_cycles: int
+    timeout_cycles: int
+    clock_hz: float
+
+    @classmethod
+    def of_soc(cls, soc, clock_hz=1e6):
+        return cls(amaranth_verilog(soc, TOP), soc.program.config.target, soc.divisor, soc.weights_offset,
+                   soc.boot_cycles, soc.timeout_cycles, clock_hz)
+
+    @classmethod
+    def from_build_dir(cls, path):
+        """The design ``hdl.build`` built in ``path`` (its ``report.json`` and Verilog), and
+        the flash image it wrote: ``(design, report, flash bytes from the weight offset)``."""
+        path = Path(path)
+        try:
+            report = json.loads((path / "report.json").read_text())
+        except FileNotFoundError:
+            raise BuildDirError(f"{path}: no report.json: not a build directory (python -m hdl.build --out DIR)") from None
+        except (OSError, ValueError) as e:
+            raise BuildDirError(f"{path / 'report.json'}: unreadable ({e})") from None
+        if report.get("status") != "built":
+            raise BuildDirError(f"{path}: the build there failed ({report.get('problem')}); nothing to run")
+        vb = report.get("virtual_board")
+        if not isinstance(vb, dict):
+            raise BuildDirError(f"{path}: built by a version without the virtual board; rebuild it")
+        try:
+            verilog = (path / vb["verilog"]).read_text()
+            flash = (path / "flash.bin").read_bytes()
+            design = cls(verilog, vb["target"], int(vb["divisor"]), int(vb["weights_offset"]),
+                         int(vb["boot_cycles"]), int(vb["timeout_cycles"]), float(vb["clock_hz"]))
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            raise BuildDirError(f"{path}: incomplete build ({e.__class__.__name__}: {e})") from None
+        if len(flash) <= design.weights_offset:
+            raise BuildDirError(f"{path / 'flash.bin'}: {len(flash)} bytes, ends before the weights at "
+                                f"{design.weights_offset:#x}")
+        return design, report, flash[design.weights_offset:]
+
+
+def build_board(design, verbose=False):
+    """The simulator executable for ``design`` (a :class:`BoardDesign` or a Soc; cached by its
+    Verilog)."""
+    if not isinstance(design, BoardDesign):
+        design = BoardDesign.of_soc(design)
+    extra = {}
+    if design.target == "ice40":
+        from hdl.units.dsp import ICE40_SIM_DEFINES, ice40_sim_model
+        extra = {"extra_sources": [ice40_sim_model()], "defines": ICE40_SIM_DEFINES}
+    return build(design.verilog, TOP, harness=BOARD_HARNESS, required_ports=BOARD_PORTS, verbose=verbose, **extra)
 
 
 class VerilatorBoard:
-    """``flash`` is what the flash holds from ``soc.weights_offset`` on (header and image:
-    ``host.wire.flash_weights_region``, or anything else to test a bad boot); ``period`` the
-    clock period in seconds that ``clock()`` and ``baudrate`` assume."""
+    """``design`` is a :class:`BoardDesign` or a Soc; ``flash`` what the flash holds from its
+    ``weights_offset`` on (header and image: ``host.wire.flash_weights_region``, or anything
+    else to test a bad boot); ``period`` the clock period in seconds that ``clock()`` and
+    ``baudrate`` assume."""
 
-    def __init__(self, soc, flash, read_cycles=200_000, period=1e-6, exe=None):
-        self.soc, self.read_cycles, self.period = soc, int(read_cycles), period
-        self.divisor = soc.divisor
+    def __init__(self, design, flash, read_cycles=200_000, period=1e-6, exe=None):
+        self.read_cycles, self.period = int(read_cycles), period
+        self.divisor = design.divisor
         self.timeout = None
-        exe = exe or build_board(soc)
+        exe = exe or build_board(design)
         self._dir = tempfile.TemporaryDirectory(prefix="board-")
         image = Path(self._dir.name) / "flash.bin"
         image.write_bytes(bytes(flash))
-        self._proc = subprocess.Popen([str(exe), str(image), str(soc.weights_offset), str(soc.divisor)],
+        self._proc = subprocess.Popen([str(exe), str(image), str(design.weights_offset), str(design.divisor)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.cycles = 0
         self.led_ready = self.led_error = 0
         self.framing_errors = 0
-        self.run(soc.boot_cycles)        # a board has long booted when the host opens the port
+        self.run(design.boot_cycles)        # a board has long booted when the host opens the port
 
     def _command(self, line):
         try:

@@ -3,10 +3,14 @@ opt-in (``--runslow``) because it runs yosys and nextpnr for minutes."""
 
 import json
 
+import numpy as np
 import pytest
 
 from boards import BOARDS
-from hdl import build
+from golden.ops import run_model
+from golden.run import DEFAULT_MODEL
+from golden.tflite_io import load_tflite
+from hdl import build, run
 from host import wire
 from published import published_path
 
@@ -100,8 +104,9 @@ def test_flash_image_layout():
 
 
 @pytest.mark.synth
-def test_icebreaker_build(tmp_path):
-    """The README's main command: fits, meets its clock, writes the images and the report."""
+def test_icebreaker_build(tmp_path, capsys):
+    """The README's main command: fits, meets its clock, writes the images and the report;
+    ``hdl.run --sim`` runs what it wrote."""
     out = tmp_path / "icebreaker"
     assert build.main(["--board", "icebreaker", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -111,6 +116,15 @@ def test_icebreaker_build(tmp_path):
     assert (out / "flash.bin").stat().st_size > BOARDS["icebreaker"].weights_offset
     assert sum(report["performance"]["cycles_per_layer"].values()) == report["performance"]["cycles_per_inference"]
     assert (out / "cycles_per_layer.png").read_bytes().startswith(b"\x89PNG")
+    # The build directory's own design on the virtual board: bit-exact, the report's cycles.
+    model = load_tflite(DEFAULT_MODEL)
+    x = np.random.default_rng(5).integers(-128, 128, (2, *model.input_shape)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert run.main(["--sim", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cycles"] == [report["performance"]["cycles_per_inference"]]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
 
 
 def test_larger_board_grows_the_array():
@@ -162,9 +176,12 @@ def test_build_picks_the_clock_unless_told(argv, fmax, status, tried, final, tmp
     packed = []
     monkeypatch.setattr(build, "pack", lambda workdir, board, tools: packed.append(
         (workdir / "top.asc").read_text()) or b"bitstream")
+    monkeypatch.setattr(build, "write_virtual_board", lambda out, soc, clock_hz: (out / "soc.v").write_text("new")
+                        and {"clock_hz": clock_hz})
     out = tmp_path / "out"
     out.mkdir()
-    for stale in ("top.bin", "flash.bin", "weights.bin"):         # an earlier build's images
+    outputs = ("top.bin", "flash.bin", "weights.bin", "soc.v")
+    for stale in outputs:         # an earlier build's
         (out / stale).write_bytes(b"old")
     assert build.main(argv + ["--out", str(out), "--no-sim"]) == status
     assert sorted(runs) == sorted(tried)          # a round's two runs go at once
@@ -175,7 +192,7 @@ def test_build_picks_the_clock_unless_told(argv, fmax, status, tried, final, tmp
     err = capsys.readouterr().err
     assert ("timing missed" in err) == (len(tried) > 1)
     # A failed build leaves no images beside its report: the outputs are a set.
-    assert all((out / name).exists() == (status == 0) for name in ("top.bin", "flash.bin", "weights.bin"))
+    assert all((out / name).exists() == (status == 0) for name in outputs)
     # The bitstream is packed from the chosen placement, whichever ran last.
     assert packed == ([f"placed with seed {final[1]}"] if status == 0 else [])
     if len(tried) > 1:

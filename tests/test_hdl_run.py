@@ -336,3 +336,62 @@ def test_input_and_output_files_like_golden_run(shipped, tmp_path, capsys):
                                           board(shipped))
     np.save(tmp_path / "f.npy", x.astype(np.float32))
     assert "input must be" in error_line(capsys, ["--input", str(tmp_path / "f.npy")], board(shipped))
+
+
+# ---------------------------------------------------------------- --sim: a build directory's design
+
+def build_dir(out, model_path, board_name="icebreaker", clock_hz=39.75e6):
+    """What ``hdl.build`` leaves for ``--sim``, without yosys and nextpnr: the Soc's Verilog
+    with the board's primitives (hdl.build.write_virtual_board), a flash image with an
+    erased bitstream region, and the report's sections that ``--sim`` reads."""
+    import hashlib
+
+    from hdl.build import flash_image, load_program, make_soc, write_virtual_board
+    b = get_board(board_name)
+    program, data = load_program(model_path, b.config)
+    soc = make_soc(program, data, clock_hz, P.DEFAULT_BAUD, b.weights_offset)
+    out.mkdir()
+    (out / "flash.bin").write_bytes(flash_image(b"", program.weight_image, b, program.program_id))
+    report = {"status": "built", "board": {"name": b.name},
+              "model": {"file": str(model_path), "path": str(model_path), "sha256": hashlib.sha256(data).hexdigest()},
+              "virtual_board": write_virtual_board(out, soc, clock_hz)}
+    (out / "report.json").write_text(json.dumps(report))
+    return program, report
+
+
+def test_sim_runs_the_build_directory_design_bit_exact(shipped, tmp_path, capsys):
+    """The shipped model's iCEBreaker Soc (SB_MAC16 and SPRAM under yosys' models) boots
+    from flash.bin and answers over the UART like the board, equal to golden.  (The build's
+    own opt-in test, tests/test_build.py, also checks the cycles against its report.)"""
+    model = shipped[0]
+    build_dir(tmp_path / "b", DEFAULT_MODEL)
+    x = np.random.default_rng(3).integers(-128, 128, (2, *model.input_shape)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run(capsys, ["--sim", str(tmp_path / "b"), "--input", str(tmp_path / "x.npy"),
+                                  "--output", str(tmp_path / "y.npy"), "--json"], None)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["weights_sent"] is False        # booted from the flash image
+    assert len(result["cycles"]) == 1            # every input took the same cycles
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
+
+
+def test_sim_errors_are_one_line(shipped, tmp_path, capsys):
+    png = digit_png(tmp_path / "d.png")
+    assert "not a build directory" in error_line(capsys, ["--sim", str(tmp_path), "--image", str(png)])
+    assert "not allowed with" in error_line(capsys, ["--sim", str(tmp_path), "--port", "loop://",
+                                                     "--image", str(png)])
+    _, report = build_dir(tmp_path / "b", DEFAULT_MODEL)
+    b = str(tmp_path / "b")
+    assert "built for --board icebreaker, not ulx3s" in error_line(capsys, ["--sim", b, "--board", "ulx3s",
+                                                                            "--image", str(png)])
+    other = tmp_path / "other.tflite"
+    other.write_bytes(DEFAULT_MODEL.read_bytes() + b"\0")
+    assert "is not the model" in error_line(capsys, ["--sim", b, "--model", str(other), "--image", str(png)])
+    (tmp_path / "b" / "flash.bin").write_bytes(b"\xff" * 100)
+    assert "ends before the weights" in error_line(capsys, ["--sim", b, "--image", str(png)])
+    (tmp_path / "b" / "soc.v").unlink()
+    assert "incomplete build" in error_line(capsys, ["--sim", b, "--image", str(png)])
+    report.update(status="failed", problem="misses timing")
+    (tmp_path / "b" / "report.json").write_text(json.dumps(report))
+    assert "the build there failed (misses timing)" in error_line(capsys, ["--sim", b, "--image", str(png)])
