@@ -12,6 +12,10 @@ Fmax against the clock, cycles per inference from a cycle-accurate simulation of
 generated core, inferences per second at the achieved clock, the memory map).  The
 outputs appear only when the build succeeded; the tools' files stay in ``DIR/work``.
 
+``--verify-netlist N`` (iCE40) also simulates the netlist yosys synthesised, with yosys'
+cell models (sim/netlist.py), on N inputs before writing anything: outputs equal to golden
+and cycles equal to the RTL's, or the build fails.
+
 Exit status: 0 built; 1 the design does not fit or misses timing (the report says by how
 much); 2 bad input (model, options, missing tools), with one line on stderr.
 """
@@ -29,7 +33,7 @@ import numpy as np
 
 from boards import BOARDS, BoardError, compile_for, get_board
 from compiler.program import CompileError, compile_model
-from golden.files import OneLineParser, OutputError, check_output_dir, write_atomic
+from golden.files import OneLineParser, OutputError, check_output_dir, one_line, write_atomic
 from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
@@ -109,6 +113,30 @@ def write_virtual_board(out, soc, clock_hz):
     return {"verilog": SOC_VERILOG, "target": soc.program.config.target, "clock_hz": clock_hz,
             "divisor": soc.divisor, "timeout_cycles": soc.timeout_cycles, "boot_cycles": soc.boot_cycles,
             "weights_offset": soc.weights_offset}
+
+
+def verify_netlist(workdir, board, soc, program, clock_hz, tools, n, cycles):
+    """The gate-level check (sim/netlist.py): the netlist synthesised in ``workdir`` on the
+    virtual board, ``n`` inputs against golden, and its cycles against the RTL's
+    (``cycles``, when measured).  Returns (figures for the report, the problem or None)."""
+    from sim.netlist import NetlistError, check, netlist_design
+    from sim.verilator import SimulatorError
+    log(f"      gate-level check: the synthesised netlist with yosys' iCE40 cell models, {n} inputs")
+    try:
+        result = check(netlist_design(workdir, board, soc, clock_hz, tools), program, n, log)
+    except SimulatorError as e:
+        raise BuildError(f"--verify-netlist: {one_line(e)}") from None
+    except NetlistError as e:
+        return {"inputs": n, "bit_exact": False, "problem": str(e)}, f"gate-level check: {e}"
+    log(f"      gate-level check took {result['seconds']:.0f} s (simulator build {result['simulator_build_seconds']:.0f} s,"
+        f" {result.get('seconds_per_input', 0):.0f} s an input)")
+    if not result["bit_exact"]:
+        what = result.get("problem") or f"outputs differ from golden on inputs {result['differing_inputs']}"
+        return result, f"the synthesised netlist fails the gate-level check: {what}"
+    if cycles is not None and result["cycles"] != [cycles]:
+        return result, (f"the synthesised netlist takes {result['cycles']} cycles, the RTL {cycles}: "
+                        "gate-level check failed")
+    return result, None
 
 
 def synthesise(workdir, board, tools, seed, clock_mhz):
@@ -206,6 +234,12 @@ def render_md(r):
         if p.get("cycles_per_layer"):
             lines += ["| layer (hardware step) | cycles |", "|---|---|"]
             lines += [f"| {name} | {c:,} |" for name, c in p["cycles_per_layer"].items()] + [""]
+    nl = r.get("netlist_check")
+    if nl:
+        verdict = "bit-exact with golden" if nl["bit_exact"] else f"**failed**: {nl.get('problem') or nl.get('differing_inputs')}"
+        cycles = f", {', '.join(f'{c:,}' for c in nl['cycles'])} cycles" if nl.get("cycles") else ""
+        lines += [f"Gate-level check (the synthesised netlist, yosys' iCE40 cell models, Verilator): {nl['inputs']} "
+                  f"inputs, {verdict}{cycles}; {nl.get('seconds', '?')} s.", ""]
     lines += ["Memory map:", "", "```", json.dumps(r["memory_map"], indent=1), "```", "",
               f"Flash: bitstream at 0, weights at {r['flash']['weights_offset']} ({r['flash']['weight_bytes']} B)."
               f" UART {r['uart']['baud']} baud.", ""]
@@ -271,6 +305,11 @@ def build(args):
     clock_mhz = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
     if not args.baud > 0:
         raise BuildError(f"--baud must be a positive number of bits per second, got {args.baud}")
+    if args.verify_netlist < 0:
+        raise BuildError(f"--verify-netlist takes a number of inputs >= 1, got {args.verify_netlist}")
+    if args.verify_netlist and (args.verilog is not None or board.family != "ice40"):
+        raise BuildError("--verify-netlist checks an iCE40 bitstream build: " + (
+            "not with --verilog" if args.verilog is not None else f"{board.name} is {board.family}"))
     try:
         pll = pll_settings(board.family, board.osc_hz, clock_mhz * 1e6)
     except PllError as e:
@@ -375,6 +414,10 @@ def build(args):
     perf = measure_cycles(program) if not args.no_sim else {"cycles_per_inference": None, "note": "--no-sim"}
     if perf.get("cycles_per_inference"):
         perf["inferences_per_second"] = round(pll.f_out_hz / perf["cycles_per_inference"], 1)
+    netlist = None
+    if args.verify_netlist and not problem:
+        netlist, problem = verify_netlist(workdir, board, soc, program, pll.f_out_hz, tools, args.verify_netlist,
+                                          perf.get("cycles_per_inference"))
     weights = program.weight_image
     report = {
         "status": "failed" if problem else "built", "problem": problem,
@@ -393,6 +436,7 @@ def build(args):
         "memory_map": program.memory_map,
         "flash": {"weights_offset": f"{board.weights_offset:#x}", "weight_bytes": len(weights)},
         "uart": {"baud": args.baud, "divisor": soc.divisor},
+        "netlist_check": netlist,
         "build_seconds": None,
     }
     if not problem:
@@ -438,6 +482,9 @@ def main(argv=None):
     parser.add_argument("--list-boards", action="store_true")
     parser.add_argument("--system-tools", action="store_true", help="use yosys/nextpnr from PATH, not YoWASP")
     parser.add_argument("--no-sim", action="store_true", help="skip the cycle-accurate cycle count")
+    parser.add_argument("--verify-netlist", type=int, default=0, metavar="N",
+                        help="iCE40: simulate the synthesised netlist (yosys' cell models, Verilator) on N inputs "
+                             "and require equality with golden before writing the images (minutes per input)")
     args = parser.parse_args(argv)
     if args.list_boards:
         for b in BOARDS.values():

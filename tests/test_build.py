@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hdl.build: board listing, portable Verilog, one-line errors; the full iCEBreaker build is
 opt-in (``--runslow``) because it runs yosys and nextpnr for minutes."""
 
@@ -35,6 +36,9 @@ def test_list_boards(capsys):
     (["--clock-mhz", "nan"], "the clock must be a positive number of MHz, got nan"),
     (["--clock-mhz", "300"], "--clock-mhz 300: 300 MHz is above the ice40 PLL's 275 MHz limit"),
     (["--board", "ulx3s-85f", "--clock-mhz", "450"], "450 MHz is above the ecp5 PLL's 400 MHz limit"),
+    (["--verify-netlist", "-1"], "--verify-netlist takes a number of inputs >= 1, got -1"),
+    (["--verify-netlist", "2", "--board", "ulx3s-85f"], "checks an iCE40 bitstream build: ulx3s-85f is ecp5"),
+    (["--verify-netlist", "2", "--verilog", "/tmp/x.v"], "checks an iCE40 bitstream build: not with --verilog"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
     assert build.main(argv + ["--out", str(tmp_path / "out")]) == 2
@@ -106,10 +110,14 @@ def test_flash_image_layout():
 @pytest.mark.synth
 def test_icebreaker_build(tmp_path, capsys):
     """The README's main command: fits, meets its clock, writes the images and the report;
-    ``hdl.run --sim`` runs what it wrote."""
+    its synthesised netlist passes the gate-level check; ``hdl.run --sim`` runs what it
+    wrote.  Then the same check on the netlist with its multipliers made unsigned fails."""
     out = tmp_path / "icebreaker"
-    assert build.main(["--board", "icebreaker", "--out", str(out)]) == 0
+    assert build.main(["--board", "icebreaker", "--out", str(out), "--verify-netlist", "2"]) == 0
     report = json.loads((out / "report.json").read_text())
+    check = report["netlist_check"]
+    assert check["inputs"] == 2 and check["bit_exact"]
+    assert check["cycles"] == [report["performance"]["cycles_per_inference"]]
     assert report["status"] == "built" and report["timing"]["met"]
     assert report["utilisation"]["ICESTORM_DSP"]["used"] == 8
     assert report["performance"]["bit_exact_vs_golden"]
@@ -125,6 +133,21 @@ def test_icebreaker_build(tmp_path, capsys):
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cycles"] == [report["performance"]["cycles_per_inference"]]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_model(model, x))
+
+    work = out / ("work" if report["timing"]["clock_mhz"] == 39.75 else f"work_{report['timing']['clock_mhz']:.3f}MHz")
+    netlist = json.loads((work / "top.json").read_text())
+    dsps = [c for c in netlist["modules"]["top"]["cells"].values() if c["type"] == "SB_MAC16"]
+    assert dsps
+    for cell in dsps:
+        cell["parameters"]["A_SIGNED"] = cell["parameters"]["B_SIGNED"] = "0"
+    (work / "top.json").write_text(json.dumps(netlist))
+    b = BOARDS["icebreaker"]
+    program, data = build.load_program(DEFAULT_MODEL, b.config)
+    clock_hz = report["virtual_board"]["clock_hz"]
+    soc = build.make_soc(program, data, clock_hz, wire.DEFAULT_BAUD, b.weights_offset)
+    result, problem = build.verify_netlist(work, b, soc, program, clock_hz, build.find_tools("ice40"), 1,
+                                           report["performance"]["cycles_per_inference"])
+    assert not result["bit_exact"] and "fails the gate-level check" in problem
 
 
 def test_larger_board_grows_the_array():
