@@ -7,7 +7,7 @@ frame costs a few Python wake-ups per bit.  Pins are the DUT's port signals.
 
 from typing import NamedTuple
 
-__all__ = ["FlashCommand", "SpiFlashModel", "uart_send", "uart_break", "UartMonitor"]
+__all__ = ["FlashCommand", "SpiFlashModel", "MultiIoFlashModel", "uart_send", "uart_break", "UartMonitor"]
 
 
 class FlashCommand(NamedTuple):
@@ -99,6 +99,123 @@ class SpiFlashModel:
             self.powered_down = False
         elif opcode == self.POWER_DOWN and awake:
             self.powered_down = True
+
+
+class MultiIoFlashModel(SpiFlashModel):
+    """The same flash on all four I/O lines (IO0 = DI, IO1 = DO, IO2 = /WP, IO3 = /HOLD), with
+    the W25Q128JV's fast reads as its datasheet times them:
+
+    - ``0x0B`` fast read, ``0x3B`` dual output, ``0x6B`` quad output fast read: opcode and
+      24-bit address on IO0 (one bit a clock), then :attr:`DUMMY` dummy clocks, then data
+      on IO1, IO1:IO0 (high bit first) or IO3:IO0, changing as SCK falls, the first bit
+      driven as the last dummy clock falls;
+    - ``0x03`` read (no dummy clocks, IO1), ``0xAB`` wake, ``0xB9`` power down, as the
+      single-line model;
+    - ``0x50`` write enable for volatile status, then ``0x31`` and a byte: status register 2,
+      whose bit 1 is QE, volatile (lost at power-down in the part; kept here); ``0x35``
+      reads it back on IO1.  A quad read while QE is clear drives nothing (IO2 and IO3 are
+      /WP and /HOLD then), so the host reads its pull-ups: 0xFF.
+
+    ``quad_enabled`` is QE at power-up (W25Q128JV-IQ parts ship with it clear).  The host's
+    pins are ``dq_o`` (its outputs), ``dq_oe`` (their enables) and ``dq_i`` (what it reads:
+    the flash where the flash drives, else the host's own output, else the pull-up's 1).
+    A line driven by both ends at once is a bus fight: it is counted in ``contention``.
+    """
+
+    FAST_READ, DUAL_READ, QUAD_READ = 0x0B, 0x3B, 0x6B
+    VOLATILE_WRITE_ENABLE, WRITE_SR2, READ_SR2 = 0x50, 0x31, 0x35
+    QE = 0x02
+    #: Dummy clocks of the fast reads (0x0B, 0x3B, 0x6B) after the address.
+    DUMMY = 8
+    #: Data lines of each read command.
+    READ_WIDTH = {SpiFlashModel.READ: 1, FAST_READ: 1, DUAL_READ: 2, QUAD_READ: 4}
+
+    def __init__(self, image, base=0, *, powered_down=True, quad_enabled=False):
+        super().__init__(image, base, powered_down=powered_down)
+        self.sr2 = self.QE if quad_enabled else 0
+        self.contention = 0
+        self._volatile_we = False
+
+    @property
+    def quad_enabled(self):
+        return bool(self.sr2 & self.QE)
+
+    def _data_start(self, opcode):
+        """Clocks before a read's first data bit: opcode, address and dummy clocks."""
+        return 32 + (0 if opcode == self.READ else self.DUMMY)
+
+    def process_io(self, sck, cs, dq_o, dq_oe, dq_i):
+        """The simulator process for the four I/O lines; add it with ``sim.add_process``."""
+        async def run(ctx):
+            selected = False
+            drive, driven = 0, 0              # the flash's output bits and which lines it drives
+
+            def update(host, host_oe):
+                if host_oe & driven:
+                    self.contention += 1
+                ctx.set(dq_i, (drive & driven) | (host & host_oe & ~driven) | (0xF & ~(host_oe | driven)))
+
+            update(0, 0)
+            async for rise, fall, now_selected, _, _, host, host_oe in \
+                    ctx.posedge(sck).negedge(sck).changed(cs).changed(dq_o, dq_oe).sample(dq_o, dq_oe):
+                if now_selected != selected:
+                    selected = bool(now_selected)
+                    if selected:
+                        bits = header = 0
+                        opcode = address = written = None
+                    else:
+                        self._end_io(opcode, address, bits, written)
+                        drive = driven = 0
+                elif selected and rise:
+                    if bits < 32:
+                        header = header << 1 | (host & 1)
+                    bits += 1
+                    if bits == 8:
+                        opcode = header
+                    elif bits == 16:
+                        written = header & 0xFF
+                    elif bits == 32 and opcode in self.READ_WIDTH:
+                        address = header & 0xFFFFFF
+                elif selected and fall and opcode is not None and not self.powered_down:
+                    drive, driven = self._output(opcode, address, bits)
+                update(host, host_oe)
+        return run
+
+    def _output(self, opcode, address, bits):
+        """The flash's (output bits, driven lines) after the falling edge that ends clock
+        ``bits``."""
+        if opcode == self.READ_SR2 and bits >= 8:
+            return (self.sr2 >> (7 - (bits - 8) % 8) & 1) << 1, 0b0010
+        width = self.READ_WIDTH.get(opcode)
+        if width is None or address is None or bits < self._data_start(opcode):
+            return 0, 0
+        if width == 4 and not self.quad_enabled:
+            return 0, 0
+        index = (bits - self._data_start(opcode)) * width
+        value = self.byte(address + index // 8) >> (8 - width - index % 8) & ((1 << width) - 1)
+        return (value << 1, 0b0010) if width == 1 else (value, (1 << width) - 1)
+
+    def _end_io(self, opcode, address, bits, written):
+        if opcode is None:
+            return
+        awake = not self.powered_down
+        width = self.READ_WIDTH.get(opcode)
+        nbytes = 0
+        if awake and width and address is not None:
+            nbytes = max(0, (bits - self._data_start(opcode)) * width // 8)
+        self.commands.append(FlashCommand(opcode, address if width else None, nbytes, awake))
+        if opcode == self.WAKE:
+            self.powered_down = False
+        elif not awake:
+            return
+        elif opcode == self.POWER_DOWN:
+            self.powered_down = True
+        elif opcode == self.VOLATILE_WRITE_ENABLE:
+            self._volatile_we = True
+            return
+        elif opcode == self.WRITE_SR2 and self._volatile_we and written is not None:
+            self.sr2 = written
+        self._volatile_we = False
 
 
 async def uart_send(ctx, rx_pin, data, divisor, stop_bits=1):

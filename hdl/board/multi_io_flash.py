@@ -1,0 +1,146 @@
+"""SPI NOR flash reader on one, two or four data lines (W25Q128JV fast reads) for weights that
+stream from flash during inference (issue 12); the flash side is modelled by
+``sim.models.MultiIoFlashModel``."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MultiIoFlashReader"]
+
+WAKE = 0xAB
+VOLATILE_WRITE_ENABLE, WRITE_SR2, QE = 0x50, 0x31, 0x02
+#: The fast read of each width: opcode and 24-bit address on IO0, then dummy clocks, then data.
+READ_OPCODE = {1: 0x0B, 2: 0x3B, 4: 0x6B}
+DUMMY_CLOCKS = 8
+
+
+class MultiIoFlashReader(wiring.Component):
+    """On a ``start`` pulse, streams the bytes from ``addr`` on ``o`` until ``stop``.
+
+    Each transfer wakes the flash (``0xAB``, then ``cs`` inactive for ``wake_cycles``: the
+    iCE40 leaves it powered down), with ``width`` 4 sets QE in the volatile status register
+    (``0x50``, then ``0x31 0x02``: W25Q128JV-IQ parts ship with QE clear, and the volatile
+    write wears nothing), then reads with the fast read of its width.  A data byte takes
+    ``8 / width`` SCK periods of ``2 * sck_half`` cycles.
+
+    SPI mode 0 as :class:`~hdl.board.spi_flash.SpiFlashReader`: outputs change as SCK falls,
+    inputs are sampled on the clock edge that ends SCK's high phase.  ``dq_o``/``dq_oe``
+    drive the four lines (only IO0, and only while a command or address goes out), ``dq_i``
+    is what the pins read.  ``cs`` is active high.  A byte is held on ``o`` until taken;
+    SCK stops while the next one would complete first.  ``stop`` ends the transfer at once
+    (a byte not taken in that cycle is dropped).
+    """
+
+    def __init__(self, width=4, sck_half=1, wake_cycles=144):
+        if width not in READ_OPCODE:
+            raise ValueError(f"MultiIoFlashReader: width must be 1, 2 or 4 data lines, got {width!r}")
+        if not isinstance(sck_half, int) or sck_half < 1:
+            raise ValueError(f"MultiIoFlashReader: sck_half must be an int >= 1, got {sck_half!r}")
+        if not isinstance(wake_cycles, int) or wake_cycles < 2:
+            raise ValueError(f"MultiIoFlashReader: wake_cycles must be an int >= 2, got {wake_cycles!r}")
+        self.width, self.sck_half, self.wake_cycles = width, sck_half, wake_cycles
+        super().__init__({
+            "start": In(1), "addr": In(24), "stop": In(1),
+            "o": Out(stream.Signature(8)), "busy": Out(1),
+            "sck": Out(1), "cs": Out(1), "dq_o": Out(4), "dq_oe": Out(4), "dq_i": In(4),
+        })
+
+    @property
+    def frames(self):
+        """The command frames before the read: (bits sent MSB first, their count, cycles with
+        ``cs`` inactive after)."""
+        frames = [(WAKE, 8, self.wake_cycles)]
+        if self.width == 4:
+            frames += [(VOLATILE_WRITE_ENABLE, 8, 2), (WRITE_SR2 << 8 | QE, 16, 2)]
+        return frames
+
+    @property
+    def clocks_per_byte(self):
+        return 8 // self.width
+
+    def first_byte_cycles(self):
+        """Cycles from the ``start`` cycle to the first byte on ``o``: the cycle that takes
+        ``start``, the frames before the read with their gaps, the read's 32 header bits and
+        dummy clocks, one byte."""
+        period = 2 * self.sck_half
+        before = sum(period * bits + gap for _, bits, gap in self.frames)
+        return 1 + before + period * (32 + DUMMY_CLOCKS + self.clocks_per_byte)
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.width
+        frames = self.frames + [(READ_OPCODE[w] << 24, 32, 0)]
+        last = len(frames) - 1
+        frame = Signal(range(len(frames)))
+        header = Signal(32)
+        left = Signal(range(max(33, self.wake_cycles + 1)))     # clocks (or gap cycles) left in the phase
+        gap, dummy, data = Signal(), Signal(), Signal()
+        byte = Signal(8)
+        address = Signal(24)
+        half = Signal(range(self.sck_half))
+        tick = Signal()
+        fall = Signal()
+        hold = Signal()
+        phase_end = Signal()
+        # Single-line data comes on IO1 (DO); two and four lines are IO1:IO0 and IO3:IO0.
+        din = self.dq_i[1] if w == 1 else self.dq_i[:w]
+
+        m.d.comb += [
+            self.busy.eq(self.cs | gap | self.o.valid),
+            tick.eq(half == self.sck_half - 1),
+            # The byte completing at this fall must not overwrite one still waiting.
+            hold.eq(self.o.valid & ~self.o.ready & data & (left == 1)),
+            fall.eq(self.cs & self.sck & tick & ~hold),
+            phase_end.eq(left == 1),
+            self.dq_o.eq(Cat(header[-1], Const(0b111, 3))),
+            self.dq_oe.eq(Cat(self.cs & ~dummy & ~data, Const(0, 3))),
+        ]
+        with m.If(self.cs & tick & ~(hold & self.sck)):
+            m.d.sync += [self.sck.eq(~self.sck), half.eq(0)]
+        with m.Elif(self.cs):
+            m.d.sync += half.eq(half + 1)
+        with m.Else():
+            m.d.sync += [self.sck.eq(0), half.eq(0)]
+
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        def begin(k):
+            value, bits, _ = frames[k]
+            m.d.sync += [frame.eq(k), header.eq(value << (32 - bits) if k < last else Cat(address, Const(value >> 24, 8))),
+                         left.eq(bits), self.cs.eq(1), gap.eq(0)]
+
+        with m.If(self.stop):
+            m.d.sync += [self.cs.eq(0), gap.eq(0), dummy.eq(0), data.eq(0), self.o.valid.eq(0), self.sck.eq(0)]
+        with m.Elif(self.start & ~self.busy):
+            m.d.sync += address.eq(self.addr)
+            begin(0)
+        with m.Elif(gap):
+            m.d.sync += left.eq(left - 1)
+            with m.If(phase_end):
+                m.d.sync += gap.eq(0)
+                for k in range(1, len(frames)):
+                    with m.If(frame == k - 1):
+                        begin(k)
+        with m.Elif(fall):
+            m.d.sync += left.eq(left - 1)
+            with m.If(data):
+                m.d.sync += byte.eq(Cat(din, byte[:-w]))
+                with m.If(phase_end):
+                    m.d.sync += [self.o.payload.eq(Cat(din, byte[:-w])), self.o.valid.eq(1),
+                                 left.eq(self.clocks_per_byte)]
+            with m.Elif(dummy):
+                with m.If(phase_end):
+                    m.d.sync += [dummy.eq(0), data.eq(1), left.eq(self.clocks_per_byte)]
+            with m.Else():
+                m.d.sync += header.eq(header << 1)
+                with m.If(phase_end & (frame == last)):
+                    m.d.sync += [dummy.eq(1), left.eq(DUMMY_CLOCKS)]
+                with m.Elif(phase_end):
+                    # Gap cycles: cs inactive, then the next frame.
+                    gap_cycles = Const(frames[0][2], left.shape())
+                    for k in range(1, last):
+                        gap_cycles = Mux(frame == k, frames[k][2], gap_cycles)
+                    m.d.sync += [self.cs.eq(0), gap.eq(1), left.eq(gap_cycles)]
+        return m
