@@ -73,6 +73,9 @@ def bad_inputs(tmp):
         ("golden.run --output under a file", ["golden.run", "--input", x, "--output", f / "y.npy"]),
         ("hdl.run --timeout inf", ["hdl.run", "--port", "loop://", "--mnist-index", "0", "--timeout", "inf"]),
         ("hdl.run on a 100,000 x 100,000 PNG header", ["hdl.run", "--port", "loop://", "--image", bomb]),
+        ("hdl.run --sim on a directory that is no build", ["hdl.run", "--sim", tmp, "--mnist-index", "0"]),
+        ("hdl.build --verify-netlist -1", ["hdl.build", "--verify-netlist", "-1"]),
+        ("hdl.build --verify-netlist for an ECP5 board", ["hdl.build", "--board", "ulx3s-85f", "--verify-netlist", "2"]),
     ]
 
 

@@ -1,8 +1,10 @@
-"""The board design end to end in the Amaranth simulator: boot from an SPI flash model and
-the weight check, then the host's own client (host.client.Client) over the UART pins,
-including every error path of docs/protocol.md and each defect of the reliability review.
-A small random model keeps it fast; the shipped MNIST model runs the same way in the
-opt-in test."""
+"""The board design end to end: boot from an SPI flash model and the weight check, then the
+host's own client (host.client.Client) over the UART pins, including every error path of
+docs/protocol.md and each defect of the reliability review.  Boot, inference, hdl.run, maps
+in SPRAM and the review's busy-device case run in the Amaranth simulator; the longer error
+sequences and the bad flash images in Verilator (sim/board.py), tens of times faster.  A
+small random model keeps it fast; the shipped MNIST model runs the same way in the opt-in
+test."""
 
 import struct
 
@@ -114,7 +116,7 @@ def test_maps_in_spram_on_the_simulated_board(tmp_path_factory):
 
 def test_errors_leave_the_device_ready(design):
     path, model, program = design
-    port, soc = make_port(design)
+    port, soc = make_board(design)
     client = Client(port)
     client.info()
     x = np.zeros(model.input_shape, np.int8)
@@ -172,7 +174,7 @@ def test_failed_upload_then_reload(design):
     """WEIGHTS overwrite the memory as they arrive (no room for a second image): a cut or
     corrupted upload leaves the state PARTIAL and INFER refused, until RELOAD or a good upload."""
     path, model, program = design
-    port, soc = make_port(design)
+    port, soc = make_board(design)
     client = Client(port, retries=0)
     x = np.random.default_rng(4).integers(-128, 128, size=model.input_shape, dtype=np.int8)
     frame = bytearray(wire.weights_frame(program.weight_image))
