@@ -47,13 +47,13 @@ class MultiIoFlashReader(wiring.Component):
         })
 
     @property
-    def frames(self):
-        """The command frames before the read: (bits sent MSB first, their count, cycles with
-        ``cs`` inactive after)."""
-        frames = [(WAKE, 8, self.wake_cycles)]
+    def units(self):
+        """The opcode bytes before the read, each with the cycles ``cs`` stays inactive after
+        it (None: the next byte follows in the same command)."""
+        units = [(WAKE, self.wake_cycles)]
         if self.width == 4:
-            frames += [(VOLATILE_WRITE_ENABLE, 8, 2), (WRITE_SR2 << 8 | QE, 16, 2)]
-        return frames
+            units += [(VOLATILE_WRITE_ENABLE, 2), (WRITE_SR2, None), (QE, 2)]
+        return units
 
     @property
     def clocks_per_byte(self):
@@ -61,39 +61,40 @@ class MultiIoFlashReader(wiring.Component):
 
     def first_byte_cycles(self):
         """Cycles from the ``start`` cycle to the first byte on ``o``: the cycle that takes
-        ``start``, the frames before the read with their gaps, the read's 32 header bits and
+        ``start``, the bytes before the read with their gaps, the read's 32 header bits and
         dummy clocks, one byte."""
         period = 2 * self.sck_half
-        before = sum(period * bits + gap for _, bits, gap in self.frames)
+        before = sum(period * 8 + (gap or 0) for _, gap in self.units)
         return 1 + before + period * (32 + DUMMY_CLOCKS + self.clocks_per_byte)
 
     def elaborate(self, platform):
         m = Module()
         w = self.width
-        frames = self.frames + [(READ_OPCODE[w] << 24, 32, 0)]
-        last = len(frames) - 1
-        frame = Signal(range(len(frames)))
-        header = Signal(32)
-        left = Signal(range(max(33, self.wake_cycles + 1)))     # clocks (or gap cycles) left in the phase
+        units = self.units
+        read = len(units)                     # the read's unit: opcode and address
+        # ``op`` and ``shift`` form one shift register as in SpiFlashReader: IO0 is the top
+        # of ``op``; before the read only ``op`` shifts, so ``shift`` keeps the address; the
+        # read shifts both (opcode, then address) and then takes the data in at the bottom
+        # of ``shift``, whose low byte is the payload.
+        op = Signal(8)
+        shift = Signal(24)
+        unit = Signal(range(read + 1))
+        left = Signal(range(max(33, self.wake_cycles + 1)))     # clocks (or gap cycles) left
         gap, dummy, data = Signal(), Signal(), Signal()
-        byte = Signal(8)
-        address = Signal(24)
         half = Signal(range(self.sck_half))
-        tick = Signal()
-        fall = Signal()
-        hold = Signal()
-        phase_end = Signal()
+        tick, fall, hold, phase_end = Signal(), Signal(), Signal(), Signal()
         # Single-line data comes on IO1 (DO); two and four lines are IO1:IO0 and IO3:IO0.
         din = self.dq_i[1] if w == 1 else self.dq_i[:w]
 
         m.d.comb += [
             self.busy.eq(self.cs | gap | self.o.valid),
             tick.eq(half == self.sck_half - 1),
-            # The byte completing at this fall must not overwrite one still waiting.
-            hold.eq(self.o.valid & ~self.o.ready & data & (left == 1)),
+            # A byte waiting on ``o`` is the bottom of ``shift``: nothing shifts until taken.
+            hold.eq(self.o.valid & ~self.o.ready),
             fall.eq(self.cs & self.sck & tick & ~hold),
             phase_end.eq(left == 1),
-            self.dq_o.eq(Cat(header[-1], Const(0b111, 3))),
+            self.o.payload.eq(shift[:8]),
+            self.dq_o.eq(Cat(op[-1], Const(0b111, 3))),
             self.dq_oe.eq(Cat(self.cs & ~dummy & ~data, Const(0, 3))),
         ]
         with m.If(self.cs & tick & ~(hold & self.sck)):
@@ -102,45 +103,48 @@ class MultiIoFlashReader(wiring.Component):
             m.d.sync += half.eq(half + 1)
         with m.Else():
             m.d.sync += [self.sck.eq(0), half.eq(0)]
-
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
-        def begin(k):
-            value, bits, _ = frames[k]
-            m.d.sync += [frame.eq(k), header.eq(value << (32 - bits) if k < last else Cat(address, Const(value >> 24, 8))),
-                         left.eq(bits), self.cs.eq(1), gap.eq(0)]
+        def per_unit(values):
+            out = Const(values[0], range(max(values) + 1))
+            for k, v in enumerate(values[1:], 1):
+                out = Mux(unit == k, v, out)
+            return out
+
+        next_op = per_unit([opcode for opcode, _ in units[1:]] + [READ_OPCODE[w]])
+        gap_after = per_unit([g or 0 for _, g in units])
+        continues = per_unit([int(g is None) for _, g in units])
+
+        def next_unit():
+            m.d.sync += [unit.eq(unit + 1), op.eq(next_op), left.eq(Mux(unit == read - 1, 32, 8)),
+                         self.cs.eq(1), gap.eq(0)]
 
         with m.If(self.stop):
             m.d.sync += [self.cs.eq(0), gap.eq(0), dummy.eq(0), data.eq(0), self.o.valid.eq(0), self.sck.eq(0)]
         with m.Elif(self.start & ~self.busy):
-            m.d.sync += address.eq(self.addr)
-            begin(0)
+            m.d.sync += [unit.eq(0), op.eq(units[0][0]), shift.eq(self.addr), left.eq(8), self.cs.eq(1)]
         with m.Elif(gap):
             m.d.sync += left.eq(left - 1)
             with m.If(phase_end):
-                m.d.sync += gap.eq(0)
-                for k in range(1, len(frames)):
-                    with m.If(frame == k - 1):
-                        begin(k)
+                next_unit()
         with m.Elif(fall):
             m.d.sync += left.eq(left - 1)
             with m.If(data):
-                m.d.sync += byte.eq(Cat(din, byte[:-w]))
+                m.d.sync += shift.eq(Cat(din, shift[:-w]))
                 with m.If(phase_end):
-                    m.d.sync += [self.o.payload.eq(Cat(din, byte[:-w])), self.o.valid.eq(1),
-                                 left.eq(self.clocks_per_byte)]
+                    m.d.sync += [self.o.valid.eq(1), left.eq(self.clocks_per_byte)]
             with m.Elif(dummy):
                 with m.If(phase_end):
                     m.d.sync += [dummy.eq(0), data.eq(1), left.eq(self.clocks_per_byte)]
-            with m.Else():
-                m.d.sync += header.eq(header << 1)
-                with m.If(phase_end & (frame == last)):
+            with m.Elif(unit == read):
+                m.d.sync += Cat(shift, op).eq(Cat(shift, op) << 1)
+                with m.If(phase_end):
                     m.d.sync += [dummy.eq(1), left.eq(DUMMY_CLOCKS)]
+            with m.Else():
+                m.d.sync += op.eq(op << 1)
+                with m.If(phase_end & continues):
+                    next_unit()
                 with m.Elif(phase_end):
-                    # Gap cycles: cs inactive, then the next frame.
-                    gap_cycles = Const(frames[0][2], left.shape())
-                    for k in range(1, last):
-                        gap_cycles = Mux(frame == k, frames[k][2], gap_cycles)
-                    m.d.sync += [self.cs.eq(0), gap.eq(1), left.eq(gap_cycles)]
+                    m.d.sync += [self.cs.eq(0), gap.eq(1), left.eq(gap_after)]
         return m
