@@ -1,8 +1,8 @@
 """The board design end to end: boot from an SPI flash model and the weight check, then the
 host's own client (host.client.Client) over the UART pins, including every error path of
-docs/protocol.md and each defect of the reliability review.  Boot, inference, hdl.run, maps
-in SPRAM and the review's busy-device case run in the Amaranth simulator; the longer error
-sequences and the bad flash images in Verilator (sim/board.py), tens of times faster.  A
+docs/protocol.md and each defect of the reliability review.  Boot, inference, hdl.run and
+maps in SPRAM run in the Amaranth simulator; the error sequences, the review's busy-device
+case and the bad flash images in Verilator (sim/board.py), tens of times faster.  A
 small random model keeps it fast; the shipped MNIST model runs the same way in the opt-in
 test."""
 
@@ -154,7 +154,7 @@ def test_data_shaped_like_commands_never_acts(design):
     with the previous INFER (the review's case: it wiped the weights): the device discards
     the frame it caught half of, answers BUSY, and keeps its weights."""
     path, model, program = design
-    port, soc = make_port(design)
+    port, soc = make_board(design)
     client = Client(port)
     client.info()
     head = struct.pack(wire.FRAME_HEADER_FORMAT, wire.CMD_WEIGHTS, soc.weight_bytes)
