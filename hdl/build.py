@@ -38,7 +38,7 @@ from golden.model import ModelError
 from golden.run import DEFAULT_MODEL
 from golden.tflite_io import load_tflite
 from host import wire
-from sim.board import SOC_VERILOG
+from sim.board import SOC_VERILOG, TOP
 
 from .board.pll import PllError, pll_settings
 from .toolchain import (
@@ -98,7 +98,7 @@ def write_verilog(program, tflite_bytes, path, board, clock_mhz, baud):
     one self-contained Verilog file, memory contents inline."""
     from sim.tools import amaranth_verilog
     soc = make_soc(program, tflite_bytes, clock_mhz * 1e6, baud, board.weights_offset)
-    text = amaranth_verilog(soc, "cnn_soc")
+    text = amaranth_verilog(soc, TOP)
     write_atomic(path, text)
     return soc
 
@@ -107,7 +107,6 @@ def write_virtual_board(out, soc, clock_hz):
     """``out/soc.v``: the Soc the bitstream was made from, with its primitives, for
     ``python -m hdl.run --sim`` (sim.board.BoardDesign); returns the report's section that
     describes it."""
-    from sim.board import TOP
     from sim.tools import amaranth_verilog
     write_atomic(Path(out) / SOC_VERILOG, amaranth_verilog(soc, TOP))
     return {"verilog": SOC_VERILOG, "target": soc.program.config.target, "clock_hz": clock_hz,
@@ -339,7 +338,7 @@ def build(args):
             write_verilog(program, tflite_bytes, path, board, clock_mhz, args.baud)
         except OSError as e:
             raise BuildError(f"--verilog {path}: cannot write ({e.strerror or e})") from None
-        log(f"wrote {path} (module cnn_soc; clock {clock_mhz} MHz assumed for the UART divisor, "
+        log(f"wrote {path} (module {TOP}; clock {clock_mhz} MHz assumed for the UART divisor, "
             "active-high synchronous rst)")
         return 0
 

@@ -37,7 +37,7 @@ from golden.run import UsageError as InputFileError
 from golden.tflite_io import parse_tflite
 from host.inputs import InputError, load_image, mnist_input
 from host.client import DEFAULT_TIMEOUT_S, Client, open_serial
-from host.wire import DEFAULT_BAUD, FRAME_TIMEOUT_S, WEIGHT_STATE_NAMES, ProtocolError, crc32, model_id
+from host.wire import DEFAULT_BAUD, WEIGHT_STATE_NAMES, ProtocolError, crc32, model_id
 
 
 class UsageError(Exception):
@@ -133,8 +133,7 @@ def _virtual_board(args):
         print(f"virtual board: {args.sim} ({design.target} design at {design.clock_hz / 1e6:.3f} MHz, "
               f"UART divisor {design.divisor}) in Verilator", flush=True)
     try:
-        return VerilatorBoard(design, flash, period=1 / design.clock_hz,
-                              read_cycles=round(1.5 * FRAME_TIMEOUT_S * design.clock_hz))
+        return VerilatorBoard.at_clock(design, flash)
     except SimulatorError as e:
         raise UsageError(f"--sim {args.sim}: {e}") from None
 
@@ -155,13 +154,13 @@ def _run(args, port):
         raise UsageError(f"--baud must be positive, got {args.baud}")
     virtual = _virtual_board(args) if args.sim is not None and port is None else None
     try:
-        return _session(args, port or virtual, opened=port is None)
+        return _session(args, port or virtual)
     finally:
         if virtual is not None:
             virtual.close()
 
 
-def _session(args, port, opened):
+def _session(args, port):
     try:
         board = get_board(args.board or "icebreaker")
     except BoardError as e:
@@ -189,7 +188,7 @@ def _session(args, port, opened):
         x = load_image(args.image, model.input_shape, model.input_q, invert=args.invert)
         source = {"image": str(args.image), "invert": args.invert}
 
-    opened = opened and args.sim is None
+    opened = port is None
     if opened:
         port = open_serial(args.port, args.baud, args.timeout)
     try:

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from host.wire import FRAME_TIMEOUT_S
+
 from .tools import amaranth_verilog
 from .verilator import SimulatorError, build
 
@@ -45,13 +47,12 @@ class BoardDesign:
     divisor: int
     weights_offset: int
     boot_cycles: int
-    timeout_cycles: int
     clock_hz: float
 
     @classmethod
     def of_soc(cls, soc, clock_hz=1e6):
         return cls(amaranth_verilog(soc, TOP), soc.program.config.target, soc.divisor, soc.weights_offset,
-                   soc.boot_cycles, soc.timeout_cycles, clock_hz)
+                   soc.boot_cycles, clock_hz)
 
     @classmethod
     def from_build_dir(cls, path):
@@ -73,7 +74,7 @@ class BoardDesign:
             verilog = (path / vb["verilog"]).read_text()
             flash = (path / "flash.bin").read_bytes()
             design = cls(verilog, vb["target"], int(vb["divisor"]), int(vb["weights_offset"]),
-                         int(vb["boot_cycles"]), int(vb["timeout_cycles"]), float(vb["clock_hz"]))
+                         int(vb["boot_cycles"]), float(vb["clock_hz"]))
         except (OSError, KeyError, TypeError, ValueError) as e:
             raise BuildDirError(f"{path}: incomplete build ({e.__class__.__name__}: {e})") from None
         if len(flash) <= design.weights_offset:
@@ -114,6 +115,13 @@ class VerilatorBoard:
         self.led_ready = self.led_error = 0
         self.framing_errors = 0
         self.run(design.boot_cycles)        # a board has long booted when the host opens the port
+
+    @classmethod
+    def at_clock(cls, design, flash, exe=None):
+        """``design`` at its own clock (``clock()`` is the board's time), each read waiting as
+        long as the host's serial port would (hdl.run, the gate-level check)."""
+        return cls(design, flash, exe=exe, period=1 / design.clock_hz,
+                   read_cycles=round(1.5 * FRAME_TIMEOUT_S * design.clock_hz))
 
     def _command(self, line):
         try:

@@ -87,14 +87,24 @@ class SpiFlashModel:
                     ctx.set(cipo, self.byte(address + index // 8) >> (7 - index % 8) & 1)
         return run
 
-    def _end(self, opcode, address, bits):
-        """Record and act on a command when chip select goes inactive."""
+    #: Data lines of each read command.
+    READ_WIDTH = {READ: 1}
+
+    def _data_start(self, opcode):
+        """Clocks before a read's first data bit: opcode and address."""
+        return 32
+
+    def _end(self, opcode, address, bits, written=None):
+        """Record and act on a command when chip select goes inactive (``written``: the byte
+        after the opcode, for commands that write one)."""
         if opcode is None:
             return
         awake = not self.powered_down
-        nbytes = (bits - 32) // 8 if awake and opcode == self.READ and address is not None else 0
-        self.commands.append(FlashCommand(opcode, address if opcode == self.READ else None,
-                                          nbytes, awake))
+        width = self.READ_WIDTH.get(opcode)
+        nbytes = 0
+        if awake and width and address is not None:
+            nbytes = max(0, (bits - self._data_start(opcode)) * width // 8)
+        self.commands.append(FlashCommand(opcode, address if width else None, nbytes, awake))
         if opcode == self.WAKE:
             self.powered_down = False
         elif opcode == self.POWER_DOWN and awake:
@@ -142,7 +152,7 @@ class MultiIoFlashModel(SpiFlashModel):
 
     def _data_start(self, opcode):
         """Clocks before a read's first data bit: opcode, address and dummy clocks."""
-        return 32 + (0 if opcode == self.READ else self.DUMMY)
+        return super()._data_start(opcode) + (0 if opcode == self.READ else self.DUMMY)
 
     def process_io(self, sck, cs, dq_o, dq_oe, dq_i):
         """The simulator process for the four I/O lines; add it with ``sim.add_process``."""
@@ -164,7 +174,7 @@ class MultiIoFlashModel(SpiFlashModel):
                         bits = header = 0
                         opcode = address = written = None
                     else:
-                        self._end_io(opcode, address, bits, written)
+                        self._end(opcode, address, bits, written)
                         drive = driven = 0
                 elif selected and rise:
                     if bits < 32:
@@ -195,27 +205,15 @@ class MultiIoFlashModel(SpiFlashModel):
         value = self.byte(address + index // 8) >> (8 - width - index % 8) & ((1 << width) - 1)
         return (value << 1, 0b0010) if width == 1 else (value, (1 << width) - 1)
 
-    def _end_io(self, opcode, address, bits, written):
+    def _end(self, opcode, address, bits, written=None):
+        awake = not self.powered_down
+        super()._end(opcode, address, bits)
         if opcode is None:
             return
-        awake = not self.powered_down
-        width = self.READ_WIDTH.get(opcode)
-        nbytes = 0
-        if awake and width and address is not None:
-            nbytes = max(0, (bits - self._data_start(opcode)) * width // 8)
-        self.commands.append(FlashCommand(opcode, address if width else None, nbytes, awake))
-        if opcode == self.WAKE:
-            self.powered_down = False
-        elif not awake:
-            return
-        elif opcode == self.POWER_DOWN:
-            self.powered_down = True
-        elif opcode == self.VOLATILE_WRITE_ENABLE:
-            self._volatile_we = True
-            return
-        elif opcode == self.WRITE_SR2 and self._volatile_we and written is not None:
+        # A volatile status write needs 0x50 as the command just before it.
+        enabled, self._volatile_we = self._volatile_we, awake and opcode == self.VOLATILE_WRITE_ENABLE
+        if awake and enabled and opcode == self.WRITE_SR2 and written is not None:
             self.sr2 = written
-        self._volatile_we = False
 
 
 async def uart_send(ctx, rx_pin, data, divisor, stop_bits=1):

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """hdl.build: board listing, portable Verilog, one-line errors; the full iCEBreaker build is
 opt-in (``--runslow``) because it runs yosys and nextpnr for minutes."""
 
