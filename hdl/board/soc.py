@@ -280,8 +280,7 @@ class Soc(wiring.Component):
                 m.d.sync += [idx.eq(idx + 1), done_inc.eq(1), mismatch.eq(mismatch | (flash.o.p != rom_rd.data))]
                 with m.If(last_flags[wire.WEIGHTS_HEADER_BYTES]):
                     m.d.sync += done_clr.eq(1)
-                    if not self.weight_bytes:
-                        m.d.comb += flash.stop.eq(1)
+                    m.d.comb += flash.stop.eq(not self.weight_bytes)
                     fsm.goto("BOOT_DATA" if self.weight_bytes else "BOOT_CHECK")
         if self.weight_bytes:
             with fsm.state("BOOT_DATA"):
