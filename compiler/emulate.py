@@ -49,7 +49,7 @@ def _conv(mem, d, program):
                      for ky in range(kh) for kx in range(kw)], axis=2)      # (oh, ow, kh*kw, c)
     groups, gch, share = d.groups, d.group_channels, d.word_groups
     words = -(-groups // share)
-    wts = program.weights[d.weight_base:d.weight_base + words * d.taps].astype(np.int64)
+    wts = program.layer_weights(d).astype(np.int64)
     wts = wts.reshape(words, d.taps, cfg.cols).transpose(0, 2, 1)[:, :share * gch].reshape(-1, d.taps)[:oc]
     if d.depthwise:
         acc = np.einsum("hwtc,ct->hwc", cols[..., np.arange(oc) // gch], wts)

@@ -14,7 +14,7 @@ memory or limit, what is needed and what there is.
 
 import functools
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -70,7 +70,8 @@ class LayerDesc:
     pad_value: int = 0        #: CONV: the input zero point, fed for padded taps
     fused_pool: bool = False  #: CONV: 2x2 stride-2 max pool over each 2x2 pixel block
     block: int = 2            #: CONV: output pixels per pass are a block x block square
-    weight_base: int = 0      #: CONV: first weight word
+    weight_base: int = 0      #: CONV: first weight word (of the SPRAM's, or of the flash stream's)
+    streamed: bool = False    #: CONV: the weights stream from the flash (``Program.stream``)
     param_base: int = 0       #: CONV: first per-channel parameter entry
     single_rounding: bool = False
     table: int = -1           #: table slot applied after requantisation, -1 for none
@@ -167,6 +168,8 @@ class Program:
     input_layout: object = None          #: SpaceToDepth the host applies to the input, or None
     output_name: str = ""                #: model layer whose output the hardware delivers
     memory_map: dict = field(default_factory=dict)
+    #: int8 (words, cols): the streamed layers' weight words in the order the array takes them
+    stream: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int8))
 
     @property
     def output_desc(self):
@@ -188,7 +191,8 @@ class Program:
         config = tuple((f.name, getattr(self.config, f.name)) for f in fields(self.config) if f.name != "target")
         for part in (config, self.layers, self.input_shape, self.input_layout, self.output_name):
             h.update(repr(part).encode())
-        for array in (self.weights, self.params.bias, self.params.multiplier, self.params.shift, self.tables):
+        for array in (self.weights, self.params.bias, self.params.multiplier, self.params.shift, self.tables,
+                      self.stream):
             a = np.ascontiguousarray(array)
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(a.tobytes())
@@ -199,6 +203,18 @@ class Program:
         """The weight words as bytes, lowest lane first: what the load port, the flash and
         the WEIGHTS command carry."""
         return self.weights.astype(np.uint8).tobytes()
+
+    @property
+    def stream_image(self):
+        """The streamed weight words as bytes, lowest lane first: what the flash holds for the
+        prefetcher, read once an inference from its start."""
+        return self.stream.astype(np.uint8).tobytes()
+
+    def layer_weights(self, d):
+        """The (words, cols) weight words of CONV step ``d``, wherever they are stored."""
+        source = self.stream if d.streamed else self.weights
+        words = -(-d.groups // d.word_groups) * d.taps
+        return source[d.weight_base:d.weight_base + words]
 
     def start_on_host(self, x):
         """Model inputs (N, *input_shape) -> the int8 bytes the hardware takes, running the
@@ -382,7 +398,7 @@ class _Builder:
         weight_base = sum(len(r) for r in self.weight_rows)
         self.weight_rows.append(padded.transpose(0, 2, 1).reshape(-1, cfg.cols))
         used = weight_base + words * taps
-        if used > cfg.weight_words:
+        if used > cfg.weight_words and not cfg.streams:
             _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
         param_base = self._param_base(layer, out_c)
         self.params.append((bias, mult, shift))
@@ -699,7 +715,20 @@ def compile_model(model, config):
 
     With ``act_memory="auto"`` the maps go to block RAM when they fit it, else to the SPRAMs
     next to the weights; the program's ``config`` says which.  Depthwise channels get weight
-    words of their own (a pass drains one column) where the weights still fit."""
+    words of their own (a pass drains one column) where the weights still fit.
+
+    With ``weight_stream="auto"``: the program with every weight on chip if there is one,
+    else the one whose weights beyond the SPRAMs stream from the flash; a model that fails
+    both fails with the streaming attempt's reason, the last thing in its way."""
+    if config.weight_stream == "auto":
+        try:
+            return _compile_model(model, config.with_(weight_stream="off"))
+        except CompileError:
+            return _compile_model(model, config.with_(weight_stream="on"))
+    return _compile_model(model, config)
+
+
+def _compile_model(model, config):
     try:
         return _compile_for(model, config, frozenset())
     except CompileError:
@@ -728,6 +757,10 @@ def compile_model(model, config):
 
 
 def _compile_for(model, config, shared):
+    if config.streams and config.act_memory == "auto":
+        # Streamed weights reach the array through the weight cache, beside maps in SPRAM.
+        need = _compile(model, config.spram_resolved(), shared).memory_map["activation_bank"]["bytes"]
+        config = config.spram_resolved(need)
     if config.act_memory != "auto":
         program = _compile(model, config, shared)
     else:
@@ -825,7 +858,10 @@ def _compile(model, config, shared):
         _fail(f"{model.name}: nothing for the accelerator to run (no CONV_2D, FULLY_CONNECTED, pool or table op)")
     if len(b.descs) > config.desc_depth:
         _fail(f"{model.name}: needs {len(b.descs)} layer descriptors, config has {config.desc_depth}")
-    weights = (np.concatenate(b.weight_rows) if b.weight_rows else np.zeros((0, config.cols), np.int8))
+    descs, rows, stream = b.descs, b.weight_rows, np.zeros((0, config.cols), np.int8)
+    if config.streams:
+        descs, rows, stream = _stream_split(config, b)
+    weights = (np.concatenate(rows) if rows else np.zeros((0, config.cols), np.int8))
     cols = list(zip(*b.params)) if b.params else [[]] * 3
     params = ChannelParams(*[np.concatenate(c).astype(np.int64) if len(c) else np.zeros(0, np.int64)
                              for c in cols])
@@ -839,14 +875,52 @@ def _compile(model, config, shared):
         "tables": {"slots": int(len(tables)), "capacity": config.table_slots},
         "layers": [{"name": d.name, "kind": d.kind, "in_base": d.in_base, "other_base": d.other_base,
                     "out_base": d.out_base,
-                    "weight_base": d.weight_base, "param_base": d.param_base} for d in b.descs],
+                    "weight_base": d.weight_base, "param_base": d.param_base, "streamed": d.streamed}
+                   for d in descs],
     }
     need = bank_bytes(b.input_shape)
     if need > config.act_bank_bytes:
         _fail(f"{model.name}: input needs {need} B per activation bank, config has {config.act_bank_bytes} B")
     if config.in_spram:
         memory_map["spram"] = _shared_spram_plan(model, config, b, len(weights))
-    return Program(config=config, model=model, layers=tuple(b.descs), weights=weights, params=params,
+    if config.streams:
+        fill = sum(config.stream_cycles_per_word * d.taps * -(-d.groups // d.word_groups)
+                   for d in descs if d.streamed)
+        memory_map["stream"] = {"bytes": int(stream.size), "layers": sum(d.streamed for d in descs),
+                                "flash_cycles": fill, "flash_lines": config.flash_lines}
+    return Program(config=config, model=model, layers=tuple(descs), weights=weights, params=params,
                    tables=tables, host_head=tuple(head), host_tail=tuple(tail),
-                   input_shape=b.input_shape, input_layout=b.input_layout, output_name=b.descs[-1].name,
-                   memory_map=memory_map)
+                   input_shape=b.input_shape, input_layout=b.input_layout, output_name=descs[-1].name,
+                   memory_map=memory_map, stream=stream)
+
+
+def _stream_split(config, b):
+    """Which CONV steps keep their weights in SPRAM and which stream them from the flash:
+    (descriptors, resident word rows, stream words).
+
+    A streamed group's words cross the flash at ``stream_cycles_per_word`` each while the
+    array uses each of them ``blocks`` times (``word_groups`` times that for shared depthwise
+    words); with a prefetch buffer a step stalls for the difference only.  So the steps that
+    would stall longest per word stay resident, as many as the SPRAMs hold after the maps;
+    the rest stream in execution order, one sequential flash read an inference."""
+    room = 2 * (SPRAM_BANK_BYTES // 2 - -(-b.high_water // 2))
+    if config.weight_resident_bytes:
+        room = min(room, config.weight_resident_bytes // config.cols)
+    convs = [k for k, d in enumerate(b.descs) if d.kind == CONV]
+    rows = dict(zip(convs, b.weight_rows))
+    stall = {k: config.stream_cycles_per_word - b.descs[k].blocks * b.descs[k].word_groups for k in convs}
+    resident = set()
+    for k in sorted(convs, key=lambda k: (-stall[k], k)):
+        if len(rows[k]) <= room:
+            resident.add(k)
+            room -= len(rows[k])
+    descs, kept, streamed, at = [], [], [], [0, 0]
+    for k, d in enumerate(b.descs):
+        if k in rows:
+            out = streamed if k not in resident else kept
+            d = replace(d, weight_base=at[out is streamed], streamed=out is streamed)
+            out.append(rows[k])
+            at[out is streamed] += len(rows[k])
+        descs.append(d)
+    stream = np.concatenate(streamed) if streamed else np.zeros((0, config.cols), np.int8)
+    return descs, kept, stream

@@ -56,10 +56,19 @@ class AcceleratorConfig:
     table_slots: int = 2                  #: 256-entry activation tables the program may hold
     pool_window: int = 4096               #: largest pooling window (elements); the unit is sized for the program's
     target: str = "generic"       #: "ice40" instantiates SB_MAC16 / SB_SPRAM256KA
+    #: Weights beyond the SPRAMs stream from the SPI flash during inference: "off", "auto"
+    #: (only when they do not fit) or "on" (the compiled program's configuration says which;
+    #: the maps then go to SPRAM, where the weight cache is).
+    weight_stream: str = "off"
+    flash_lines: int = 4                  #: data lines of the flash's fast read (1, 2 or 4)
+    stream_buffer_words: int = 512        #: prefetch buffer between the flash and the weight cache
+    #: Weight bytes that stay in SPRAM when weights stream; 0: as many as the SPRAMs hold
+    #: beside the maps (a smaller figure makes a small model stream, for tests).
+    weight_resident_bytes: int = 0
 
     def __post_init__(self):
         for name in ("rows", "cols", "requant_lanes", "weight_mem_bytes", "act_bank_bytes", "param_depth",
-                     "desc_depth", "table_slots", "pool_window", "weight_cache_words"):
+                     "desc_depth", "table_slots", "pool_window", "weight_cache_words", "stream_buffer_words"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config: {name} must be a positive int, got {value!r}")
@@ -84,6 +93,16 @@ class AcceleratorConfig:
         if self.act_memory == "spram" and self.act_bank_bytes > SPRAM_BANK_BYTES:
             raise ConfigError(f"config: with act_memory 'spram' a bank is one SPRAM: act_bank_bytes must be "
                               f"at most {SPRAM_BANK_BYTES}, got {self.act_bank_bytes}")
+        if self.weight_stream not in ("off", "auto", "on"):
+            raise ConfigError(f"config: weight_stream must be 'off', 'auto' or 'on', got {self.weight_stream!r}")
+        if not isinstance(self.weight_resident_bytes, int) or self.weight_resident_bytes < 0:
+            raise ConfigError(f"config: weight_resident_bytes must be an int >= 0, got {self.weight_resident_bytes!r}")
+        if self.flash_lines not in (1, 2, 4):
+            raise ConfigError(f"config: flash_lines must be 1, 2 or 4, got {self.flash_lines!r}")
+        if self.weight_stream != "off" and self.act_memory == "bram":
+            raise ConfigError("config: streamed weights reach the array through the weight cache beside maps "
+                              f"in SPRAM, so weight_stream {self.weight_stream!r} needs act_memory 'auto' or "
+                              "'spram', got 'bram'")
         if self.weight_words < 1:
             raise ConfigError(f"config: weight_mem_bytes must hold one word of cols weights, at least "
                               f"{self.cols}, got {self.weight_mem_bytes}")
@@ -175,6 +194,17 @@ class AcceleratorConfig:
         it), not the SPRAM's 15 bits."""
         size = 1 << max(9, (max(1, need) - 1).bit_length())
         return replace(self, act_memory="spram", act_bank_bytes=min(size, SPRAM_BANK_BYTES))
+
+    @property
+    def streams(self):
+        """Some layers' weights stream from the flash (a compiled program's configuration)."""
+        return self.weight_stream == "on"
+
+    @property
+    def stream_cycles_per_word(self):
+        """Cycles the flash takes for one weight word: ``8 / flash_lines`` SCK periods a byte,
+        an SCK period of two cycles (the reader's SCK is half the clock)."""
+        return self.cols * (8 // self.flash_lines) * 2
 
     def with_(self, **changes):
         return replace(self, **changes)

@@ -1,8 +1,13 @@
 // Generic driver for a Verilated cnn2fpga accelerator (see sim/verilator.py).
 //
 // Build: verilator ... -CFLAGS -DC2F_TOP=V<top> [-CFLAGS -DC2F_TRACE --trace] harness.cpp
-// Usage: <exe> JOB_FILE RESULT_FILE [--vcd FILE] [--first N]  (N: index of the first
-// input in the whole batch, for messages)
+// Usage: <exe> JOB_FILE RESULT_FILE [--vcd FILE] [--first N] [--flash FILE]  (N: index of
+// the first input in the whole batch, for messages)
+//
+// Built with -DC2F_FLASH (a design whose weights stream: ports flash_sck, flash_cs,
+// flash_dq_o, flash_dq_oe, flash_dq_i, flash_wait) the harness runs the board's flash
+// (flash_model.h) with FILE at address 0, stops on a bus fight, and reports flash_wait
+// at the final done in each input's record.
 //
 // Ports of the top (names as emitted by amaranth.back.verilog): clk, rst, start, step,
 // busy, done, layer, last, cycles, host_addr, host_wdata, host_we, host_rdata,
@@ -23,7 +28,8 @@
 //   n_inputs times:
 //           u64 cycles (the `cycles` port at the final done); u64 ticks (clock ticks from
 //           the first start pulse to the final done, host traffic between steps excluded);
-//           u32 layer; u32 last (ports at the final done); u32 n_steps; u32 reserved;
+//           u32 layer; u32 last (ports at the final done); u32 n_steps; u32 flash_wait (0
+//           without a flash);
 //           u8 out[n_out];
 //           n_steps times: u32 layer; u32 last; u64 cycles; u8 mem[n_step]
 // Progress lines on stdout: "@progress <done> <total>"; errors on stderr, exit code != 0.
@@ -48,6 +54,9 @@
 #define C2F_STR_(x) #x
 #define C2F_STR(x) C2F_STR_(x)
 #include C2F_STR(C2F_TOP.h)
+#ifdef C2F_FLASH
+#include "flash_model.h"
+#endif
 
 using Top = C2F_TOP;
 
@@ -103,6 +112,9 @@ struct Sim {
 #ifdef C2F_TRACE
     std::unique_ptr<VerilatedVcdC> vcd;
 #endif
+#ifdef C2F_FLASH
+    QuadFlash flash;
+#endif
 
     Sim() : ctx(new VerilatedContext) {
 #ifdef C2F_TRACE
@@ -114,6 +126,9 @@ struct Sim {
         top->host_addr = 0; top->host_wdata = 0; top->host_we = 0;
         const uint8_t zero = 0;
         top->wload_addr = 0; set_port(top->wload_data, &zero, 1); top->wload_we = 0;
+#ifdef C2F_FLASH
+        top->flash_dq_i = 0xF;
+#endif
         top->eval();
     }
     ~Sim() {
@@ -153,6 +168,11 @@ struct Sim {
         top->eval();
 #ifdef C2F_TRACE
         if (vcd) vcd->dump(10 * ticks);
+#endif
+#ifdef C2F_FLASH
+        flash.step(top->flash_sck, top->flash_cs, top->flash_dq_o);
+        top->flash_dq_i = flash.dq_i(top->flash_dq_o, top->flash_dq_oe);
+        if (flash.contention) fail("the design and the flash drive the same I/O line at once", 3);
 #endif
     }
 
@@ -246,8 +266,10 @@ int main(int argc, char** argv) {
     const char* job_path = nullptr;
     const char* res_path = nullptr;
     const char* vcd_path = nullptr;
+    const char* flash_path = nullptr;
     for (int i = 1; i < argc; i++) {
         if (!std::strcmp(argv[i], "--vcd") && i + 1 < argc) vcd_path = argv[++i];
+        else if (!std::strcmp(argv[i], "--flash") && i + 1 < argc) flash_path = argv[++i];
         else if (!std::strcmp(argv[i], "--first") && i + 1 < argc) first_index = std::strtoull(argv[++i], nullptr, 10);
         else if (!job_path) job_path = argv[i];
         else if (!res_path) res_path = argv[i];
@@ -277,6 +299,16 @@ int main(int argc, char** argv) {
     std::vector<uint32_t> step_addr = in.u32s(n_step);
 
     Sim sim;
+#ifdef C2F_FLASH
+    if (!flash_path) fail("this design streams weights from flash: give --flash FILE");
+    {
+        Reader image(flash_path);
+        int c;
+        while ((c = std::fgetc(image.f)) != EOF) sim.flash.image.push_back(uint8_t(c));
+    }
+#else
+    if (flash_path) fail("--flash given, but this design has no flash pins");
+#endif
     if (vcd_path) sim.open_trace(vcd_path);
     sim.reset();
     sim.load_weights(w_addr, w_data, weight_bytes);
@@ -326,7 +358,11 @@ int main(int argc, char** argv) {
         res.u32(fin.layer);
         res.u32(fin.last);
         res.u32(uint32_t(steps.size()));
+#ifdef C2F_FLASH
+        res.u32(uint32_t(sim.top->flash_wait));
+#else
         res.u32(0);
+#endif
         res.bytes(out.data(), n_out);
         for (size_t s = 0; s < steps.size(); s++) {
             res.u32(steps[s].layer); res.u32(steps[s].last); res.u64(steps[s].cycles);

@@ -12,6 +12,8 @@ from amaranth.sim import Simulator
 from compiler.program import bank_address
 from hdl.core.accelerator import Accelerator, host_address
 
+from .models import MultiIoFlashModel
+
 
 def input_writes(program, x):
     """(host address, byte) pairs that place one input tensor in the activation banks."""
@@ -46,8 +48,11 @@ def weight_words(program):
     return [int.from_bytes(image[k:k + n], "little") for k in range(0, len(image), n)]
 
 
-def run(program, x, vcd=None, max_cycles=5_000_000):
-    """Outputs (N, n_out) int8 and cycles per inference (N,) for a batch of inputs."""
+def run(program, x, vcd=None, max_cycles=5_000_000, waits=None):
+    """Outputs (N, n_out) int8 and cycles per inference (N,) for a batch of inputs.  A program
+    whose weights stream reads them from a model of the board's flash (W25Q128JV, quad read),
+    which holds the stream at address 0; ``waits``, a list, then receives each inference's
+    cycles spent waiting for it."""
     dut = Accelerator(program)
     outs, cycles = [], []
     out_addrs = output_addresses(program)
@@ -76,6 +81,8 @@ def run(program, x, vcd=None, max_cycles=5_000_000):
                 if waited > max_cycles:
                     raise RuntimeError(f"accelerator did not finish within {max_cycles} cycles")
             cycles.append(ctx.get(dut.cycles))
+            if waits is not None and program.config.streams:
+                waits.append(ctx.get(dut.flash_wait))
             got = []
             for addr in out_addrs:
                 ctx.set(dut.host.addr, addr)
@@ -86,6 +93,10 @@ def run(program, x, vcd=None, max_cycles=5_000_000):
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
+    if program.config.streams:
+        flash = MultiIoFlashModel(program.stream_image)
+        f = dut.flash
+        sim.add_process(flash.process_io(f.sck, f.cs, f.dq_o, f.dq_oe, f.dq_i))
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

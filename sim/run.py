@@ -55,11 +55,13 @@ class Engine:
         if self.engine == "amaranth":
             if step_addrs is not None:
                 raise UsageError("per-layer stepping needs the verilator engine")
-            out, cycles = pysim.run(p, x, vcd=self.vcd)
-            return {"outputs": out, "cycles": cycles}
+            waits = []
+            out, cycles = pysim.run(p, x, vcd=self.vcd, waits=waits)
+            return {"outputs": out, "cycles": cycles, "flash_wait": np.array(waits or [0] * len(x))}
         r = verilator.run(self.exe, pysim.weight_words(p), [pysim.input_writes(p, row) for row in x],
-                                pysim.output_addresses(p), step_addrs=step_addrs, vcd=self.vcd,
-                                progress=progress, jobs=1 if step_addrs is not None else self.jobs)
+                          pysim.output_addresses(p), step_addrs=step_addrs, vcd=self.vcd,
+                          progress=progress, jobs=1 if step_addrs is not None else self.jobs,
+                          flash_image=p.stream_image if p.config.streams else None)
         r["outputs"] = r["outputs"].astype(np.int8)
         return r
 
@@ -126,6 +128,9 @@ def simulate(model, x, engine="verilator", jobs=2, check=False, vcd=None, config
         "macs": int(model.macs), "lanes": lanes,
         "utilisation": round(model.macs / (cycles * lanes), 4),
         "host_ops": [layer.op for layer in program.host_tail],
+        **({"flash": {"cycles_waiting": int(r["flash_wait"][0]), "cycles_computing": cycles - int(r["flash_wait"][0]),
+                      "streamed_bytes": int(program.stream.size), "flash_lines": program.config.flash_lines,
+                      "sck": "clock / 2"}} if program.config.streams else {}),
         "memory_map": program.memory_map,
         "inferences_per_second_simulated": round(len(x) / sim_s, 2),
         "simulator_build_seconds": round(build_s, 2),
@@ -189,6 +194,10 @@ def main(argv=None):
               f"{report['utilisation'] * 100:.1f} % of {report['lanes']} lanes, "
               f"{report['inferences_per_second_simulated']} inferences/s simulated"
               + (", all outputs equal golden" if args.check else ""))
+        if "flash" in report:
+            f = report["flash"]
+            print(f"weights streamed from flash: {f['streamed_bytes']} B on {f['flash_lines']} lines at SCK = "
+                  f"{f['sck']}; {f['cycles_waiting']} of the cycles waiting for them")
     except Mismatch as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -174,11 +174,15 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
                                "-CFLAGS", f"-DC2F_TOP={prefix}", "-MAKEFLAGS", MAKE_FLAGS]
     if trace:
         flags += ["--trace", "-CFLAGS", "-DC2F_TRACE"]
+    if "flash_sck" in ports and Path(harness) == HARNESS:
+        flags += ["-CFLAGS", "-DC2F_FLASH"]          # weights stream: the harness runs the flash
     flags += [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
     extra = [(f"extra{i}_{Path(p).name}", Path(p).read_text()) for i, p in enumerate(extra_sources)]
     harness = Path(harness)
+    headers = [(h.name, h.read_text()) for h in sorted(harness.parent.glob("*.h"))]   # the harnesses' includes
     key = hashlib.sha256(json.dumps(
-        [text, harness.read_text(), flags, extra, _verilator_version(verilator), top_name]).encode()).hexdigest()[:20]
+        [text, harness.read_text(), headers, flags, extra, _verilator_version(verilator),
+         top_name]).encode()).hexdigest()[:20]
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / key
@@ -197,6 +201,8 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
     try:
         (tmp / f"{top_name}.v").write_text(text)
         shutil.copyfile(harness, tmp / "harness.cpp")
+        for name, src in headers:
+            (tmp / name).write_text(src)
         for name, src in extra:
             (tmp / name).write_text(src)
         cmd = [verilator, *flags, "--Mdir", "obj", "-o", "sim", f"{top_name}.v",
@@ -292,7 +298,7 @@ def write_job(path, weights_words, inputs_writes, output_addrs, step_addrs=None,
 
 
 _REC = [("cycles", "<u8"), ("ticks", "<u8"), ("layer", "<u4"), ("last", "<u4"),
-        ("n_steps", "<u4"), ("pad", "<u4")]
+        ("n_steps", "<u4"), ("flash_wait", "<u4")]
 
 
 def read_result(path):
@@ -327,6 +333,7 @@ def read_result(path):
         "ticks": recs["ticks"].astype(np.int64),
         "layer": recs["layer"].astype(np.int64),
         "last": recs["last"].astype(bool),
+        "flash_wait": recs["flash_wait"].astype(np.int64),
         "steps": steps,
         "sim_ticks": int(total),
         "load_ticks": int(load),
@@ -348,7 +355,8 @@ def _split(inputs_writes, input_addrs, parts):
 def _merge(results):
     if len(results) == 1:
         return results[0]
-    out = {k: np.concatenate([r[k] for r in results]) for k in ("outputs", "cycles", "ticks", "layer", "last")}
+    out = {k: np.concatenate([r[k] for r in results])
+           for k in ("outputs", "cycles", "ticks", "layer", "last", "flash_wait")}
     out["steps"] = None if results[0]["steps"] is None else [s for r in results for s in r["steps"]]
     out["sim_ticks"] = sum(r["sim_ticks"] for r in results)
     out["load_ticks"] = results[0]["load_ticks"]
@@ -357,7 +365,7 @@ def _merge(results):
 
 def run(exe, weights_words, inputs_writes, output_addrs, step_addrs=None, vcd=None, *,
         weight_addrs=None, input_addrs=None, max_cycles=50_000_000, progress=None, jobs=1,
-        workdir=None):
+        workdir=None, flash_image=None):
     """Run a batch of inputs through a simulator from ``build``.
 
     ``weights_words``: the weight-load words (ints of the ``wload_data`` width, negative
@@ -372,11 +380,13 @@ def run(exe, weights_words, inputs_writes, output_addrs, step_addrs=None, vcd=No
     ``jobs``: simulator processes run in parallel on contiguous chunks of the inputs, each
     from reset with its own weight load (so only for designs whose result does not depend
     on earlier inputs).  ``workdir`` keeps the job and result files (default: a temporary
-    directory, removed afterwards).
+    directory, removed afterwards).  ``flash_image``: bytes of the flash (from address 0) for a
+    design whose weights stream.
 
     Returns ``dict(outputs=(N, n_out) uint8, cycles=(N,) the cycles port at the final
     done, ticks=(N,) clock ticks from start to done, layer=(N,), last=(N,) bool,
     steps=None or per input dict(layer, last, cycles, mem=(n_layers, n_step) uint8),
+    flash_wait=(N,) the flash_wait port at the final done (0 without one),
     sim_ticks (all processes), load_ticks (reset + weight load of one process), seconds
     (wall), ticks_per_second)``.  Raises :class:`SimulatorError` on a failure or a hang.
     """
@@ -388,6 +398,8 @@ def run(exe, weights_words, inputs_writes, output_addrs, step_addrs=None, vcd=No
     procs = []
     try:
         chunks = _split(inputs_writes, input_addrs, max(1, int(jobs)))
+        if flash_image is not None:
+            (tmp / "flash.bin").write_bytes(bytes(flash_image))
         sizes, first = [], 0
         for c, chunk in enumerate(chunks):
             job, res, err = tmp / f"job{c}.bin", tmp / f"result{c}.bin", tmp / f"stderr{c}.txt"
@@ -397,6 +409,8 @@ def run(exe, weights_words, inputs_writes, output_addrs, step_addrs=None, vcd=No
             cmd = [str(exe), str(job), str(res), "--first", str(first)]
             if vcd is not None and c == 0:
                 cmd += ["--vcd", str(vcd)]
+            if flash_image is not None:
+                cmd += ["--flash", str(tmp / "flash.bin")]
             sizes.append(n)
             first += n
             with open(err, "w") as ferr:

@@ -12,10 +12,11 @@ byte writes reach the SPRAMs gathered into words (:mod:`.write_combiner`), a hos
 within four cycles, and a cycle in which they land blocks the reads (the host's too), so
 the host leaves four cycles between its last byte write and a read of it or a weight
 load.  The host reaches the activation banks and the weight load port only while the core
-is idle.
+is idle.  A program whose weights partly stream (``weight_stream="on"``) reads them from
+the SPI flash through the ``flash`` pins (:mod:`.weight_stream`), from ``flash_base`` on.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -38,6 +39,7 @@ from .ports import (
 from .shared_spram import SharedSprams
 from .spram import WeightMemory
 from .weight_cache import WeightCache
+from .weight_stream import WeightStream, flash_pins_signature
 from .write_combiner import WriteCombiner
 
 
@@ -84,17 +86,21 @@ def host_address(config, bank, offset):
 
 class Accelerator(wiring.Component):
     """``start`` runs the whole program (or one layer when ``step`` is high at ``start``;
-    the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run."""
+    the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run
+    (and ``flash_wait``, when weights stream, the cycles of it spent waiting for the flash)."""
 
-    def __init__(self, program):
-        self.program = program
+    def __init__(self, program, flash_base=0):
+        self.program, self.flash_base = program, flash_base
         cfg = self.config = program.config
         self.descs = [encode(d, cfg, i == len(program.layers) - 1) for i, d in enumerate(program.layers)]
-        super().__init__({
+        members = {
             "start": In(1), "step": In(1),
             "busy": Out(1), "done": Out(1), "last": Out(1), "layer": Out(cfg.desc_index_bits), "cycles": Out(32),
             "host": In(host_signature(cfg)), "wload": In(weight_load_signature(cfg)),
-        })
+        }
+        if cfg.streams:
+            members.update({"flash": Out(flash_pins_signature()), "flash_wait": Out(32)})
+        super().__init__(members)
 
     @property
     def bank_depth(self):
@@ -125,7 +131,8 @@ class Accelerator(wiring.Component):
             m.submodules.cache = cache = WeightCache(cfg, plan["cache_words"], plan["weight_base"])
             wiring.connect(m, feeder.weights, cache.read)
             wiring.connect(m, feeder.fill, cache.fill)
-            wiring.connect(m, cache.fetch, memory.fetch)
+            if not cfg.streams:
+                wiring.connect(m, cache.fetch, memory.fetch)
             weight_load = memory.load
             # Writes (the drain's, or the host's while idle) reach the SPRAMs gathered into
             # words, from registers (the SPRAMs sit at the die's corners).  A cycle in which
@@ -149,6 +156,19 @@ class Accelerator(wiring.Component):
         desc_rd = descs.read_port()
         desc = Signal(layout)
         m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
+        if cfg.streams:
+            m.submodules.stream = stream = WeightStream(cfg, len(prog.stream), self.flash_base)
+            wiring.connect(m, stream.flash, wiring.flipped(self.flash))
+            # A streamed step's groups come from the prefetch buffer, the others' from SPRAM.
+            source = stream.fetch
+            m.d.comb += [memory.fetch.addr.eq(cache.fetch.addr), memory.fetch.word.eq(cache.fetch.word)]
+            with m.If(desc.streamed):
+                m.d.comb += [source.en.eq(cache.fetch.en), cache.fetch.ok.eq(source.ok)]
+            with m.Else():
+                m.d.comb += [memory.fetch.en.eq(cache.fetch.en), cache.fetch.ok.eq(memory.fetch.ok)]
+            # A word arrives from the source asked the cycle before (a step's fill is all from one).
+            m.d.comb += [cache.fetch.valid.eq(source.valid | memory.fetch.valid),
+                         cache.fetch.data.eq(Mux(source.valid, source.data, memory.fetch.data))]
         if engine is not None:
             m.d.comb += engine.desc.eq(desc)
         if adder is not None:
@@ -254,6 +274,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.busy.eq(busy), self.layer.eq(layer), desc_rd.addr.eq(layer)]
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        if cfg.streams:
+            with m.If(stream.waiting):
+                m.d.sync += self.flash_wait.eq(self.flash_wait + 1)
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
@@ -261,6 +284,9 @@ class Accelerator(wiring.Component):
                     m.d.sync += [busy.eq(1), stepping.eq(self.step)]
                     with m.If(self.last | ~stepping):
                         m.d.sync += [layer.eq(0), self.cycles.eq(0), self.last.eq(0)]
+                        if cfg.streams:
+                            m.d.sync += self.flash_wait.eq(0)
+                            m.d.comb += stream.start.eq(1)
                     with m.Else():
                         m.d.sync += layer.eq(layer + 1)
                     m.next = "LOAD"

@@ -62,7 +62,10 @@ class Loop:
 
 def desc_layout(config):
     addr, count, ptr, coord = config.bank_addr_bits, config.dim_bits, ptr_shape(config), coord_shape(config)
+    # A program whose weights partly stream says which steps' do (a field no other has).
+    streamed = {"streamed": 1} if config.streams else {}
     return data.StructLayout({
+        **streamed,
         "in_base": addr, "out_base": addr,
         # feeder: reduction loops and the input map
         "c": count, "kw": count, "kh": count, "h": coord, "w": coord,
@@ -179,7 +182,11 @@ def _encode(desc, config, is_last):
         "iy0": iy0, "ix0": ix0,
         "rowptr0": [desc.in_base + _row_ptr(shape, y) for y in _by_parity(iy0)],
         "colptr0": [_col_ptr(shape, x) for x in _by_parity(ix0)],
-        "weight_base": desc.weight_base, "oh": oh, "ow": ow,
+        # A streamed step's words land in the cache by their low bits only: its base in the
+        # stream is taken modulo the weight memory's (power-of-two) words.
+        "weight_base": desc.weight_base % config.weight_words if desc.streamed else desc.weight_base,
+        **({"streamed": int(desc.streamed)} if config.streams else {}),
+        "oh": oh, "ow": ow,
         "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
         "single_rounding": int(desc.single_rounding),
     }

@@ -1,0 +1,88 @@
+"""The weights that stream from the SPI flash (``weight_stream="on"``): one sequential fast
+read an inference, from the first streamed word to the last, into a prefetch buffer that
+the weight cache fills a streamed group from instead of the SPRAMs.
+
+The compiler lays the streamed words out in the order the cache asks for them, so the
+flash never seeks: it runs ahead while the array computes (resident layers included) until
+the buffer is full, and a streamed group waits only for what the buffer does not yet hold.
+"""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..board.multi_io_flash import MultiIoFlashReader
+from .ports import weight_fetch_signature, weight_layout
+
+
+def flash_pins_signature():
+    """The flash's four I/O lines, its clock and its select (active high), as the reader
+    drives them."""
+    return wiring.Signature({"sck": Out(1), "cs": Out(1), "dq_o": Out(4), "dq_oe": Out(4), "dq_i": In(4)})
+
+
+class WeightStream(wiring.Component):
+    """``start`` (a new inference) ends any read, empties the buffer and reads ``words``
+    weight words from flash byte ``flash_base`` on.  ``fetch`` answers the weight cache like
+    the SPRAMs (``ok`` while the buffer holds a word, the word the cycle after); ``waiting``
+    is high in a cycle in which the cache wants a word the flash has not delivered yet."""
+
+    def __init__(self, config, words, flash_base):
+        self.config, self.words, self.flash_base = config, words, flash_base
+        self.depth = 1 << max(1, (config.stream_buffer_words - 1).bit_length())
+        self.reader = MultiIoFlashReader(width=config.flash_lines)
+        super().__init__({
+            "start": In(1),
+            "fetch": In(weight_fetch_signature(config)),
+            "flash": Out(flash_pins_signature()),
+            "waiting": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, reader = self.config, self.reader
+        m.submodules.reader = reader
+        m.submodules.buffer = buf = Memory(shape=weight_layout(cfg), depth=self.depth, init=[])
+        wr, rd = buf.write_port(), buf.read_port()
+        bits = (self.depth - 1).bit_length()
+        wptr, rptr = Signal(bits + 1), Signal(bits + 1)         # one bit more: full vs empty
+        lane = Signal(range(cfg.cols))
+        low = Signal(8 * (cfg.cols - 1))                         # the word's bytes before its last
+        nbytes = self.words * cfg.cols
+        left = Signal(range(nbytes + 1))                         # bytes still to take from the reader
+        restart = Signal()                                       # a read to begin once the reader is idle
+        full = Signal()
+        taken = Signal()
+
+        m.d.comb += [
+            self.flash.sck.eq(reader.sck), self.flash.cs.eq(reader.cs),
+            self.flash.dq_o.eq(reader.dq_o), self.flash.dq_oe.eq(reader.dq_oe), reader.dq_i.eq(self.flash.dq_i),
+            reader.addr.eq(self.flash_base),
+            full.eq((wptr[:bits] == rptr[:bits]) & (wptr[bits] != rptr[bits])),
+            reader.o.ready.eq(~full | (lane != cfg.cols - 1)),
+            taken.eq(reader.o.valid & reader.o.ready & (left != 0)),
+            # The last byte wanted ends the read in the cycle it is taken; a new inference
+            # ends whatever read is left.
+            reader.stop.eq(self.start | (taken & (left == 1))),
+            reader.start.eq(restart & ~self.start),
+            wr.addr.eq(wptr[:bits]), wr.data.eq(Cat(low, reader.o.payload)),
+            wr.en.eq(taken & (lane == cfg.cols - 1)),
+            rd.addr.eq(rptr[:bits]), self.fetch.data.eq(rd.data),
+            self.fetch.ok.eq(wptr != rptr),
+            self.waiting.eq(self.fetch.en & (wptr == rptr)),
+        ]
+        with m.If(reader.start):
+            m.d.sync += restart.eq(0)
+        with m.If(taken):
+            m.d.sync += [left.eq(left - 1), lane.eq(lane + 1), low.eq(Cat(low[8:], reader.o.payload))]
+            with m.If(lane == cfg.cols - 1):
+                m.d.sync += [lane.eq(0), wptr.eq(wptr + 1)]
+        fetching = self.fetch.en & self.fetch.ok
+        m.d.comb += rd.en.eq(fetching)
+        m.d.sync += self.fetch.valid.eq(fetching)
+        with m.If(fetching):
+            m.d.sync += rptr.eq(rptr + 1)
+        with m.If(self.start):
+            m.d.sync += [wptr.eq(0), rptr.eq(0), lane.eq(0), left.eq(nbytes), restart.eq(nbytes != 0)]
+        return m
