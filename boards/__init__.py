@@ -45,9 +45,10 @@ class Board:
 #: (0.22): nearly the same rate for about 150 logic cells less, which the UP5K needs for
 #: the UART and flash logic next to the core.
 #: Maps that outgrow the block RAM go to the SPRAMs next to the weights (``act_memory``), and
-#: the accumulators are as wide as the model's sums need (``narrow_acc``).
+#: the accumulators are as wide as the model's sums need (``narrow_acc``).  Weights beyond
+#: the SPRAMs stream from the flash on its four lines (``weight_stream``).
 ICEBREAKER = AcceleratorConfig(target="ice40", requant_lanes=1, requant_digit_bits=8, act_memory="auto",
-                               narrow_acc=True)
+                               narrow_acc=True, weight_stream="auto")
 
 ICEBREAKER_BOARD = Board(
     name="icebreaker",

@@ -72,6 +72,9 @@ class LayerDesc:
     block: int = 2            #: CONV: output pixels per pass are a block x block square
     weight_base: int = 0      #: CONV: first weight word (of the SPRAM's, or of the flash stream's)
     streamed: bool = False    #: CONV: the weights stream from the flash (``Program.stream``)
+    #: CONV, when weights stream: words of per-channel parameters after each weight word's
+    #: taps (bias, multiplier, shift of each of its channels), which travel with the weights
+    param_words: int = 0
     param_base: int = 0       #: CONV: first per-channel parameter entry
     single_rounding: bool = False
     table: int = -1           #: table slot applied after requantisation, -1 for none
@@ -91,6 +94,11 @@ class LayerDesc:
     def taps(self):
         """Reduction length of one pass (CONV)."""
         return self.kernel[0] * self.kernel[1] * (1 if self.depthwise else self.in_shape[2])
+
+    @property
+    def unit_words(self):
+        """CONV: words stored per weight word of the array: its taps, then its channels' parameters."""
+        return self.taps + self.param_words
 
     @property
     def blocks(self):
@@ -211,10 +219,12 @@ class Program:
         return self.stream.astype(np.uint8).tobytes()
 
     def layer_weights(self, d):
-        """The (words, cols) weight words of CONV step ``d``, wherever they are stored."""
+        """The (words * taps, cols) weight words of CONV step ``d``, wherever they are stored
+        (without the parameters that travel with them when weights stream)."""
         source = self.stream if d.streamed else self.weights
-        words = -(-d.groups // d.word_groups) * d.taps
-        return source[d.weight_base:d.weight_base + words]
+        words = -(-d.groups // d.word_groups)
+        units = source[d.weight_base:d.weight_base + words * d.unit_words]
+        return units.reshape(words, d.unit_words, -1)[:, :d.taps].reshape(words * d.taps, -1)
 
     def start_on_host(self, x):
         """Model inputs (N, *input_shape) -> the int8 bytes the hardware takes, running the
@@ -395,8 +405,12 @@ class _Builder:
         full[:out_c] = flat
         padded = np.zeros((words, cfg.cols, taps), np.int8)
         padded[:, :word_groups * group_channels] = full.reshape(words, word_groups * group_channels, taps)
+        units = padded.transpose(0, 2, 1)
+        param_words = 0
+        if cfg.streams:
+            units, param_words = _with_params(units, bias, mult, shift, word_groups * group_channels)
         weight_base = sum(len(r) for r in self.weight_rows)
-        self.weight_rows.append(padded.transpose(0, 2, 1).reshape(-1, cfg.cols))
+        self.weight_rows.append(units.reshape(-1, cfg.cols))
         used = weight_base + words * taps
         if used > cfg.weight_words and not cfg.streams:
             _fail(f"{layer.name}: weight memory needs {used * cfg.cols} B, config has {cfg.weight_mem_bytes} B")
@@ -411,7 +425,8 @@ class _Builder:
             fused_pool=pool is not None, block=block, weight_base=weight_base, param_base=param_base,
             zero_point=layer.output_q.zero_point, act_min=lo, act_max=hi,
             single_rounding=layer.single_rounding, groups=groups, depthwise=depthwise,
-            group_channels=group_channels, word_groups=word_groups, table=self._table_slot(lookup) if lookup is not None else -1))
+            group_channels=group_channels, word_groups=word_groups, param_words=param_words,
+            table=self._table_slot(lookup) if lookup is not None else -1))
 
     def pool(self, layer):
         lo, hi = layer.act_range
@@ -480,6 +495,9 @@ class _Builder:
         ta = multiply_by_quantized_multiplier((v - a_q.zero_point) << ADD_LEFT_SHIFT, m1, s1)
         tb = multiply_by_quantized_multiplier((v - b_q.zero_point) << ADD_LEFT_SHIFT, m2, s2)
         self._requantises(layer, (int(np.abs(ta).max()) + int(np.abs(tb).max())) << max(so, 0))
+        if self.config.streams:
+            _fail(f"{layer.name}: ADD takes its tables from the parameter memory, which a program whose "
+                  "weights stream from flash does not have")
         param_base = self._param_base(layer, 512)
         self.params.append((np.concatenate([ta, tb]), np.full(512, mo, np.int64), np.full(512, so, np.int64)))
         lo, hi = layer.act_range
@@ -497,10 +515,50 @@ class _Builder:
 
     def _param_base(self, layer, entries):
         base = sum(len(p[0]) for p in self.params)
-        if base + entries > self.config.param_depth:
+        # Streamed programs' parameters travel with the weights (``param_words``), not in the memory.
+        if base + entries > self.config.param_depth and not self.config.streams:
             _fail(f"{layer.name}: parameter memory needs {base + entries} channels, "
                   f"config has {self.config.param_depth}")
         return base
+
+
+def _with_params(units, bias, mult, shift, channels):
+    """(words, taps, cols) weight units -> the same with each unit's channels' parameters after
+    its taps, three words a channel: bias, multiplier and shift, each a little-endian 32-bit
+    value across the word's four lanes (channels past the layer's are zero).  Returns the
+    units and the parameter words of each."""
+    words, _, cols = units.shape
+    if cols != 4:
+        raise CompileError(f"config: parameters travel with the weights as 32-bit words, so cols must be 4, got {cols}")
+    values = np.zeros((words * channels, 3), np.int64)
+    n = len(bias)
+    values[:n] = np.stack([bias, mult, shift], axis=1)
+    lanes = values.astype("<i4").view(np.int8).reshape(words, 3 * channels, cols)
+    return np.concatenate([units, lanes], axis=1), 3 * channels
+
+
+def _most_saved(items, size, stall, room):
+    """The items to keep resident: those whose stall cycles saved (``size * stall``) add up to
+    the most within ``room`` words (0/1 knapsack by dynamic programming over the words; a
+    step whose words cost no stall is worth keeping too, by a little, for the flash time it
+    leaves to the steps after it)."""
+    if room <= 0:
+        return set()
+    best = np.zeros(room + 1)
+    took = np.zeros((len(items), room + 1), bool)
+    for i, k in enumerate(items):
+        n, worth = size[k], size[k] * (max(stall[k], 0) + 1e-3)
+        if n > room:
+            continue
+        gain = best[:room + 1 - n] + worth
+        took[i, n:] = gain > best[n:]
+        best[n:] = np.maximum(best[n:], gain)
+    chosen, left = set(), room
+    for i in reversed(range(len(items))):
+        if took[i, left]:
+            chosen.add(items[i])
+            left -= size[items[i]]
+    return chosen
 
 
 def _is_table(layer):
@@ -729,6 +787,9 @@ def compile_model(model, config):
 
 
 def _compile_model(model, config):
+    if config.streams:
+        # Shared words: a depthwise channel's own word would cross the flash four times over.
+        return _compile_for(model, config, None)
     try:
         return _compile_for(model, config, frozenset())
     except CompileError:
@@ -739,7 +800,7 @@ def _compile_model(model, config):
     options = []
     for d in program.layers:
         if d.depthwise and d.word_groups > 1:
-            extra = (d.groups - -(-d.groups // d.word_groups)) * d.taps * cols
+            extra = (d.groups - -(-d.groups // d.word_groups)) * d.unit_words * cols
             options.append((d.blocks / d.taps, extra, d.name))
     options.sort(key=lambda o: -o[0])
     room = program.config.weight_mem_bytes - program.memory_map["weights"]["bytes"]
@@ -787,9 +848,9 @@ def _shared_spram_plan(model, config, b, weight_words):
     if act_words + weight_share > SPRAM_BANK_BYTES // 2:
         _fail(f"{model.name}: SPRAM needs {2 * (act_words + weight_share)} B per SPRAM ({2 * act_words} B of "
               f"maps, {2 * weight_share} B of weights), it has {SPRAM_BANK_BYTES} B")
-    cache = max((d.taps for d in b.descs if d.kind == CONV), default=1)
+    cache = max((d.unit_words for d in b.descs if d.kind == CONV), default=1)
     if cache > config.weight_cache_words:
-        deepest = max((d for d in b.descs if d.kind == CONV), key=lambda d: d.taps)
+        deepest = max((d for d in b.descs if d.kind == CONV), key=lambda d: d.unit_words)
         _fail(f"{deepest.name}: weight cache needs {cache} words of {config.cols} weights, config has "
               f"{config.weight_cache_words}")
     return {"weight_base": act_words, "weight_words_per_spram": weight_share, "cache_words": cache}
@@ -884,7 +945,7 @@ def _compile(model, config, shared):
     if config.in_spram:
         memory_map["spram"] = _shared_spram_plan(model, config, b, len(weights))
     if config.streams:
-        fill = sum(config.stream_cycles_per_word * d.taps * -(-d.groups // d.word_groups)
+        fill = sum(config.stream_cycles_per_word * d.unit_words * -(-d.groups // d.word_groups)
                    for d in descs if d.streamed)
         memory_map["stream"] = {"bytes": int(stream.size), "layers": sum(d.streamed for d in descs),
                                 "flash_cycles": fill, "flash_lines": config.flash_lines}
@@ -899,8 +960,8 @@ def _stream_split(config, b):
     (descriptors, resident word rows, stream words).
 
     A streamed group's words cross the flash at ``stream_cycles_per_word`` each while the
-    array uses each of them ``blocks`` times (``word_groups`` times that for shared depthwise
-    words); with a prefetch buffer a step stalls for the difference only.  So the steps that
+    array uses each weight word ``blocks`` times (``word_groups`` times that for shared
+    depthwise words); with a prefetch buffer a step stalls for the difference only.  So the steps that
     would stall longest per word stay resident, as many as the SPRAMs hold after the maps;
     the rest stream in execution order, one sequential flash read an inference."""
     room = 2 * (SPRAM_BANK_BYTES // 2 - -(-b.high_water // 2))
@@ -908,12 +969,11 @@ def _stream_split(config, b):
         room = min(room, config.weight_resident_bytes // config.cols)
     convs = [k for k, d in enumerate(b.descs) if d.kind == CONV]
     rows = dict(zip(convs, b.weight_rows))
-    stall = {k: config.stream_cycles_per_word - b.descs[k].blocks * b.descs[k].word_groups for k in convs}
-    resident = set()
-    for k in sorted(convs, key=lambda k: (-stall[k], k)):
-        if len(rows[k]) <= room:
-            resident.add(k)
-            room -= len(rows[k])
+    # Per stored word: its flash time, less the array's time on it (each weight word is used
+    # once a pass, by every group sharing it; parameter words are not).
+    stall = {k: config.stream_cycles_per_word - d.blocks * d.word_groups * d.taps / d.unit_words
+             for k, d in ((k, b.descs[k]) for k in convs)}
+    resident = _most_saved(convs, {k: len(rows[k]) for k in convs}, stall, room)
     descs, kept, streamed, at = [], [], [], [0, 0]
     for k, d in enumerate(b.descs):
         if k in rows:

@@ -99,6 +99,10 @@ class AcceleratorConfig:
             raise ConfigError(f"config: weight_resident_bytes must be an int >= 0, got {self.weight_resident_bytes!r}")
         if self.flash_lines not in (1, 2, 4):
             raise ConfigError(f"config: flash_lines must be 1, 2 or 4, got {self.flash_lines!r}")
+        if self.weight_stream != "off" and self.param_depth < 256:
+            raise ConfigError("config: with streamed weights the parameters go through a 256-entry store "
+                              f"addressed like the parameter memory: param_depth must be at least 256, got "
+                              f"{self.param_depth}")
         if self.weight_stream != "off" and self.act_memory == "bram":
             raise ConfigError("config: streamed weights reach the array through the weight cache beside maps "
                               f"in SPRAM, so weight_stream {self.weight_stream!r} needs act_memory 'auto' or "

@@ -37,6 +37,7 @@ from .ports import (
     weight_load_signature,
 )
 from .shared_spram import SharedSprams
+from .param_store import ParamStore
 from .spram import WeightMemory
 from .weight_cache import WeightCache
 from .weight_stream import WeightStream, flash_pins_signature
@@ -174,12 +175,19 @@ class Accelerator(wiring.Component):
         if adder is not None:
             m.d.comb += adder.desc.eq(desc)
 
-        p = prog.params
-        params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
-                  for b, mu, s in zip(p.bias, p.multiplier, p.shift)]
-        m.submodules.params = pmem = Memory(shape=param_layout(), depth=max(1, len(params)), init=params)
-        prd = pmem.read_port()
-        m.d.comb += [prd.addr.eq(drain.param.addr), prd.en.eq(drain.param.en), drain.param.data.eq(prd.data)]
+        if cfg.streams:
+            # The parameters travel with the weights (:mod:`.param_store`).
+            m.submodules.params = store = ParamStore(cfg)
+            wiring.connect(m, drain.param, store.read)
+            m.d.comb += [store.fill.eq(feeder.fill.start), store.taps.eq(desc.taps),
+                         store.valid.eq(cache.fetch.valid), store.data.eq(cache.fetch.data)]
+        else:
+            p = prog.params
+            params = [{"bias": int(b), "multiplier": int(mu), "shift": int(s)}
+                      for b, mu, s in zip(p.bias, p.multiplier, p.shift)]
+            m.submodules.params = pmem = Memory(shape=param_layout(), depth=max(1, len(params)), init=params)
+            prd = pmem.read_port()
+            m.d.comb += [prd.addr.eq(drain.param.addr), prd.en.eq(drain.param.en), drain.param.data.eq(prd.data)]
         if adder is not None:
             # The add engine reads only while the drain's stages that read are empty.
             m.d.comb += [adder.param_free.eq(drain.param_free), adder.param.data.eq(prd.data)]
@@ -257,6 +265,8 @@ class Accelerator(wiring.Component):
         start_conv, start_pool, start_add = Signal(), Signal(), Signal()
         m.d.sync += [start_conv.eq(0), start_pool.eq(0), start_add.eq(0)]
         m.d.comb += [feeder.start.eq(start_conv), drain.start.eq(start_conv)]
+        if cfg.streams:
+            m.d.comb += store.layer.eq(start_conv)
         if engine is not None:
             m.d.comb += engine.start.eq(start_pool)
         if adder is not None:

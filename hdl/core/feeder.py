@@ -139,9 +139,11 @@ class Feeder(wiring.Component):
         # The request, a one-cycle pulse, waits until no tap is in flight, so that no read of
         # the activations or of the cache meets the fill.
         hold = Signal()
+        # A weight word's taps, and with streamed weights its channels' parameters after them.
+        unit = d.unit_words if cfg.streams else d.taps
         if cfg.in_spram:
             need_fill = Signal()
-            m.d.comb += [self.fill.base.eq(gbase), self.fill.count.eq(d.taps)]
+            m.d.comb += [self.fill.base.eq(gbase), self.fill.count.eq(unit)]
             m.d.sync += self.fill.start.eq(running & need_fill & ~a.valid & ~skid.valid & ~s_valid & ~r_valid
                                            & ~self.fill.start)
             with m.If(self.fill.start):
@@ -201,7 +203,7 @@ class Feeder(wiring.Component):
                 block1.eq(d.block1), first.eq(1), ci.eq(0),
                 *ci_loop.load(d.red_c), *kx.load(d.kw), *ky.load(d.kh),
                 *bx.load(d.nbx), *by.load(d.nby), *g.load(d.groups), *share.load(d.word_groups),
-                wptr.eq(d.weight_base), gbase.eq(d.weight_base), gstep.eq(Mux(d.word_groups == 1, d.taps, 0)),
+                wptr.eq(d.weight_base), gbase.eq(d.weight_base), gstep.eq(Mux(d.word_groups == 1, unit, 0)),
             ]
             m.d.sync += [end_kx.eq((d.red_c == 1) & (d.kw == 1)),
                          end_pass.eq((d.red_c == 1) & (d.kw == 1) & (d.kh == 1)), chan.eq(0)]
@@ -251,7 +253,7 @@ class Feeder(wiring.Component):
                     m.d.sync += share.restart(d.word_groups)
                 with m.Else():
                     m.d.sync += share.advance()
-                m.d.sync += gstep.eq(Mux(share.next_last(1), d.taps, 0))
+                m.d.sync += gstep.eq(Mux(share.next_last(1), unit, 0))
                 if cfg.in_spram:
                     m.d.sync += [need_fill.eq(gstep != 0), hold.eq(gstep != 0)]
             with m.If(end_group & g.last):

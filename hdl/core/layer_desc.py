@@ -62,8 +62,9 @@ class Loop:
 
 def desc_layout(config):
     addr, count, ptr, coord = config.bank_addr_bits, config.dim_bits, ptr_shape(config), coord_shape(config)
-    # A program whose weights partly stream says which steps' do (a field no other has).
-    streamed = {"streamed": 1} if config.streams else {}
+    # A program whose weights partly stream says which steps' do, and how many words a weight
+    # word's taps and parameters take (fields no other program has).
+    streamed = {"streamed": 1, "unit_words": config.taps_bits} if config.streams else {}
     return data.StructLayout({
         **streamed,
         "in_base": addr, "out_base": addr,
@@ -185,8 +186,11 @@ def _encode(desc, config, is_last):
         # A streamed step's words land in the cache by their low bits only: its base in the
         # stream is taken modulo the weight memory's (power-of-two) words.
         "weight_base": desc.weight_base % config.weight_words if desc.streamed else desc.weight_base,
-        **({"streamed": int(desc.streamed)} if config.streams else {}),
+        **({"streamed": int(desc.streamed), "unit_words": desc.unit_words} if config.streams else {}),
         "oh": oh, "ow": ow,
-        "fused_pool": int(desc.fused_pool), "param_base": desc.param_base, "zero_point": desc.zero_point,
+        # With streamed weights the parameters travel with them into a store each layer fills
+        # from its entry 0.
+        "fused_pool": int(desc.fused_pool), "param_base": 0 if config.streams else desc.param_base,
+        "zero_point": desc.zero_point,
         "single_rounding": int(desc.single_rounding),
     }
