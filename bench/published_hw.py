@@ -61,7 +61,8 @@ def measure(path, count, configs):
                      "lanes": config.lanes,
                      "cycles": r["cycles_per_inference"], "utilisation": r["utilisation"],
                      "cycles_by_kind": dict(kinds), "checked": r["checked"], "inputs": count,
-                     "activation_bank_bytes": program.memory_map["activation_bank"]["bytes"]})
+                     "activation_bank_bytes": program.memory_map["activation_bank"]["bytes"],
+                     **({"flash": r["flash"]} if "flash" in r else {})})
         break                               # the first configuration that takes the model
     return rows
 
@@ -85,10 +86,17 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     for r in rows:
         if not r["compiles"]:
-            reason = r["reason"].split(": ", 1)[-1].split(" (output")[0]      # without the long layer names
+            # Without the long layer names (a refusal with streaming names two reasons).
+            reason = "; with weights streamed from flash: ".join(
+                part.split(": ", 1)[-1].split(" (output")[0]
+                for part in r["reason"].split("; with weights streamed from flash: "))
             print(f"| `{r['model']}` | {r['config']} | refused: {reason} | | | |")
             continue
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(r["cycles_by_kind"].items(), key=lambda kv: -kv[1]))
+        if "flash" in r:
+            f = r["flash"]
+            kinds += (f"; {f['cycles_waiting']:,} of all cycles waiting for {f['streamed_bytes']:,} B streamed from "
+                      f"flash ({f['flash_lines']} lines, SCK = {f['sck']})")
         exact = f"yes, {r['inputs']} inputs ({r['engine']})" if r["checked"] == "all outputs equal golden" else "NO"
         print(f"| `{r['model']}` | {r['config']} | {r['cycles']:,} | {r['utilisation']:.1%} of {r['lanes']} lanes | "
               f"{kinds} | {exact} |")

@@ -777,12 +777,16 @@ def compile_model(model, config):
 
     With ``weight_stream="auto"``: the program with every weight on chip if there is one,
     else the one whose weights beyond the SPRAMs stream from the flash; a model that fails
-    both fails with the streaming attempt's reason, the last thing in its way."""
+    both fails naming both reasons."""
     if config.weight_stream == "auto":
         try:
             return _compile_model(model, config.with_(weight_stream="off"))
-        except CompileError:
+        except CompileError as e:
+            first = e
+        try:
             return _compile_model(model, config.with_(weight_stream="on"))
+        except CompileError as e:
+            raise CompileError(f"{first}; with weights streamed from flash: {e}") from None
     return _compile_model(model, config)
 
 

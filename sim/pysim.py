@@ -48,11 +48,11 @@ def weight_words(program):
     return [int.from_bytes(image[k:k + n], "little") for k in range(0, len(image), n)]
 
 
-def run(program, x, vcd=None, max_cycles=5_000_000, waits=None):
+def run(program, x, vcd=None, max_cycles=5_000_000, waits=None, flash=None):
     """Outputs (N, n_out) int8 and cycles per inference (N,) for a batch of inputs.  A program
     whose weights stream reads them from a model of the board's flash (W25Q128JV, quad read),
-    which holds the stream at address 0; ``waits``, a list, then receives each inference's
-    cycles spent waiting for it."""
+    by default ``MultiIoFlashModel(program.stream_image)`` (the stream at address 0), else
+    ``flash``; ``waits``, a list, then receives each inference's cycles spent waiting for it."""
     dut = Accelerator(program)
     outs, cycles = [], []
     out_addrs = output_addresses(program)
@@ -94,7 +94,8 @@ def run(program, x, vcd=None, max_cycles=5_000_000, waits=None):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     if program.config.streams:
-        flash = MultiIoFlashModel(program.stream_image)
+        if flash is None:
+            flash = MultiIoFlashModel(program.stream_image)
         f = dut.flash
         sim.add_process(flash.process_io(f.sck, f.cs, f.dq_o, f.dq_oe, f.dq_i))
     if vcd:

@@ -284,6 +284,9 @@ ULX3S = get_board("ulx3s-85f").config
     # dense weights, and VWW's 203 KiB (1.2 M cycles, opt-in for its simulation time).
     ("ad01_int8.tflite", ULX3S, 18_500),
     pytest.param("vww_96_int8.tflite", ULX3S, 1_200_000, marks=pytest.mark.slow),
+    # The UP5K streams the weights that do not fit its SPRAMs from the flash.
+    pytest.param("ad01_int8.tflite", ICEBREAKER, 690_000, marks=pytest.mark.slow),
+    pytest.param("vww_96_int8.tflite", ICEBREAKER, 1_600_000, marks=pytest.mark.slow),
 ])
 def test_published_model_through_verilator(name, config, max_cycles):
     """Eight random inputs per model through the emitted Verilog, equal to golden; the cycle
