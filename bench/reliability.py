@@ -112,7 +112,7 @@ def main(argv=None):
                         outcome.append(f"{what} OK")
                     except DeviceError as e:
                         outcome.append(f"{what} {e.name}")
-                client.load_weights(program.weight_image)
+                client.load_weights(program.flash_image)
                 healthy = client.info().weights_loaded
                 faults.append((name, wire.WEIGHT_STATE_NAMES[info.weight_state], wire.BOOT_NAMES[info.boot],
                                ", ".join(outcome), "yes" if healthy else "NO"))

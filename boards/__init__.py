@@ -33,6 +33,9 @@ class Board:
     flash_bytes: int
     uart: str = "uart"
     flash: str = "spi_flash_1x"
+    #: The flash on four data lines, for designs whose weights stream ("" where the board's
+    #: profile does not take them).
+    flash_quad: str = ""
     leds: tuple = ("led_g", "led_r")   #: ready, error
     notes: str = ""
 
@@ -61,7 +64,7 @@ ICEBREAKER_BOARD = Board(
     resources={"ICESTORM_LC": 5280, "ICESTORM_DSP": 8, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4},
     # 8 SB_MAC16 in dual 8x8 mode = 16 lanes; the four SPRAMs hold the weights.
     config=ICEBREAKER,
-    weights_offset=0x100000, flash_bytes=16 << 20,
+    weights_offset=0x100000, flash_bytes=16 << 20, flash_quad="spi_flash_4x",
     notes="UART on the FTDI's second channel (/dev/ttyUSB1); program with `iceprog flash.bin`",
 )
 

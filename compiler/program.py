@@ -218,6 +218,13 @@ class Program:
         prefetcher, read once an inference from its start."""
         return self.stream.astype(np.uint8).tobytes()
 
+    @property
+    def flash_image(self):
+        """What the flash holds after the weight header: the resident weights (which the
+        device copies into SPRAM at boot), then the stream (which it reads during inference);
+        its CRC in the header covers both."""
+        return self.weight_image + self.stream_image
+
     def layer_weights(self, d):
         """The (words * taps, cols) weight words of CONV step ``d``, wherever they are stored
         (without the parameters that travel with them when weights stream)."""

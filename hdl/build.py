@@ -328,6 +328,12 @@ def build(args):
     # Portable Verilog gets inferred multipliers and memories instead of iCE40 primitives.
     config = board.config.with_(target="generic") if args.verilog else board.config
     program, tflite_bytes = load_program(args.model, config)
+    if program.config.streams and not board.flash_quad:
+        raise BuildError(f"{args.model}: {program.stream.size} B of weights must stream from the flash, and the "
+                         f"{board.name} profile has no four-line flash pins for it")
+    if program.config.streams and args.verify_netlist:
+        raise BuildError("--verify-netlist: not for designs whose weights stream from flash yet (the gate-level "
+                         "wrapper has the single-line flash pins only)")
     if program.config.in_spram:
         m = program.memory_map
         log(f"      maps in the SPRAMs beside the weights: {m['activation_bank']['bytes']:,} B per bank, more than "
@@ -417,7 +423,7 @@ def build(args):
     if args.verify_netlist and not problem:
         netlist, problem = verify_netlist(workdir, board, soc, program, pll.f_out_hz, tools, args.verify_netlist,
                                           perf.get("cycles_per_inference"))
-    weights = program.weight_image
+    weights = program.flash_image
     report = {
         "status": "failed" if problem else "built", "problem": problem,
         "board": {"name": board.name, "title": board.title},

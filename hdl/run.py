@@ -89,16 +89,16 @@ def _check_device(info, program, expected_id, model_path, board):
         raise UsageError(f"the board runs model id {_hex(info.model_id)}, {model_path} has id {_hex(expected_id)}: "
                          "give the --model the bitstream was built from, or rebuild and program the board")
     want = {"input": int(np.prod(program.input_shape)), "output": int(np.prod(program.output_desc.out_shape)),
-            "weight": int(program.weights.size)}
+            "weight": len(program.flash_image)}
     got = {"input": info.input_bytes, "output": info.output_bytes, "weight": info.weight_bytes}
     for k in want:
         if want[k] != got[k]:
             raise UsageError(f"the board takes {got[k]} {k} bytes, {model_path} compiles to {want[k]} "
                              "(built for another configuration?)")
-    if info.program_id != program.program_id or info.weights_crc != crc32(program.weight_image):
+    if info.program_id != program.program_id or info.weights_crc != crc32(program.flash_image):
         raise UsageError(f"the board runs program {_hex(info.program_id)} (weights CRC-32 {_hex(info.weights_crc)}), "
                          f"{model_path} compiles to {_hex(program.program_id)} "
-                         f"({_hex(crc32(program.weight_image))}) for --board {board}: "
+                         f"({_hex(crc32(program.flash_image))}) for --board {board}: "
                          "built with another version or board profile? rebuild and program the board")
 
 
@@ -197,7 +197,7 @@ def _session(args, port):
         _check_device(info, program, expected_id, model_path, board.name)
         send = args.weights_from_model or not info.weights_loaded
         if send:
-            image = program.weight_image
+            image = program.flash_image
             if not args.json:
                 why = ("--weights-from-model" if info.weights_loaded
                        else f"the board has none usable: {WEIGHT_STATE_NAMES.get(info.weight_state, '?')}")

@@ -26,6 +26,9 @@ BOARD_HARNESS = Path(__file__).with_name("board_harness.cpp")
 BOARD_PORTS = {"clk": "input", "rst": "input", "uart_rx": "input", "uart_tx": "output", "flash_sck": "output",
                "flash_cs": "output", "flash_copi": "output", "flash_cipo": "input", "led_ready": "output",
                "led_error": "output"}
+#: Those of a Soc whose weights stream: the flash's four I/O lines (the harness's C2F_QUAD).
+QUAD_BOARD_PORTS = {**{k: v for k, v in BOARD_PORTS.items() if k not in ("flash_copi", "flash_cipo")},
+                    "flash_dq_o": "output", "flash_dq_oe": "output", "flash_dq_i": "input"}
 TOP = "cnn_soc"
 #: What ``hdl.build`` writes beside a bitstream for :meth:`BoardDesign.from_build_dir`.
 SOC_VERILOG = "soc.v"
@@ -92,7 +95,8 @@ def build_board(design, verbose=False):
     if design.target == "ice40":
         from hdl.units.dsp import ICE40_SIM_DEFINES, ice40_sim_model
         extra = {"extra_sources": [ice40_sim_model()], "defines": ICE40_SIM_DEFINES}
-    return build(design.verilog, TOP, harness=BOARD_HARNESS, required_ports=BOARD_PORTS, verbose=verbose, **extra)
+    ports = QUAD_BOARD_PORTS if "flash_dq_o" in design.verilog else BOARD_PORTS
+    return build(design.verilog, TOP, harness=BOARD_HARNESS, required_ports=ports, verbose=verbose, **extra)
 
 
 class VerilatorBoard:

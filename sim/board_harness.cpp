@@ -4,9 +4,11 @@
 // Build: sim.verilator.build(..., harness=board_harness.cpp) -CFLAGS -DC2F_TOP=V<top>
 // Run:   sim FLASH_FILE FLASH_BASE DIVISOR
 //
-// The flash (a W25Q128 in SPI mode 0, single-bit) holds FLASH_FILE from address FLASH_BASE
-// and reads 0xFF elsewhere; it starts in deep power-down, wakes on 0xAB (when CS goes
-// inactive) and reads with 0x03, exactly as sim/models.py's SpiFlashModel.  The UART runs
+// The flash (a W25Q128JV in SPI mode 0, flash_model.h) holds FLASH_FILE from address
+// FLASH_BASE and reads 0xFF elsewhere; it starts in deep power-down and wakes on 0xAB (when
+// CS goes inactive), as sim/models.py's flash models.  A design with flash_copi/flash_cipo
+// uses IO0 and IO1; built with -DC2F_QUAD (a design whose weights stream) it has the four
+// lines flash_dq_o/flash_dq_oe/flash_dq_i, and a bus fight stops the run.  The UART runs
 // at DIVISOR clock cycles per bit, 8N1, LSB first, like sim/models.py's uart_send and
 // UartMonitor.
 //
@@ -41,49 +43,12 @@
 
 using Top = C2F_TOP;
 
+#include "flash_model.h"
+
 [[noreturn]] static void fail(const std::string& msg) {
     std::fprintf(stderr, "board harness: %s\n", msg.c_str());
     std::exit(2);
 }
-
-struct Flash {
-    std::vector<uint8_t> image;
-    uint32_t base = 0;
-    bool powered_down = true, selected = false;
-    int prev_sck = 0, cipo = 1;
-    uint64_t bits = 0;
-    uint32_t header = 0;
-    int opcode = -1;
-    int64_t address = -1;
-
-    uint8_t byte(uint32_t a) const {
-        int64_t off = int64_t(a & 0xFFFFFF) - int64_t(base);
-        return off >= 0 && off < int64_t(image.size()) ? image[size_t(off)] : 0xFF;
-    }
-
-    // Called once a cycle after the clock edge, with the design's registered outputs.
-    void step(int sck, int cs, int copi) {
-        if (cs != int(selected)) {
-            selected = cs;
-            if (selected) {
-                bits = 0, header = 0, opcode = -1, address = -1;
-            } else {
-                if (opcode == 0xAB) powered_down = false;
-                if (opcode == 0xB9) powered_down = true;
-                cipo = 1;
-            }
-        } else if (selected && sck && !prev_sck) {
-            if (bits < 32) header = header << 1 | uint32_t(copi & 1);
-            bits++;
-            if (bits == 8) opcode = int(header & 0xFF);
-            else if (bits == 32) address = header & 0xFFFFFF;
-        } else if (selected && !sck && prev_sck && address >= 0 && opcode == 0x03 && !powered_down) {
-            uint64_t index = bits - 32;
-            cipo = byte(uint32_t(address + int64_t(index / 8))) >> (7 - index % 8) & 1;
-        }
-        prev_sck = sck;
-    }
-};
 
 struct Line {                       // the host's transmitter: (level, cycles) segments
     std::deque<std::pair<int, uint64_t>> segments;
@@ -149,7 +114,7 @@ static std::vector<uint8_t> unhex(const char* s) {
 
 int main(int argc, char** argv) {
     if (argc != 4) fail("usage: sim FLASH_FILE FLASH_BASE DIVISOR");
-    Flash flash;
+    QuadFlash flash;
     {
         FILE* f = std::fopen(argv[1], "rb");
         if (!f) fail(std::string("cannot open ") + argv[1]);
@@ -167,19 +132,29 @@ int main(int argc, char** argv) {
     auto top = std::make_unique<Top>(ctx.get());
     uint64_t cycles = 0;
     top->uart_rx = 1;
+#ifdef C2F_QUAD
+    top->flash_dq_i = 0xF;
+#else
     top->flash_cipo = 1;
+#endif
     top->rst = 1;
     top->clk = 0;
     top->eval();
     auto tick = [&]() {
         top->uart_rx = line.level();
-        top->flash_cipo = flash.cipo;
         top->clk = 1;
         top->eval();
         top->clk = 0;
         top->eval();
         cycles++;
+#ifdef C2F_QUAD
+        flash.step(top->flash_sck, top->flash_cs, top->flash_dq_o);
+        top->flash_dq_i = flash.dq_i(top->flash_dq_o, top->flash_dq_oe);
+        if (flash.contention) fail("the design and the flash drive the same I/O line at once");
+#else
         flash.step(top->flash_sck, top->flash_cs, top->flash_copi);
+        top->flash_cipo = flash.dq_i(top->flash_copi, 1) >> 1 & 1;
+#endif
         monitor.step(top->uart_tx);
     };
     for (int i = 0; i < 4; i++) tick();

@@ -49,7 +49,7 @@ def fuzz_device(path):
     program = compile_model(model, sim_config())
     soc = Soc(program, model_id=wire.model_id(path.read_bytes()), divisor=DIVISOR, timeout_cycles=TIMEOUT_CYCLES,
               sck_half=1, wake_cycles=8)
-    flash = wire.flash_weights_region(program.weight_image, program.program_id)
+    flash = wire.flash_weights_region(program.flash_image, program.program_id)
     # A read waits longer than the device can stay busy (a RELOAD's boot) plus the frame
     # timeout and an error reply, so an empty read means the device is idle and done.
     return model, program, soc, VerilatorBoard(soc, flash, read_cycles=soc.boot_cycles + 3 * TIMEOUT_CYCLES)
@@ -102,7 +102,7 @@ def fuzz(port, model, program, soc, cases, seed=20261203, progress=None):
     """Run ``cases`` seeded cases; a report: cases per kind, replies per status, the RELOADs
     that recovered failed uploads, simulated cycles.  FuzzFailure on any violation."""
     rng = np.random.default_rng(seed)
-    image = program.weight_image
+    image = program.flash_image
     client = Client(port, retries=0)
     want_info = client.info()
     if not want_info.weights_loaded:
@@ -245,7 +245,7 @@ def fuzz(port, model, program, soc, cases, seed=20261203, progress=None):
 def flash_faults(program):
     """Flash contents a device must refuse at boot, each with the boot result INFO must
     report: {name: (bytes from the weight offset on, BOOT_*)}."""
-    image = program.weight_image
+    image = program.flash_image
     good = wire.flash_weights_region(image, program.program_id)
     flipped = bytearray(good)
     flipped[wire.WEIGHTS_HEADER_BYTES + len(image) // 2] ^= 0x20

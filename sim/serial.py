@@ -14,7 +14,7 @@ client's deadlines on the simulated time line.
 
 from amaranth.sim import Simulator
 
-from .models import SpiFlashModel, UartMonitor, uart_break, uart_send
+from .models import MultiIoFlashModel, SpiFlashModel, UartMonitor, uart_break, uart_send
 
 #: Simulated clock period (s); only the cycle counts matter.
 PERIOD = 1e-6
@@ -29,13 +29,20 @@ class SimSerial:
         self.soc = soc
         self.read_cycles, self.chunk_cycles = int(read_cycles), int(chunk_cycles)
         self.timeout = None
-        self.flash = SpiFlashModel(flash, base=soc.weights_offset)
+        if soc.streams:
+            self.flash = MultiIoFlashModel(flash, base=soc.weights_offset)
+        else:
+            self.flash = SpiFlashModel(flash, base=soc.weights_offset)
         self.monitor = UartMonitor(soc.uart_tx, soc.divisor)
         self._actions = []            # ("byte", value) or ("break", cycles), oldest first
         self._taken = 0               # bytes of monitor.data already read
         self.sim = Simulator(soc)
         self.sim.add_clock(PERIOD)
-        self.sim.add_process(self.flash.process(soc.flash_sck, soc.flash_cs, soc.flash_copi, soc.flash_cipo))
+        if soc.streams:
+            self.sim.add_process(self.flash.process_io(soc.flash_sck, soc.flash_cs, soc.flash_dq_o, soc.flash_dq_oe,
+                                                       soc.flash_dq_i))
+        else:
+            self.sim.add_process(self.flash.process(soc.flash_sck, soc.flash_cs, soc.flash_copi, soc.flash_cipo))
         self.sim.add_process(self.monitor.run)
         self.sim.add_process(self._line)
         self._now = 0.0

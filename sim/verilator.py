@@ -174,8 +174,10 @@ def build(design, top_name, workdir=None, trace=False, *, extra_sources=(), defi
                                "-CFLAGS", f"-DC2F_TOP={prefix}", "-MAKEFLAGS", MAKE_FLAGS]
     if trace:
         flags += ["--trace", "-CFLAGS", "-DC2F_TRACE"]
-    if "flash_sck" in ports and Path(harness) == HARNESS:
-        flags += ["-CFLAGS", "-DC2F_FLASH"]          # weights stream: the harness runs the flash
+    if "flash_wait" in ports:
+        flags += ["-CFLAGS", "-DC2F_FLASH"]          # a core whose weights stream: the harness runs the flash
+    if "flash_dq_o" in ports:
+        flags += ["-CFLAGS", "-DC2F_QUAD"]           # a board whose weights stream: the flash's four lines
     flags += [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
     extra = [(f"extra{i}_{Path(p).name}", Path(p).read_text()) for i, p in enumerate(extra_sources)]
     harness = Path(harness)

@@ -287,3 +287,54 @@ def test_mnist_model_on_the_simulated_board(mnist_test_set, capsys):
         assert report["label"] == label
         assert report["output"] == [int(v) for v in run_model(model, x[None]).reshape(-1)]
         assert 150_000 < report["cycles"] < 210_000
+
+
+def streaming_design(tmp_path_factory):
+    """The tiny model with most of its weights streamed from the flash (as VWW and AD on
+    the iCEBreaker): a little stays resident in SPRAM, the rest follows it in flash."""
+    path = tiny(tmp_path_factory)
+    model = load_tflite(str(path))
+    program = compile_model(model, sim_config().with_(weight_stream="on", weight_resident_bytes=600))
+    assert program.config.streams and program.weights.size and program.stream.size
+    return path, model, program
+
+
+def test_streamed_weights_on_the_simulated_boards(tmp_path_factory):
+    """Boot checks the whole flash image (resident and streamed) and copies the resident part;
+    inference streams the rest on the flash's four lines, equal to golden, in the Amaranth
+    simulator and in Verilator (the C++ flash); a WEIGHTS upload of the image works too."""
+    design = streaming_design(tmp_path_factory)
+    path, model, program = design
+    image = wire.flash_weights_region(program.flash_image, program.program_id)
+    x = np.random.default_rng(3).integers(-128, 128, size=model.input_shape, dtype=np.int8)
+    want = golden_output(model, program, x)
+    port, soc = make_port(design, image)
+    client = Client(port)
+    info = client.info()
+    assert info.weight_bytes == len(program.flash_image) and info.boot == wire.BOOT_OK
+    assert np.array_equal(client.infer(x).output, want)
+    assert port.flash.contention == 0
+    reads = [c for c in port.flash.commands if c.opcode == 0x6B]
+    assert [(c.address, c.nbytes) for c in reads] == [(soc.stream_base, program.stream.size)]
+
+    board, soc = make_board(design, image)
+    client = Client(board)
+    assert client.info().weights_loaded
+    cycles = {client.infer(x).cycles for _ in range(2)}
+    assert len(cycles) == 1
+    client.load_weights(program.flash_image)
+    assert client.info().weight_state == wire.WEIGHTS_UART
+    assert np.array_equal(client.infer(x).output, want)
+
+
+@pytest.mark.parametrize("where", ["resident", "streamed"])
+def test_a_flipped_weight_byte_fails_the_boot(tmp_path_factory, where):
+    """The boot's CRC covers the streamed weights as well as the resident ones."""
+    design = streaming_design(tmp_path_factory)
+    path, model, program = design
+    image = bytearray(wire.flash_weights_region(program.flash_image, program.program_id))
+    at = wire.WEIGHTS_HEADER_BYTES + (3 if where == "resident" else program.weights.size + 5)
+    image[at] ^= 0x10
+    board, _ = make_board(design, bytes(image))
+    info = Client(board).info()
+    assert info.boot == wire.BOOT_BAD_CRC and not info.weights_loaded

@@ -28,10 +28,19 @@ class BoardTop(Elaboratable):
         m.submodules.soc = soc
 
         uart = platform.request(board.uart, 0, dir="-")
-        flash = platform.request(board.flash, 0, dir="-")
-        m.d.comb += [soc.uart_rx.eq(buffer("i", uart.rx)), buffer("o", uart.tx).eq(soc.uart_tx),
-                     buffer("o", flash.cs).eq(soc.flash_cs), buffer("o", flash.copi).eq(soc.flash_copi),
-                     soc.flash_cipo.eq(buffer("i", flash.cipo))]
+        if soc.streams:
+            # Weights stream on the flash's four I/O lines, each with its own output enable.
+            flash = platform.request(board.flash_quad, 0, dir="-")
+            m.d.comb += [soc.uart_rx.eq(buffer("i", uart.rx)), buffer("o", uart.tx).eq(soc.uart_tx),
+                         buffer("o", flash.cs).eq(soc.flash_cs)]
+            for k in range(4):
+                m.submodules[f"dq{k}"] = dq = io.Buffer("io", flash.dq[k])
+                m.d.comb += [dq.o.eq(soc.flash_dq_o[k]), dq.oe.eq(soc.flash_dq_oe[k]), soc.flash_dq_i[k].eq(dq.i)]
+        else:
+            flash = platform.request(board.flash, 0, dir="-")
+            m.d.comb += [soc.uart_rx.eq(buffer("i", uart.rx)), buffer("o", uart.tx).eq(soc.uart_tx),
+                         buffer("o", flash.cs).eq(soc.flash_cs), buffer("o", flash.copi).eq(soc.flash_copi),
+                         soc.flash_cipo.eq(buffer("i", flash.cipo))]
         if hasattr(flash, "clk"):
             m.d.comb += buffer("o", flash.clk).eq(soc.flash_sck)
         else:

@@ -26,8 +26,9 @@ class MultiIoFlashReader(wiring.Component):
 
     SPI mode 0 as :class:`~hdl.board.spi_flash.SpiFlashReader`: outputs change as SCK falls,
     inputs are sampled on the clock edge that ends SCK's high phase.  ``dq_o``/``dq_oe``
-    drive the four lines (only IO0, and only while a command or address goes out), ``dq_i``
-    is what the pins read.  ``cs`` is active high.  A byte is held on ``o`` until taken;
+    drive the four lines: IO0 while a command or address goes out, IO2 and IO3 high except
+    in a quad read's dummy clocks and data (they are /WP and /HOLD until QE is set, and a
+    low /HOLD would pause the flash); ``dq_i`` is what the pins read.  ``cs`` is active high.  A byte is held on ``o`` until taken;
     SCK stops while the next one would complete first.  ``stop`` ends the transfer at once
     (a byte not taken in that cycle is dropped).
     """
@@ -95,7 +96,8 @@ class MultiIoFlashReader(wiring.Component):
             phase_end.eq(left == 1),
             self.o.payload.eq(shift[:8]),
             self.dq_o.eq(Cat(op[-1], Const(0b111, 3))),
-            self.dq_oe.eq(Cat(self.cs & ~dummy & ~data, Const(0, 3))),
+            self.dq_oe.eq(Cat(self.cs & ~dummy & ~data, Const(0, 1), ~(dummy | data) if w == 4 else Const(1, 1),
+                              ~(dummy | data) if w == 4 else Const(1, 1))),
         ]
         with m.If(self.cs & tick & ~(hold & self.sck)):
             m.d.sync += [self.sck.eq(~self.sck), half.eq(0)]

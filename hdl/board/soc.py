@@ -44,6 +44,13 @@ class Soc(wiring.Component):
     """Pins only: ``uart_rx``/``uart_tx``, the flash's ``flash_*`` (``flash_cs`` active high)
     and two LEDs.
 
+    A program whose weights partly stream has the flash's four I/O lines (``flash_dq_o``,
+    ``flash_dq_oe``, ``flash_dq_i``) instead of ``flash_copi``/``flash_cipo``: the boot reads
+    on IO0 and IO1 with IO2 and IO3 (/WP, /HOLD) high, the core's quad reads take the lines
+    while it selects the flash.  Its weight image is the program's ``flash_image``: the
+    boot (and a WEIGHTS upload) checks all of it and copies the resident part into SPRAM;
+    the core streams the rest from the flash, where it follows the resident part.
+
     ``divisor`` is clock cycles per UART bit, ``timeout_cycles`` the frame timeout (and the
     quiet time before an error reply), ``sck_half``/``wake_cycles`` the flash reader's
     timing, ``weights_offset`` the flash address of the weight header (the board's)."""
@@ -59,8 +66,9 @@ class Soc(wiring.Component):
         h, w, c = program.input_shape
         oh, ow, oc = program.output_desc.out_shape
         self.input_bytes, self.output_bytes = h * w * c, oh * ow * oc
-        image = program.weight_image
+        image = program.flash_image
         self.weight_bytes = len(image)
+        self.resident_bytes = len(program.weight_image)     # into SPRAM; the rest streams
         self.weights_crc = wire.crc32(image)
         if self.input_bytes > wire.MAX_IO_BYTES or self.output_bytes > wire.MAX_IO_BYTES:
             raise ValueError(f"input ({self.input_bytes} B) and output ({self.output_bytes} B) must each fit "
@@ -75,11 +83,19 @@ class Soc(wiring.Component):
                     + list(header) + _le(self.input_bytes, 4) + _le(self.weight_bytes, 4) + _le(0, 4))
         assert len(self.rom) == LENGTH_AT[wire.CMD_INFO] + 4
         self._flash = SpiFlashReader(sck_half=self.sck_half, wake_cycles=self.wake_cycles)
+        self.streams = program.config.streams
+        pins = ({"flash_dq_o": Out(4), "flash_dq_oe": Out(4), "flash_dq_i": In(4)} if self.streams
+                else {"flash_copi": Out(1), "flash_cipo": In(1)})
         super().__init__({
             "uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
-            "flash_sck": Out(1), "flash_cs": Out(1), "flash_copi": Out(1), "flash_cipo": In(1),
+            "flash_sck": Out(1), "flash_cs": Out(1), **pins,
             "led_ready": Out(1), "led_error": Out(1),
         })
+
+    @property
+    def stream_base(self):
+        """Flash address of the streamed weights: after the header and the resident weights."""
+        return self.weights_offset + wire.WEIGHTS_HEADER_BYTES + self.resident_bytes
 
     @property
     def boot_bytes(self):
@@ -95,7 +111,7 @@ class Soc(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prog = self.program
-        m.submodules.core = core = Accelerator(prog)
+        m.submodules.core = core = Accelerator(prog, flash_base=self.stream_base)
         m.submodules.rx = rx = UartRx(self.divisor)
         m.submodules.tx = tx = UartTx(self.divisor)
         m.submodules.flash = flash = self._flash
@@ -109,12 +125,25 @@ class Soc(wiring.Component):
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom, attrs={"ram_style": "block"})
         rom_rd = rom.read_port()
         wiring.connect(m, packer.wload, core.wload)
-        m.d.comb += [
-            rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
-            self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
-            flash.cipo.eq(self.flash_cipo),
-            core.host.addr.eq(walker.addr),
-        ]
+        if self.streams:
+            # The core's quad reads have the lines while it selects the flash, the boot's
+            # single-line reads (IO0 out, IO1 in, /WP and /HOLD high) otherwise.
+            streaming = core.flash.cs
+            m.d.comb += [
+                rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
+                self.flash_sck.eq(Mux(streaming, core.flash.sck, flash.sck)), self.flash_cs.eq(streaming | flash.cs),
+                self.flash_dq_o.eq(Mux(streaming, core.flash.dq_o, Cat(flash.copi, Const(0b110, 3)))),
+                self.flash_dq_oe.eq(Mux(streaming, core.flash.dq_oe, 0b1101)),
+                flash.cipo.eq(self.flash_dq_i[1]), core.flash.dq_i.eq(self.flash_dq_i),
+                core.host.addr.eq(walker.addr),
+            ]
+        else:
+            m.d.comb += [
+                rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
+                self.flash_sck.eq(flash.sck), self.flash_cs.eq(flash.cs), self.flash_copi.eq(flash.copi),
+                flash.cipo.eq(self.flash_cipo),
+                core.host.addr.eq(walker.addr),
+            ]
         rx_low = Signal()
         m.d.sync += rx_low.eq(~self.uart_rx)
         m.d.comb += timer.activity.eq(rx.o.valid | rx.error | rx_low)
@@ -136,6 +165,8 @@ class Soc(wiring.Component):
             m.d.sync += done.eq(done + 1)
         runs = {wire.WEIGHTS_HEADER_BYTES, self.weight_bytes, 2, 4, REPLY_HEAD, self.input_bytes,
                 self.output_bytes} - {0}
+        if self.streams and self.resident_bytes:
+            runs.add(self.resident_bytes)
         last_flags = {n: Signal(name=f"last_of_{n}") for n in runs}
         # The short runs share one "upper bits clear" term.
         low = 5
@@ -266,6 +297,23 @@ class Soc(wiring.Component):
                 m.d.sync += done_clr.eq(1)
                 fsm.goto(then)
 
+        # The packer takes an image's resident bytes, the first ``resident_bytes`` (all but a
+        # streaming program's).
+        if self.streams:
+            writing = Signal()
+
+            def to_packer(valid):
+                m.d.comb += packer.valid.eq(valid & writing)
+                if self.resident_bytes:
+                    with m.If(valid & last_flags[self.resident_bytes]):
+                        m.d.sync += writing.eq(0)
+
+            with m.If(packer.restart):
+                m.d.sync += writing.eq(self.resident_bytes > 0)
+        else:
+            def to_packer(valid):
+                m.d.comb += packer.valid.eq(valid)
+
         # ---- boot: the flash header must equal the bitstream's (magic, length, program id,
         # CRC), and the image's CRC-32 the header's.  A header that differs writes nothing.
         with fsm.state("BOOT"):
@@ -284,8 +332,12 @@ class Soc(wiring.Component):
                     fsm.goto("BOOT_DATA" if self.weight_bytes else "BOOT_CHECK")
         if self.weight_bytes:
             with fsm.state("BOOT_DATA"):
-                m.d.comb += [flash.o.ready.eq(1), packer.valid.eq(flash.o.valid), packer.data.eq(flash.o.p),
-                             packer.write.eq(~mismatch)]
+                if self.streams:
+                    m.d.comb += [flash.o.ready.eq(1), packer.data.eq(flash.o.p), packer.write.eq(~mismatch)]
+                    to_packer(flash.o.valid)
+                else:
+                    m.d.comb += [flash.o.ready.eq(1), packer.valid.eq(flash.o.valid), packer.data.eq(flash.o.p),
+                                 packer.write.eq(~mismatch)]
                 with m.If(flash.o.valid):
                     m.d.comb += flash.stop.eq(last_flags[self.weight_bytes])
                     count(self.weight_bytes, "BOOT_CHECK")
@@ -361,7 +413,7 @@ class Soc(wiring.Component):
             with fsm.state("WEIGHTS"):
                 m.d.comb += [packer.data.eq(rx.o.p), packer.write.eq(1)]
                 with receiving():
-                    m.d.comb += packer.valid.eq(1)
+                    to_packer(1)
                     count(self.weight_bytes, "PAYLOAD_CRC")
         # The payload's CRC before its own CRC bytes go in: a WEIGHTS image must be the one
         # the bitstream was built for, not merely intact (the CRC takes 11 cycles, the first
