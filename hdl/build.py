@@ -182,8 +182,11 @@ def measure_cycles(program, log=log):
     r = eng.run(hw)
     y = sim_program.finish_on_host(r["outputs"])
     exact = bool(np.array_equal(y, run_model(program.model, x)))
-    return {"cycles_per_inference": int(r["cycles"][0]), "cycles_per_layer": eng.layer_cycles(hw[0]),
+    perf = {"cycles_per_inference": int(r["cycles"][0]), "cycles_per_layer": eng.layer_cycles(hw[0]),
             "bit_exact_vs_golden": exact, "engine": eng.engine}
+    if program.config.streams:
+        perf["cycles_waiting_for_flash"] = int(r["flash_wait"][0])
+    return perf
 
 
 def layer_plot(perf, title):
@@ -334,8 +337,13 @@ def build(args):
     if program.config.streams and args.verify_netlist:
         raise BuildError("--verify-netlist: not for designs whose weights stream from flash yet (the gate-level "
                          "wrapper has the single-line flash pins only)")
-    if program.config.in_spram:
-        m = program.memory_map
+    m = program.memory_map
+    if program.config.streams:
+        st = m["stream"]
+        log(f"      {st['bytes']:,} B of weights and parameters ({st['layers']} steps) stream from the flash on "
+            f"{st['flash_lines']} lines, {m['weights']['bytes']:,} B stay in the SPRAMs beside the maps "
+            f"({m['activation_bank']['bytes']:,} B per bank); a weight cache of {m['spram']['cache_words']} words")
+    elif program.config.in_spram:
         log(f"      maps in the SPRAMs beside the weights: {m['activation_bank']['bytes']:,} B per bank, more than "
             f"the {config.act_bank_bytes:,}-byte block-RAM banks; a weight cache of {m['spram']['cache_words']} words")
 
@@ -431,7 +439,7 @@ def build(args):
                   "program_id": f"{program.program_id:#010x}", "weights_crc32": f"{wire.crc32(weights):#010x}",
                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
         "config": {k: getattr(program.config, k) for k in ("rows", "cols", "acc_width", "requant_bits", "requant_lanes",
-                                                             "act_memory", "act_bank_bytes")},
+                                                             "act_memory", "act_bank_bytes", "weight_stream")},
         "utilisation": util,
         "timing": {"requested_mhz": clock_mhz, "clock_mhz": round(pll.f_out_mhz, 3), "pll": pll.params,
                    "fmax_mhz": fmax, "seed": seed, "met": bool(fmax and fmax >= pll.f_out_mhz),
@@ -439,7 +447,9 @@ def build(args):
                    "attempts": attempts},
         "performance": perf,
         "memory_map": program.memory_map,
-        "flash": {"weights_offset": f"{board.weights_offset:#x}", "weight_bytes": len(weights)},
+        "flash": {"weights_offset": f"{board.weights_offset:#x}", "weight_bytes": len(weights),
+                  **({"streamed_bytes": int(program.stream.size), "stream_base": f"{soc.stream_base:#x}",
+                      "flash_lines": program.config.flash_lines, "sck": "clock / 2"} if program.config.streams else {})},
         "uart": {"baud": args.baud, "divisor": soc.divisor},
         "netlist_check": netlist,
         "build_seconds": None,

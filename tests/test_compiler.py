@@ -143,7 +143,8 @@ def test_maps_go_to_spram_only_when_block_ram_is_too_small():
     assert "spram" not in mnist.memory_map
     kws = compile_model(load_published("kws_ref_model.tflite"), ICEBREAKER)
     assert (kws.config.act_memory, kws.config.act_bank_bytes, kws.config.bank_addr_bits) == ("spram", 8192, 13)
-    assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25, requant_bits=32) == ICEBREAKER
+    assert kws.config.with_(act_memory="auto", act_bank_bytes=2560, acc_width=25, requant_bits=32,
+                            weight_stream="auto") == ICEBREAKER
     plan, need = kws.memory_map["spram"], kws.memory_map["activation_bank"]["bytes"]
     assert need == 5172 and plan["weight_base"] == 2586
     assert plan["weight_words_per_spram"] == -(-len(kws.weights) // 2)
