@@ -285,6 +285,10 @@ class Accelerator(wiring.Component):
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         if cfg.streams:
+            # The prefetch restarts with a new inference, from a register: it fans out far.
+            stream_start = Signal()
+            m.d.sync += stream_start.eq(0)
+            m.d.comb += stream.start.eq(stream_start)
             with m.If(stream.waiting):
                 m.d.sync += self.flash_wait.eq(self.flash_wait + 1)
         m.d.sync += self.done.eq(0)
@@ -295,8 +299,7 @@ class Accelerator(wiring.Component):
                     with m.If(self.last | ~stepping):
                         m.d.sync += [layer.eq(0), self.cycles.eq(0), self.last.eq(0)]
                         if cfg.streams:
-                            m.d.sync += self.flash_wait.eq(0)
-                            m.d.comb += stream.start.eq(1)
+                            m.d.sync += [self.flash_wait.eq(0), stream_start.eq(1)]
                     with m.Else():
                         m.d.sync += layer.eq(layer + 1)
                     m.next = "LOAD"

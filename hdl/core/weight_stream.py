@@ -46,43 +46,48 @@ class WeightStream(wiring.Component):
         m.submodules.buffer = buf = Memory(shape=weight_layout(cfg), depth=self.depth, init=[])
         wr, rd = buf.write_port(), buf.read_port()
         bits = (self.depth - 1).bit_length()
-        wptr, rptr = Signal(bits + 1), Signal(bits + 1)         # one bit more: full vs empty
+        wptr, rptr = Signal(bits), Signal(bits)
+        level = Signal(bits + 1)                                 # words in the buffer
         lane = Signal(range(cfg.cols))
         low = Signal(8 * (cfg.cols - 1))                         # the word's bytes before its last
         nbytes = self.words * cfg.cols
         left = Signal(range(nbytes + 1))                         # bytes still to take from the reader
         restart = Signal()                                       # a read to begin once the reader is idle
-        full = Signal()
-        taken = Signal()
+        # Flags a cycle ahead, so that the reader's and the cache's handshakes see flip-flops
+        # only: the buffer holds a word, it is full, bytes are left, the next byte is the last.
+        has_word, full, more, last = Signal(), Signal(), Signal(), Signal()
+        taken, push, pop = Signal(), Signal(), Signal()
 
         m.d.comb += [
             self.flash.sck.eq(reader.sck), self.flash.cs.eq(reader.cs),
             self.flash.dq_o.eq(reader.dq_o), self.flash.dq_oe.eq(reader.dq_oe), reader.dq_i.eq(self.flash.dq_i),
             reader.addr.eq(self.flash_base),
-            full.eq((wptr[:bits] == rptr[:bits]) & (wptr[bits] != rptr[bits])),
             reader.o.ready.eq(~full | (lane != cfg.cols - 1)),
-            taken.eq(reader.o.valid & reader.o.ready & (left != 0)),
+            taken.eq(reader.o.valid & reader.o.ready & more),
             # The last byte wanted ends the read in the cycle it is taken; a new inference
             # ends whatever read is left.
-            reader.stop.eq(self.start | (taken & (left == 1))),
+            reader.stop.eq(self.start | (taken & last)),
             reader.start.eq(restart & ~self.start),
-            wr.addr.eq(wptr[:bits]), wr.data.eq(Cat(low, reader.o.payload)),
-            wr.en.eq(taken & (lane == cfg.cols - 1)),
-            rd.addr.eq(rptr[:bits]), self.fetch.data.eq(rd.data),
-            self.fetch.ok.eq(wptr != rptr),
-            self.waiting.eq(self.fetch.en & (wptr == rptr)),
+            push.eq(taken & (lane == cfg.cols - 1)),
+            pop.eq(self.fetch.en & has_word),
+            wr.addr.eq(wptr), wr.data.eq(Cat(low, reader.o.payload)), wr.en.eq(push),
+            rd.addr.eq(rptr), rd.en.eq(pop), self.fetch.data.eq(rd.data),
+            self.fetch.ok.eq(has_word),
+            self.waiting.eq(self.fetch.en & ~has_word),
         ]
+        after = level + push - pop
+        m.d.sync += [level.eq(after), has_word.eq(after != 0), full.eq(after == self.depth),
+                     self.fetch.valid.eq(pop)]
         with m.If(reader.start):
             m.d.sync += restart.eq(0)
         with m.If(taken):
-            m.d.sync += [left.eq(left - 1), lane.eq(lane + 1), low.eq(Cat(low[8:], reader.o.payload))]
+            m.d.sync += [left.eq(left - 1), more.eq(~last), last.eq(left == 2),
+                         lane.eq(lane + 1), low.eq(Cat(low[8:], reader.o.payload))]
             with m.If(lane == cfg.cols - 1):
                 m.d.sync += [lane.eq(0), wptr.eq(wptr + 1)]
-        fetching = self.fetch.en & self.fetch.ok
-        m.d.comb += rd.en.eq(fetching)
-        m.d.sync += self.fetch.valid.eq(fetching)
-        with m.If(fetching):
+        with m.If(pop):
             m.d.sync += rptr.eq(rptr + 1)
         with m.If(self.start):
-            m.d.sync += [wptr.eq(0), rptr.eq(0), lane.eq(0), left.eq(nbytes), restart.eq(nbytes != 0)]
+            m.d.sync += [wptr.eq(0), rptr.eq(0), level.eq(0), has_word.eq(0), full.eq(0), lane.eq(0),
+                         left.eq(nbytes), more.eq(nbytes != 0), last.eq(nbytes == 1), restart.eq(nbytes != 0)]
         return m
