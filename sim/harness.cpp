@@ -5,9 +5,10 @@
 // the first input in the whole batch, for messages)
 //
 // Built with -DC2F_FLASH (a design whose weights stream: ports flash_sck, flash_cs,
-// flash_dq_o, flash_dq_oe, flash_dq_i, flash_wait) the harness runs the board's flash
-// (flash_model.h) with FILE at address 0, stops on a bus fight, and reports flash_wait
-// at the final done in each input's record.
+// flash_dq_o, flash_dq_oe, flash_dq_i, flash_wait, flash_ok) the harness runs the board's flash
+// (flash_model.h) with FILE at address 0, stops on a bus fight or when flash_ok is low at
+// the final done (the streamed bytes failed their CRC), and reports flash_wait at the final
+// done in each input's record.
 //
 // Ports of the top (names as emitted by amaranth.back.verilog): clk, rst, start, step,
 // busy, done, layer, last, cycles, host_addr, host_wdata, host_we, host_rdata,
@@ -348,6 +349,11 @@ int main(int argc, char** argv) {
             if (last) break;
             if (steps.size() > 100000) fail("stepping: `last` never went high", 3);
         }
+#ifdef C2F_FLASH
+        if (!sim.top->flash_ok)
+            fail("input " + std::to_string(first_index + i) + ": the weights streamed from flash failed their "
+                 "CRC-32 (the flash does not hold the program's stream)", 3);
+#endif
         // ports at the final done (in stepping mode taken before the step reads)
         const Step fin = stepping ? steps.back()
             : Step{uint32_t(sim.top->layer), uint32_t(sim.top->last), uint64_t(sim.top->cycles)};

@@ -81,8 +81,12 @@ def run(program, x, vcd=None, max_cycles=5_000_000, waits=None, flash=None):
                 if waited > max_cycles:
                     raise RuntimeError(f"accelerator did not finish within {max_cycles} cycles")
             cycles.append(ctx.get(dut.cycles))
-            if waits is not None and program.config.streams:
-                waits.append(ctx.get(dut.flash_wait))
+            if program.config.streams:
+                if not ctx.get(dut.flash_ok):
+                    raise RuntimeError("the weights streamed from flash failed their CRC-32: the flash does not "
+                                       "hold the program's stream")
+                if waits is not None:
+                    waits.append(ctx.get(dut.flash_wait))
             got = []
             for addr in out_addrs:
                 ctx.set(dut.host.addr, addr)

@@ -338,3 +338,23 @@ def test_a_flipped_weight_byte_fails_the_boot(tmp_path_factory, where):
     board, _ = make_board(design, bytes(image))
     info = Client(board).info()
     assert info.boot == wire.BOOT_BAD_CRC and not info.weights_loaded
+
+
+def test_streamed_weights_that_fail_their_crc_give_no_output(tmp_path_factory):
+    """A flash whose quad mode does not turn on boots fine (the boot reads on one line) but
+    its quad reads return the pull-ups: INFER answers BAD_FLASH, never a wrong output."""
+    design = streaming_design(tmp_path_factory)
+    path, model, program = design
+    port, soc = make_port(design, wire.flash_weights_region(program.flash_image, program.program_id))
+    flash = port.flash
+    end = flash._end
+
+    def no_quad(*args, **kwargs):
+        end(*args, **kwargs)
+        flash.sr2 = 0
+
+    flash._end = no_quad
+    client = Client(port)
+    assert client.info().weights_loaded
+    with pytest.raises(DeviceError, match="BAD_FLASH"):
+        client.infer(np.zeros(model.input_shape, np.int8))

@@ -127,15 +127,26 @@ def test_streamed_weights_in_amaranth_simulator(case, resident, buffer):
     assert flash.quad_enabled
 
 
-def test_streamed_weights_come_from_the_flash():
-    """The same run with the stream's bytes erased in the flash gives other outputs."""
+@pytest.mark.parametrize("fault", ["erased", "one bit", "QE clear"])
+def test_a_wrong_stream_is_never_silently_used(fault, monkeypatch):
+    """The weights really come from the flash, and never silently wrong: with the stream
+    erased, one bit flipped, or a flash whose quad mode does not turn on (its quad reads
+    return the pull-ups), the streamed bytes fail their CRC at the end of the inference."""
     rng = np.random.default_rng(1)
     model = random_model(rng)
     program = compile_model(model, streaming())
     x = program.start_on_host(random_inputs(rng, model, 1))
-    erased = MultiIoFlashModel(b"\xff" * program.stream.size)
-    out, _ = pysim.run(program, x, max_cycles=400_000, flash=erased)
-    assert not np.array_equal(out, run_program(program, x))
+    image = bytearray(program.stream_image)
+    if fault == "erased":
+        image = b"\xff" * len(image)
+    elif fault == "one bit":
+        image[len(image) // 2] ^= 0x08
+    flash = MultiIoFlashModel(bytes(image))
+    if fault == "QE clear":
+        monkeypatch.setattr(flash, "_end", lambda *a, **k: MultiIoFlashModel._end(flash, *a, **k)
+                            or setattr(flash, "sr2", 0))
+    with pytest.raises(RuntimeError, match="failed their CRC-32"):
+        pysim.run(program, x, max_cycles=400_000, flash=flash)
 
 
 def test_verilator_flash_equals_the_amaranth_simulators():

@@ -450,7 +450,14 @@ class Soc(wiring.Component):
         with fsm.state("RUN"):
             with m.If(core.done):
                 m.d.sync += [walk_restart.eq(1), walk_output.eq(1), settle.eq(3)]
-                answer(wire.OK)
+                if self.streams:
+                    # Weights that streamed from flash and failed their CRC give no output.
+                    with m.If(core.flash_ok):
+                        answer(wire.OK)
+                    with m.Else():
+                        answer(wire.BAD_FLASH)
+                else:
+                    answer(wire.OK)
 
         # ---- replies: sync, command, status, length, payload, CRC of all but the sync.
         # Each sending state offers a byte; the UART's input is their one-hot AND-OR (two

@@ -87,8 +87,9 @@ def host_address(config, bank, offset):
 
 class Accelerator(wiring.Component):
     """``start`` runs the whole program (or one layer when ``step`` is high at ``start``;
-    the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run
-    (and ``flash_wait``, when weights stream, the cycles of it spent waiting for the flash)."""
+    the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run.
+    When weights stream, ``flash_wait`` counts the cycles of it spent waiting for the flash
+    and ``flash_ok`` says, from ``done`` on, that the streamed bytes passed their CRC-32."""
 
     def __init__(self, program, flash_base=0):
         self.program, self.flash_base = program, flash_base
@@ -100,7 +101,7 @@ class Accelerator(wiring.Component):
             "host": In(host_signature(cfg)), "wload": In(weight_load_signature(cfg)),
         }
         if cfg.streams:
-            members.update({"flash": Out(flash_pins_signature()), "flash_wait": Out(32)})
+            members.update({"flash": Out(flash_pins_signature()), "flash_wait": Out(32), "flash_ok": Out(1)})
         super().__init__(members)
 
     @property
@@ -158,7 +159,7 @@ class Accelerator(wiring.Component):
         desc = Signal(layout)
         m.d.comb += [feeder.desc.eq(desc), drain.desc.eq(desc)]
         if cfg.streams:
-            m.submodules.stream = stream = WeightStream(cfg, len(prog.stream), self.flash_base)
+            m.submodules.stream = stream = WeightStream(cfg, prog.stream_image, self.flash_base)
             wiring.connect(m, stream.flash, wiring.flipped(self.flash))
             # A streamed step's groups come from the prefetch buffer, the others' from SPRAM.
             source = stream.fetch
@@ -288,7 +289,7 @@ class Accelerator(wiring.Component):
             # The prefetch restarts with a new inference, from a register: it fans out far.
             stream_start = Signal()
             m.d.sync += stream_start.eq(0)
-            m.d.comb += stream.start.eq(stream_start)
+            m.d.comb += [stream.start.eq(stream_start), self.flash_ok.eq(stream.intact)]
             with m.If(stream.waiting):
                 m.d.sync += self.flash_wait.eq(self.flash_wait + 1)
         m.d.sync += self.done.eq(0)
