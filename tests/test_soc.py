@@ -358,3 +358,28 @@ def test_streamed_weights_that_fail_their_crc_give_no_output(tmp_path_factory):
     assert client.info().weights_loaded
     with pytest.raises(DeviceError, match="BAD_FLASH"):
         client.infer(np.zeros(model.input_shape, np.int8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ad01_int8.tflite", "vww_96_int8.tflite"])
+def test_published_streaming_models_on_the_verilator_board(name):
+    """AD and VWW as the iCEBreaker runs them, the whole board design in Verilator: boot
+    from the flash image (resident and streamed weights, one CRC), the input over the UART
+    protocol, the streamed weights read on the flash's four lines: equal to golden, with the
+    cycles of the core's simulation (opt-in: about a minute each, most of it compiling)."""
+    from published import load_published
+    from sim.board import VerilatorBoard
+    from sim.run import Engine
+    model = load_published(name)
+    program = compile_model(model, sim_config())
+    assert program.config.streams
+    soc = Soc(program, model_id=1, divisor=DIVISOR, timeout_cycles=TIMEOUT_CYCLES, sck_half=1, wake_cycles=8)
+    image = wire.flash_weights_region(program.flash_image, program.program_id)
+    board = VerilatorBoard(soc, image, read_cycles=soc.boot_cycles + 4_000_000)
+    client = Client(board)
+    assert client.info().weights_loaded
+    x = np.random.default_rng(4).integers(-128, 128, size=model.input_shape, dtype=np.int8)
+    hw = program.start_on_host(x[None])                 # VWW's input is stored space-to-depth
+    r = client.infer(hw[0])
+    assert np.array_equal(r.output, golden_output(model, program, x))
+    assert r.cycles == Engine(program, log=lambda *a, **k: None).run(hw)["cycles"][0]

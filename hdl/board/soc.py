@@ -111,7 +111,7 @@ class Soc(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prog = self.program
-        m.submodules.core = core = Accelerator(prog, flash_base=self.stream_base)
+        m.submodules.core = core = Accelerator(prog, flash_base=self.stream_base, count_waits=False)
         m.submodules.rx = rx = UartRx(self.divisor)
         m.submodules.tx = tx = UartTx(self.divisor)
         m.submodules.flash = flash = self._flash

@@ -88,11 +88,12 @@ def host_address(config, bank, offset):
 class Accelerator(wiring.Component):
     """``start`` runs the whole program (or one layer when ``step`` is high at ``start``;
     the next ``start`` continues); ``done`` pulses at the end, ``cycles`` counts the run.
-    When weights stream, ``flash_wait`` counts the cycles of it spent waiting for the flash
-    and ``flash_ok`` says, from ``done`` on, that the streamed bytes passed their CRC-32."""
+    When weights stream, ``flash_ok`` says, from ``done`` on, that the streamed bytes passed
+    their CRC-32, and with ``count_waits`` ``flash_wait`` counts the cycles of the run spent
+    waiting for the flash (a measurement for the simulators; the board leaves it out)."""
 
-    def __init__(self, program, flash_base=0):
-        self.program, self.flash_base = program, flash_base
+    def __init__(self, program, flash_base=0, count_waits=True):
+        self.program, self.flash_base, self.count_waits = program, flash_base, count_waits
         cfg = self.config = program.config
         self.descs = [encode(d, cfg, i == len(program.layers) - 1) for i, d in enumerate(program.layers)]
         members = {
@@ -101,7 +102,9 @@ class Accelerator(wiring.Component):
             "host": In(host_signature(cfg)), "wload": In(weight_load_signature(cfg)),
         }
         if cfg.streams:
-            members.update({"flash": Out(flash_pins_signature()), "flash_wait": Out(32), "flash_ok": Out(1)})
+            members.update({"flash": Out(flash_pins_signature()), "flash_ok": Out(1)})
+            if count_waits:
+                members["flash_wait"] = Out(32)
         super().__init__(members)
 
     @property
@@ -290,8 +293,9 @@ class Accelerator(wiring.Component):
             stream_start = Signal()
             m.d.sync += stream_start.eq(0)
             m.d.comb += [stream.start.eq(stream_start), self.flash_ok.eq(stream.intact)]
-            with m.If(stream.waiting):
-                m.d.sync += self.flash_wait.eq(self.flash_wait + 1)
+            if self.count_waits:
+                with m.If(stream.waiting):
+                    m.d.sync += self.flash_wait.eq(self.flash_wait + 1)
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
@@ -300,7 +304,9 @@ class Accelerator(wiring.Component):
                     with m.If(self.last | ~stepping):
                         m.d.sync += [layer.eq(0), self.cycles.eq(0), self.last.eq(0)]
                         if cfg.streams:
-                            m.d.sync += [self.flash_wait.eq(0), stream_start.eq(1)]
+                            m.d.sync += stream_start.eq(1)
+                            if self.count_waits:
+                                m.d.sync += self.flash_wait.eq(0)
                     with m.Else():
                         m.d.sync += layer.eq(layer + 1)
                     m.next = "LOAD"
