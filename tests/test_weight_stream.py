@@ -101,14 +101,14 @@ def test_config_errors(kw, message):
         AcceleratorConfig(**kw)
 
 
-CASES = [("random1", 64, 512), ("random1", 64, 2), ("random5", 400, 512), ("depthwise", 64, 512)]
+CASES = [("random1", 64, 2), ("random5", 400, 512), ("depthwise", 64, 512)]
 
 
 @pytest.mark.parametrize("case, resident, buffer", CASES, ids=[f"{c}-res{r}-buf{b}" for c, r, b in CASES])
 def test_streamed_weights_in_amaranth_simulator(case, resident, buffer):
-    """Every layer streamed, some resident (res400), a two-word prefetch buffer (the flash
-    waits for the cache): equal to golden, the same cycles every inference, and the time
-    spent waiting for the flash counted."""
+    """Every layer streamed through a two-word prefetch buffer (the flash waits for the
+    cache), some resident (res400), depthwise: equal to golden, the same cycles every
+    inference, and the time spent waiting for the flash counted."""
     rng = np.random.default_rng(int(case[6:]) if case.startswith("random") else 0)
     model = random_model(rng) if case.startswith("random") else depthwise_model()
     program = compile_model(model, streaming(resident, stream_buffer_words=buffer))
