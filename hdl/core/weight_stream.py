@@ -20,8 +20,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..board.multi_io_flash import MultiIoFlashReader
 from ..board.crc32 import POLY
+from ..board.multi_io_flash import MultiIoFlashReader
 from .ports import weight_fetch_signature, weight_layout
 
 
