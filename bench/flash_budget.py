@@ -31,13 +31,12 @@ def budget(model, config=ICEBREAKER):
     cfg = program.config
     convs = [d for d in program.layers if d.kind == CONV]
     per_element = -(-cfg.requant_bits // cfg.requant_digit_bits) / cfg.requant_lanes
-    words = sum(-(-d.groups // d.word_groups) * d.unit_words for d in convs if d.streamed)
     return {
         "resident": int(program.weights.size), "streamed": int(program.stream.size),
         "streamed_steps": sum(d.streamed for d in convs), "steps": len(convs),
         "array": sum(d.groups * d.blocks * d.taps for d in convs),
         "requantiser": int(sum(np.prod(d.conv_shape) for d in convs) * per_element),
-        "flash": {lines: words * cfg.cols * (8 // lines) * 2 for lines in (1, 2, 4)},
+        "flash": {lines: int(program.stream.size) * (8 // lines) * 2 for lines in (1, 2, 4)},
     }
 
 

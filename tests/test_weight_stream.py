@@ -73,7 +73,6 @@ def test_residency_saves_the_most_stall():
 
 
 def test_published_models_compile_for_the_icebreaker_by_streaming():
-    pytest.importorskip("tflite")
     from published import load_published
     for name, streamed in (("ad01_int8.tflite", 150_000), ("vww_96_int8.tflite", 150_000)):
         program = compile_model(load_published(name), ICEBREAKER)
